@@ -1,0 +1,1 @@
+//! Stand-in Drone 2.x server.

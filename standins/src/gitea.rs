@@ -1,0 +1,1 @@
+//! Stand-in Gitea (API v1).

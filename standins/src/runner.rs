@@ -1,0 +1,1 @@
+//! Stand-in drone-runner-exec.
