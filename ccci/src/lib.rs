@@ -5,4 +5,5 @@ pub mod api;
 pub mod drone;
 pub mod gitea;
 pub mod log;
+pub mod run;
 pub mod secret;
