@@ -1,1 +1,0 @@
-//! Stand-in Drone 2.x server.
