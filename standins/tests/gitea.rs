@@ -1,0 +1,1028 @@
+//! The stand-in Gitea's quirks, pinned over real HTTP. Each test cites the upstream file
+//! (go-gitea/gitea at v1.24.7 unless noted) whose behaviour it mirrors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use standins::gitea::{Gitea, HookSpec, HookVersion, Options, PullSpec};
+use standins::http::{Response as HttpResponse, Server};
+
+const T0: i64 = 1_740_823_200; // 2025-03-01T10:00:00Z
+
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+/// One request; `auth` is the whole Authorization header value.
+fn call(method: &str, url: &str, auth: Option<&str>, body: Option<Value>) -> Resp {
+    let a = agent();
+    let result = match method {
+        "GET" | "DELETE" => {
+            let mut r = if method == "GET" {
+                a.get(url)
+            } else {
+                a.delete(url)
+            };
+            if let Some(h) = auth {
+                r = r.header("Authorization", h);
+            }
+            r.call()
+        }
+        _ => {
+            let mut r = match method {
+                "POST" => a.post(url),
+                "PUT" => a.put(url),
+                _ => a.patch(url),
+            };
+            if let Some(h) = auth {
+                r = r.header("Authorization", h);
+            }
+            match body {
+                Some(b) => r.send_json(&b),
+                None => r.send_empty(),
+            }
+        }
+    };
+    let mut resp = result.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    let body = resp.body_mut().read_to_string().unwrap_or_default();
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn tok(t: &str) -> String {
+    format!("token {t}")
+}
+
+/// An org `acme` with repo `app`, maintainer `alice` (member), outsider `bob` (fork
+/// `bob/app`), bot `ci` (member), and a PR #1 from bob's fork. Clock frozen at T0.
+struct World {
+    g: Gitea,
+    alice: String,
+    bob: String,
+    ci: String,
+}
+
+fn world() -> World {
+    let g = Gitea::start().unwrap();
+    g.set_now(T0);
+    g.create_org("acme").unwrap();
+    for u in ["alice", "bob", "ci"] {
+        g.create_user(u).unwrap();
+    }
+    g.set_member("acme", "alice", false).unwrap();
+    g.set_member("acme", "ci", false).unwrap();
+    g.create_repo("acme", "app", false).unwrap();
+    g.fork_repo("acme/app", "bob").unwrap();
+    let n = g
+        .open_pull(
+            "acme",
+            "app",
+            &PullSpec {
+                poster: "bob".into(),
+                title: "Fix x".into(),
+                body: String::new(),
+                head_repo: Some("bob/app".into()),
+                head_branch: "fix-x".into(),
+                head_sha: "3f2e".repeat(10),
+                base_branch: None,
+            },
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    let all = &["all"];
+    let alice = g.create_token("alice", all).unwrap();
+    let bob = g.create_token("bob", all).unwrap();
+    let ci = g.create_token("ci", all).unwrap();
+    World { g, alice, bob, ci }
+}
+
+impl World {
+    fn api(&self, path: &str) -> String {
+        format!("{}{path}", self.g.api_url())
+    }
+}
+
+fn ids(v: &Value) -> Vec<i64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_i64().unwrap())
+        .collect()
+}
+
+// routers/api/v1/repo/issue_comment.go ListRepoIssueComments + models/issues/comment.go
+// FindCommentsOptions.ToConds: `since` filters on updated_unix >= since, inclusive, in whole
+// seconds; order created_unix ASC, id ASC; an edited old comment comes back.
+#[test]
+fn repo_comments_since_is_inclusive_on_update_time() {
+    let w = world();
+    let c1 = w.g.comment("acme", "app", 1, "alice", "one").unwrap();
+    let c2 =
+        w.g.comment("acme", "app", 1, "bob", "two, same second")
+            .unwrap();
+    w.g.advance(10);
+    let c3 = w.g.comment("acme", "app", 1, "alice", "three").unwrap();
+    w.g.advance(10);
+    w.g.edit_comment(c1, "alice", "one, edited").unwrap();
+
+    let since = |t: i64| {
+        let ts = standins::gitea::util::format_rfc3339(t, 0);
+        call(
+            "GET",
+            &w.api(&format!("/repos/acme/app/issues/comments?since={ts}")),
+            Some(&tok(&w.ci)),
+            None,
+        )
+    };
+    // Same-second comments are both returned for a since equal to their second.
+    assert_eq!(ids(&since(T0).json()), vec![c1, c2, c3]);
+    // since = c3's second: c3 (inclusive) and c1 (updated later), in creation order.
+    assert_eq!(ids(&since(T0 + 10).json()), vec![c1, c3]);
+    assert_eq!(ids(&since(T0 + 20).json()), vec![c1]);
+    assert_eq!(ids(&since(T0 + 21).json()), Vec::<i64>::new());
+    // `before` is inclusive on update time too.
+    let r = call(
+        "GET",
+        &w.api("/repos/acme/app/issues/comments?before=2025-03-01T10:00:10Z"),
+        Some(&tok(&w.ci)),
+        None,
+    );
+    assert_eq!(ids(&r.json()), vec![c2, c3]);
+}
+
+// services/context/utils.go GetQueryBeforeSince: time.Parse(time.RFC3339) → 422; an
+// unencoded `+` in the offset arrives as a space (url.ParseQuery) and fails.
+#[test]
+fn bad_since_is_422_and_offsets_must_be_encoded() {
+    let w = world();
+    w.g.comment("acme", "app", 1, "alice", "x").unwrap();
+    let r = call(
+        "GET",
+        &w.api("/repos/acme/app/issues/comments?since=yesterday"),
+        Some(&tok(&w.ci)),
+        None,
+    );
+    assert_eq!(r.status, 422);
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("parsing time"));
+    let r = call(
+        "GET",
+        &w.api("/repos/acme/app/issues/comments?since=2025-03-01T11:00:00+01:00"),
+        Some(&tok(&w.ci)),
+        None,
+    );
+    assert_eq!(r.status, 422);
+    let r = call(
+        "GET",
+        &w.api("/repos/acme/app/issues/comments?since=2025-03-01T11:00:00%2B01:00"),
+        Some(&tok(&w.ci)),
+        None,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json().as_array().unwrap().len(), 1);
+}
+
+// models/issues/comment.go FindComments: `if opts.Page > 0` paginates (1.23/1.24), so
+// without `page` every comment comes back and `limit` is ignored; services/convert/utils.go
+// ToCorrectPageSize: default 30, capped at MAX_RESPONSE_ITEMS 50. services/context/base.go
+// SetTotalCountHeader sets X-Total-Count; this handler never calls SetLinkHeader.
+#[test]
+fn limit_is_ignored_without_page_and_capped_at_50() {
+    let w = world();
+    for i in 0..60 {
+        w.g.comment("acme", "app", 1, "alice", &format!("c{i}"))
+            .unwrap();
+    }
+    let get = |q: &str| {
+        call(
+            "GET",
+            &w.api(&format!("/repos/acme/app/issues/comments{q}")),
+            Some(&tok(&w.ci)),
+            None,
+        )
+    };
+    let r = get("?limit=5");
+    assert_eq!(r.json().as_array().unwrap().len(), 60);
+    assert_eq!(r.header("X-Total-Count"), Some("60"));
+    assert_eq!(r.header("Link"), None);
+    assert_eq!(get("?page=1").json().as_array().unwrap().len(), 30);
+    assert_eq!(
+        get("?page=1&limit=100").json().as_array().unwrap().len(),
+        50
+    );
+    let p2 = get("?page=2&limit=50");
+    assert_eq!(p2.json().as_array().unwrap().len(), 10);
+    assert_eq!(p2.header("X-Total-Count"), Some("60"));
+    assert_eq!(p2.header("Link"), None);
+    assert_eq!(get("?page=3&limit=50").json().as_array().unwrap().len(), 0);
+}
+
+// models/issues/comment.go PRURL/IssueURL/HTMLURL via services/convert/issue_comment.go
+// ToAPIComment: the PR number is only in the web URL pull_request_url; issue_url is "" for
+// PRs and the reverse for issues. FindComments lists only CommentTypeComment (0).
+#[test]
+fn comment_urls_and_only_plain_comments() {
+    let w = world();
+    let issue = w.g.open_issue("acme", "app", "bob", "Bug").unwrap();
+    let on_pr = w.g.comment("acme", "app", 1, "alice", "!testme").unwrap();
+    w.g.review_comment("acme", "app", 1, "alice", "LGTM")
+        .unwrap();
+    let on_issue =
+        w.g.comment("acme", "app", issue, "alice", "thanks")
+            .unwrap();
+    let r = call(
+        "GET",
+        &w.api("/repos/acme/app/issues/comments"),
+        Some(&tok(&w.ci)),
+        None,
+    );
+    let list = r.json();
+    assert_eq!(ids(&list), vec![on_pr, on_issue]);
+    let root = w.g.root_url();
+    let pr = &list[0];
+    assert_eq!(
+        pr["pull_request_url"],
+        json!(format!("{root}acme/app/pulls/1"))
+    );
+    assert_eq!(pr["issue_url"], json!(""));
+    assert_eq!(
+        pr["html_url"],
+        json!(format!("{root}acme/app/pulls/1#issuecomment-{on_pr}"))
+    );
+    assert_eq!(pr["user"]["login"], json!("alice"));
+    assert_eq!(pr["created_at"], json!("2025-03-01T10:00:00Z"));
+    let is = &list[1];
+    assert_eq!(is["pull_request_url"], json!(""));
+    assert_eq!(
+        is["issue_url"],
+        json!(format!("{root}acme/app/issues/{issue}"))
+    );
+    // The per-issue route takes since/before and no paging.
+    let r = call(
+        "GET",
+        &w.api("/repos/acme/app/issues/1/comments?page=1&limit=1"),
+        Some(&tok(&w.ci)),
+        None,
+    );
+    assert_eq!(ids(&r.json()), vec![on_pr]);
+}
+
+// modules/timeutil/timestamp.go AsTime: times are rendered in DEFAULT_UI_LOCATION's offset.
+#[test]
+fn times_use_the_server_offset() {
+    let g = Gitea::start_with(Options {
+        tz_offset_secs: 3600,
+        ..Options::default()
+    })
+    .unwrap();
+    g.set_now(T0);
+    g.create_user("u").unwrap();
+    g.create_repo("u", "r", false).unwrap();
+    let n = g.open_issue("u", "r", "u", "t").unwrap();
+    g.comment("u", "r", n, "u", "hi").unwrap();
+    let r = call(
+        "GET",
+        &format!("{}/repos/u/r/issues/comments", g.api_url()),
+        None,
+        None,
+    );
+    assert_eq!(
+        r.json()[0]["created_at"],
+        json!("2025-03-01T11:00:00+01:00")
+    );
+}
+
+// routers/api/v1/org/member.go IsMember: a member caller gets 204/404; a non-member caller
+// asking about someone else is redirected (ctx.Redirect → 303) to public_members; asking
+// about itself → 404. routers/api/v1/user/helper.go GetUserByPathParam → 307 for a renamed
+// user (services/context/user.go RedirectToUser). reqToken → 401 for anonymous.
+#[test]
+fn org_membership_answers() {
+    let w = world();
+    let url = |u: &str| w.api(&format!("/orgs/acme/members/{u}"));
+    assert_eq!(
+        call("GET", &url("alice"), Some(&tok(&w.ci)), None).status,
+        204
+    );
+    let r = call("GET", &url("bob"), Some(&tok(&w.ci)), None);
+    assert_eq!(r.status, 404);
+    assert!(r.json()["message"].is_string());
+    let r = call("GET", &url("alice"), Some(&tok(&w.bob)), None);
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        r.header("Location"),
+        Some("/api/v1/orgs/acme/public_members/alice")
+    );
+    assert_eq!(
+        call("GET", &url("bob"), Some(&tok(&w.bob)), None).status,
+        404
+    );
+    assert_eq!(
+        call("GET", &url("nobody"), Some(&tok(&w.ci)), None).status,
+        404
+    );
+    let r = call("GET", &url("alice"), None, None);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["message"], json!("token is required"));
+    // routers/api/v1/org/member.go IsPublicMember: 204/404 on the member's public flag.
+    let public = |u: &str| {
+        call(
+            "GET",
+            &w.api(&format!("/orgs/acme/public_members/{u}")),
+            Some(&tok(&w.bob)),
+            None,
+        )
+        .status
+    };
+    assert_eq!(public("alice"), 404);
+    w.g.set_member("acme", "alice", true).unwrap();
+    assert_eq!(public("alice"), 204);
+    // Renamed: 307 to the same path under the new login.
+    w.g.rename_user("alice", "alicia").unwrap();
+    let r = call("GET", &url("alice"), Some(&tok(&w.ci)), None);
+    assert_eq!(r.status, 307);
+    assert_eq!(
+        r.header("Location"),
+        Some("/api/v1/orgs/acme/members/alicia")
+    );
+    assert_eq!(
+        call("GET", &url("alicia"), Some(&tok(&w.ci)), None).status,
+        204
+    );
+}
+
+// routers/api/v1/repo/issue_reaction.go changeIssueCommentReaction: 201 new, 200 existing,
+// 403 for a value outside [ui] REACTIONS (modules/setting/ui.go).
+#[test]
+fn reactions_201_then_200_and_403_for_unknown() {
+    let w = world();
+    let c = w.g.comment("acme", "app", 1, "alice", "!testme").unwrap();
+    let url = w.api(&format!("/repos/acme/app/issues/comments/{c}/reactions"));
+    let r = call(
+        "POST",
+        &url,
+        Some(&tok(&w.ci)),
+        Some(json!({"content": "eyes"})),
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(r.json()["content"], json!("eyes"));
+    assert_eq!(r.json()["user"]["login"], json!("ci"));
+    assert_eq!(
+        call(
+            "POST",
+            &url,
+            Some(&tok(&w.ci)),
+            Some(json!({"content": "eyes"}))
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        call(
+            "POST",
+            &url,
+            Some(&tok(&w.ci)),
+            Some(json!({"content": "thumbsup"}))
+        )
+        .status,
+        403
+    );
+    let list = call("GET", &url, None, None).json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}
+
+// routers/api/v1/repo/issue_comment.go EditIssueComment: only the poster or a writer
+// (else 403), 404 for a comment of another repo, an unchanged body is not saved again.
+#[test]
+fn edit_comment_rules() {
+    let w = world();
+    let c = w.g.comment("acme", "app", 1, "bob", "please test").unwrap();
+    let url = w.api(&format!("/repos/acme/app/issues/comments/{c}"));
+    // ci is an org member (writer): allowed. Another outsider is not.
+    let eve = {
+        w.g.create_user("eve").unwrap();
+        w.g.create_token("eve", &["write:issue"]).unwrap()
+    };
+    assert_eq!(
+        call(
+            "PATCH",
+            &url,
+            Some(&tok(&eve)),
+            Some(json!({"body": "hijack"}))
+        )
+        .status,
+        403
+    );
+    w.g.advance(30);
+    let r = call(
+        "PATCH",
+        &url,
+        Some(&tok(&w.bob)),
+        Some(json!({"body": "please test"})),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.json()["updated_at"],
+        json!("2025-03-01T10:00:00Z"),
+        "unchanged body not re-saved"
+    );
+    let r = call(
+        "PATCH",
+        &url,
+        Some(&tok(&w.bob)),
+        Some(json!({"body": "please test now"})),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["updated_at"], json!("2025-03-01T10:00:30Z"));
+    assert_eq!(
+        call(
+            "PATCH",
+            &url,
+            Some(&tok(&w.ci)),
+            Some(json!({"body": "by a writer"}))
+        )
+        .status,
+        200
+    );
+    // Same id under another repo path: 404.
+    let other = w.api(&format!("/repos/bob/app/issues/comments/{c}"));
+    assert_eq!(
+        call(
+            "PATCH",
+            &other,
+            Some(&tok(&w.bob)),
+            Some(json!({"body": "x"}))
+        )
+        .status,
+        404
+    );
+}
+
+// routers/api/v1/repo/issue_comment.go CreateIssueComment: 201; a locked issue needs write
+// access (403 otherwise); an archived repo is 423; reqToken for anonymous.
+#[test]
+fn create_comment_rules() {
+    let w = world();
+    let url = w.api("/repos/acme/app/issues/1/comments");
+    let r = call(
+        "POST",
+        &url,
+        Some(&tok(&w.bob)),
+        Some(json!({"body": "hi"})),
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(
+        r.json()["pull_request_url"],
+        json!(format!("{}acme/app/pulls/1", w.g.root_url()))
+    );
+    assert_eq!(
+        call("POST", &url, None, Some(json!({"body": "hi"}))).status,
+        401
+    );
+    assert_eq!(
+        call("POST", &url, Some(&tok(&w.bob)), Some(json!({"body": ""}))).status,
+        422
+    );
+    w.g.lock_issue("acme", "app", 1).unwrap();
+    assert_eq!(
+        call(
+            "POST",
+            &url,
+            Some(&tok(&w.bob)),
+            Some(json!({"body": "hi"}))
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        call("POST", &url, Some(&tok(&w.ci)), Some(json!({"body": "hi"}))).status,
+        201
+    );
+    w.g.set_archived("acme", "app", true).unwrap();
+    assert_eq!(
+        call("POST", &url, Some(&tok(&w.ci)), Some(json!({"body": "hi"}))).status,
+        423
+    );
+}
+
+// services/convert/pull.go ToAPIPullRequest: head.ref is the branch while it exists, else
+// refs/pull/N/head with the sha from that ref; a deleted head repo leaves repo null and
+// repo_id -1. A merged PR is state closed + merged true.
+#[test]
+fn pull_head_after_branch_and_fork_deletion() {
+    let w = world();
+    let get = || {
+        call(
+            "GET",
+            &w.api("/repos/acme/app/pulls/1"),
+            Some(&tok(&w.ci)),
+            None,
+        )
+        .json()
+    };
+    let p = get();
+    assert_eq!(p["head"]["ref"], json!("fix-x"));
+    assert_eq!(p["head"]["label"], json!("fix-x"));
+    assert_eq!(p["head"]["repo"]["full_name"], json!("bob/app"));
+    assert_eq!(p["head"]["repo"]["fork"], json!(true));
+    assert_eq!(p["base"]["repo"]["full_name"], json!("acme/app"));
+    assert_eq!(p["state"], json!("open"));
+    assert_eq!(p["merged"], json!(false));
+    assert_eq!(p["merged_at"], Value::Null);
+    w.g.push_pull_head("acme", "app", 1, &"9".repeat(40))
+        .unwrap();
+    assert_eq!(get()["head"]["sha"], json!("9".repeat(40)));
+    w.g.delete_branch("bob", "app", "fix-x").unwrap();
+    let p = get();
+    assert_eq!(p["head"]["ref"], json!("refs/pull/1/head"));
+    assert_eq!(p["head"]["sha"], json!("9".repeat(40)));
+    assert_eq!(p["head"]["repo_id"], json!(p["head"]["repo"]["id"]));
+    w.g.delete_repo("bob", "app").unwrap();
+    let p = get();
+    assert_eq!(p["head"]["repo"], Value::Null);
+    assert_eq!(p["head"]["repo_id"], json!(-1));
+    assert_eq!(p["head"]["ref"], json!("refs/pull/1/head"));
+    w.g.merge_pull("acme", "app", 1, "alice").unwrap();
+    let p = get();
+    assert_eq!(
+        (p["state"].clone(), p["merged"].clone()),
+        (json!("closed"), json!(true))
+    );
+    assert_eq!(p["merged_by"]["login"], json!("alice"));
+    // routers/api/v1/repo/issue.go GetIssue: PRs share the index; pull_request meta set.
+    let i = call(
+        "GET",
+        &w.api("/repos/acme/app/issues/1"),
+        Some(&tok(&w.ci)),
+        None,
+    )
+    .json();
+    assert_eq!(i["pull_request"]["merged"], json!(true));
+    assert_eq!(
+        i["url"],
+        json!(format!("{}api/v1/repos/acme/app/issues/1", w.g.root_url()))
+    );
+    let n = w.g.open_issue("acme", "app", "bob", "Bug").unwrap();
+    let i = call(
+        "GET",
+        &w.api(&format!("/repos/acme/app/issues/{n}")),
+        None,
+        None,
+    )
+    .json();
+    assert_eq!(i["pull_request"], Value::Null);
+    assert_eq!(
+        call(
+            "GET",
+            &w.api(&format!("/repos/acme/app/pulls/{n}")),
+            None,
+            None
+        )
+        .status,
+        404
+    );
+}
+
+// models/activities/notification_list.go createOrUpdateIssueNotifications: repo watchers
+// are skipped for WIP-titled PRs (#14663), the author is never notified, one thread per PR
+// per user, a read thread turns unread on a new comment. services/convert/notification.go:
+// subject.url is the API issue URL even for PRs, type "Pull". routers/api/v1/notify/user.go
+// ReadNotifications answers 205.
+#[test]
+fn notifications_rules() {
+    let w = world();
+    w.g.watch("ci", "acme", "app").unwrap();
+    w.g.set_title("acme", "app", 1, "WIP: Fix x").unwrap();
+    w.g.comment("acme", "app", 1, "alice", "!testme").unwrap();
+    let list = |t: &str, q: &str| {
+        call(
+            "GET",
+            &w.api(&format!("/notifications{q}")),
+            Some(&tok(t)),
+            None,
+        )
+    };
+    assert_eq!(
+        list(&w.ci, "").json().as_array().unwrap().len(),
+        0,
+        "WIP: watcher not notified"
+    );
+    // The PR poster (participant) is notified; the author is not.
+    assert_eq!(list(&w.bob, "").json().as_array().unwrap().len(), 1);
+    assert_eq!(list(&w.alice, "").json().as_array().unwrap().len(), 0);
+
+    w.g.set_title("acme", "app", 1, "Fix x").unwrap();
+    w.g.advance(5);
+    w.g.comment("acme", "app", 1, "alice", "!testme again")
+        .unwrap();
+    w.g.advance(5);
+    let c3 = w.g.comment("acme", "app", 1, "bob", "and again").unwrap();
+    let r = list(&w.ci, "?subject-type=pull");
+    assert_eq!(r.header("X-Total-Count"), Some("1"));
+    let t = &r.json()[0];
+    assert_eq!(t["subject"]["type"], json!("Pull"));
+    assert_eq!(
+        t["subject"]["url"],
+        json!(format!("{}api/v1/repos/acme/app/issues/1", w.g.root_url()))
+    );
+    assert_eq!(
+        t["subject"]["latest_comment_url"],
+        json!(format!(
+            "{}api/v1/repos/acme/app/issues/comments/{c3}",
+            w.g.root_url()
+        ))
+    );
+    assert_eq!(t["unread"], json!(true));
+    assert_eq!(
+        list(&w.ci, "?subject-type=issue")
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    let r = call("PUT", &w.api("/notifications"), Some(&tok(&w.ci)), None);
+    assert_eq!(r.status, 205);
+    assert_eq!(r.json()[0]["unread"], json!(false));
+    assert_eq!(list(&w.ci, "").json().as_array().unwrap().len(), 0);
+    assert_eq!(list(&w.ci, "?all=true").json().as_array().unwrap().len(), 1);
+    w.g.advance(5);
+    w.g.comment("acme", "app", 1, "alice", "once more").unwrap();
+    let again = list(&w.ci, "").json();
+    assert_eq!(again.as_array().unwrap().len(), 1, "still one thread");
+    assert_eq!(again[0]["unread"], json!(true));
+    assert_eq!(again[0]["updated_at"], json!("2025-03-01T10:00:15Z"));
+    // since on the thread's update time, inclusive.
+    assert_eq!(
+        list(&w.ci, "?all=true&since=2025-03-01T10:00:16Z")
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    // Watching over the API: PUT subscription → 200 WatchInfo.
+    let r = call(
+        "PUT",
+        &w.api("/repos/acme/app/subscription"),
+        Some(&tok(&w.alice)),
+        None,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["subscribed"], json!(true));
+}
+
+/// A webhook receiver answering `status`, recording what it got.
+fn receiver(status: u16) -> Server {
+    Server::start(
+        0,
+        Arc::new(move |_req: &standins::http::Request| HttpResponse::new(status)),
+    )
+    .unwrap()
+}
+
+fn hmac256(key: &[u8], data: &[u8]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut m = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).unwrap();
+    m.update(data);
+    standins::gitea::util::hex(&m.finalize().into_bytes())
+}
+
+// services/webhook/deliver.go addDefaultHeaders + Deliver; services/webhook/notifier.go
+// CreateIssueComment; modules/structs/hook.go IssueCommentPayload (pull_request from 1.23,
+// #26178); modules/webhook/type.go Event(): PR comments travel as issue_comment with
+// X-Gitea-Event-Type pull_request_comment.
+#[test]
+fn webhook_signature_headers_and_shapes() {
+    let w = world();
+    let rx = receiver(200);
+    let hook = |v: HookVersion| HookSpec {
+        url: format!("{}/hook", rx.url()),
+        secret: "s3cret".into(),
+        version: v,
+        events: vec!["pull_request".into(), "issues".into()],
+    };
+    w.g.add_webhook("acme", "app", &hook(HookVersion::V1_21))
+        .unwrap();
+    w.g.add_webhook("acme", "app", &hook(HookVersion::V1_24))
+        .unwrap();
+    let c =
+        w.g.comment("acme", "app", 1, "alice", "!testme <b>&</b>")
+            .unwrap();
+    let d = w.g.wait_deliveries(2, Duration::from_secs(10));
+    assert_eq!(d.len(), 2);
+    let got = rx.requests();
+    assert_eq!(got.len(), 2);
+    for req in &got {
+        let body = &req.request.body;
+        let sig = req.request.header("X-Gitea-Signature").unwrap();
+        assert_eq!(sig, hmac256(b"s3cret", body));
+        assert_eq!(
+            req.request.header("X-Hub-Signature-256").unwrap(),
+            format!("sha256={sig}")
+        );
+        let sha1 = standins::gitea::util::hex(&standins::gitea::util::hmac_sha1(b"s3cret", body));
+        assert_eq!(
+            req.request.header("X-Hub-Signature").unwrap(),
+            format!("sha1={sha1}")
+        );
+        assert_eq!(req.request.header("X-Gitea-Event"), Some("issue_comment"));
+        assert_eq!(
+            req.request.header("X-Gitea-Event-Type"),
+            Some("pull_request_comment")
+        );
+        assert_eq!(req.request.header("X-GitHub-Event"), Some("issue_comment"));
+        let uuid = req.request.header("X-Gitea-Delivery").unwrap();
+        assert_eq!(uuid.len(), 36);
+        assert_eq!(req.request.header("X-Gogs-Delivery"), Some(uuid));
+        let text = String::from_utf8(body.clone()).unwrap();
+        assert!(
+            text.starts_with("{\n  \""),
+            "MarshalIndent, two spaces: {text:.40}"
+        );
+        assert!(text.contains("\\u003cb\\u003e\\u0026"), "Go escapes <>&");
+        let p: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(p["action"], json!("created"));
+        assert_eq!(p["is_pull"], json!(true));
+        assert_eq!(p["comment"]["id"], json!(c));
+        assert_eq!(p["comment"]["body"], json!("!testme <b>&</b>"));
+        assert_eq!(p["sender"]["login"], json!("alice"));
+        assert_eq!(p["repository"]["full_name"], json!("acme/app"));
+        let v124 = req
+            .request
+            .header("X-Gitea-Hook-Installation-Target-Type")
+            .is_some();
+        if v124 {
+            assert_eq!(
+                p["pull_request"]["head"]["repo"]["full_name"],
+                json!("bob/app")
+            );
+            assert_eq!(p["issue"]["pull_request"]["draft"], json!(false));
+        } else {
+            assert!(p.get("pull_request").is_none(), "1.21 has no pull_request");
+            assert!(p["issue"]["pull_request"].get("draft").is_none());
+        }
+    }
+    // Edit: action edited with changes.body.from; an issue comment is issue_comment twice.
+    w.g.edit_comment(c, "alice", "!testme").unwrap();
+    let d = w.g.wait_deliveries(4, Duration::from_secs(10));
+    let edited: Value = serde_json::from_str(&d[2].body).unwrap();
+    assert_eq!(edited["action"], json!("edited"));
+    assert_eq!(edited["changes"]["body"]["from"], json!("!testme <b>&</b>"));
+    let n = w.g.open_issue("acme", "app", "bob", "Bug").unwrap();
+    w.g.comment("acme", "app", n, "alice", "hi").unwrap();
+    let d = w.g.wait_deliveries(6, Duration::from_secs(10));
+    assert_eq!(d[4].event_type, "issue_comment");
+    assert_eq!(d[4].header("X-Gitea-Event-Type"), Some("issue_comment"));
+}
+
+// services/webhook/deliver.go: one attempt, marked delivered before sending, never retried
+// on a non-2xx answer; with no secret X-Gitea-Signature is "" and X-Hub-Signature-256
+// "sha256=".
+#[test]
+fn webhook_is_one_attempt_without_retry() {
+    let w = world();
+    let rx = receiver(500);
+    w.g.add_webhook(
+        "acme",
+        "app",
+        &HookSpec {
+            url: format!("{}/hook", rx.url()),
+            secret: String::new(),
+            version: HookVersion::V1_24,
+            events: vec![],
+        },
+    )
+    .unwrap();
+    w.g.comment("acme", "app", 1, "alice", "!testme").unwrap();
+    let d = w.g.wait_deliveries(1, Duration::from_secs(10));
+    assert_eq!(d[0].status, Some(500));
+    assert!(!d[0].succeeded());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(rx.requests().len(), 1, "no retry");
+    assert_eq!(w.g.deliveries().len(), 1);
+    let req = &rx.requests()[0].request;
+    assert_eq!(req.header("X-Gitea-Signature"), Some(""));
+    assert_eq!(req.header("X-Hub-Signature-256"), Some("sha256="));
+    // A receiver that is not there: recorded as an error, still one attempt.
+    let port = rx.addr().port();
+    drop(rx);
+    let w2 = world();
+    w2.g.add_webhook(
+        "acme",
+        "app",
+        &HookSpec {
+            url: format!("http://127.0.0.1:{port}/gone"),
+            secret: "k".into(),
+            version: HookVersion::V1_21,
+            events: vec!["*".into()],
+        },
+    )
+    .unwrap();
+    w2.g.comment("acme", "app", 1, "alice", "!testme").unwrap();
+    let d = w2.g.wait_deliveries(1, Duration::from_secs(10));
+    assert!(d[0].error.is_some(), "{:?}", d[0]);
+    assert_eq!(d[0].header("X-Gitea-Hook-Installation-Target-Type"), None);
+}
+
+// services/auth/oauth2.go parseToken: `token X` (lowercase word), `Bearer X` (any case),
+// ?token= / ?access_token=; anything else is no credential (anonymous). An unknown token is
+// 401 (routers/api/v1/api.go apiAuth); a token without the route's scope is 403
+// (tokenRequiresScopes, GET = read); a private repo the user cannot read is 404
+// (repoAssignment); anonymous reads of public repos pass.
+#[test]
+fn auth_like_gitea() {
+    let w = world();
+    w.g.create_repo("acme", "secret", true).unwrap();
+    let read_only = w.g.create_token("bob", &["read:issue"]).unwrap();
+    let comments = w.api("/repos/acme/app/issues/comments");
+    assert_eq!(call("GET", &comments, None, None).status, 200);
+    assert_eq!(call("GET", &comments, Some(&tok(&w.ci)), None).status, 200);
+    assert_eq!(
+        call("GET", &comments, Some(&format!("BEARER {}", w.ci)), None).status,
+        200
+    );
+    assert_eq!(
+        call("GET", &format!("{comments}?token={}", w.ci), None, None).status,
+        200
+    );
+    assert_eq!(
+        call(
+            "GET",
+            &format!("{comments}?access_token={}", w.ci),
+            None,
+            None
+        )
+        .status,
+        200
+    );
+    let r = call("GET", &comments, Some("token nope"), None);
+    assert_eq!(r.status, 401);
+    assert!(r.json()["message"].is_string() && r.json()["url"].is_string());
+    // `Token X` is not parsed: the request is anonymous (public read passes, reqToken fails).
+    assert_eq!(
+        call("GET", &comments, Some(&format!("Token {}", w.ci)), None).status,
+        200
+    );
+    let n = w.api("/notifications");
+    assert_eq!(
+        call("GET", &n, Some(&format!("Token {}", w.ci)), None).status,
+        401
+    );
+    // Scopes: read:issue may read comments but not pulls (repository) nor write.
+    assert_eq!(
+        call("GET", &comments, Some(&tok(&read_only)), None).status,
+        200
+    );
+    let r = call(
+        "GET",
+        &w.api("/repos/acme/app/pulls/1"),
+        Some(&tok(&read_only)),
+        None,
+    );
+    assert_eq!(r.status, 403);
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("read:repository"));
+    let post = w.api("/repos/acme/app/issues/1/comments");
+    assert_eq!(
+        call(
+            "POST",
+            &post,
+            Some(&tok(&read_only)),
+            Some(json!({"body": "x"}))
+        )
+        .status,
+        403
+    );
+    // Private repo: 404 for outsiders and anonymous, 200 for members.
+    let private = w.api("/repos/acme/secret/issues/comments");
+    assert_eq!(call("GET", &private, Some(&tok(&w.bob)), None).status, 404);
+    assert_eq!(call("GET", &private, None, None).status, 404);
+    assert_eq!(call("GET", &private, Some(&tok(&w.ci)), None).status, 200);
+    // services/auth/basic.go: the token as Basic user name.
+    let basic = format!("Basic {}", b64(&format!("{}:", w.ci)));
+    assert_eq!(call("GET", &n, Some(&basic), None).status, 200);
+}
+
+fn b64(s: &str) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for ch in b.chunks(3) {
+        let n = ch
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &x)| acc | (u32::from(x) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= ch.len() {
+                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+// The control surface the binary exposes: the same world built over HTTP.
+#[test]
+fn control_surface_over_http() {
+    let g = Gitea::start().unwrap();
+    let c = |m: &str, p: &str, b: Value| {
+        let r = call(m, &format!("{}/_standin/{p}", g.url()), None, Some(b));
+        assert_eq!(r.status, 200, "{m} {p}: {}", r.body);
+        r.json()
+    };
+    c("PUT", "clock", json!({"now": T0}));
+    assert!(
+        c("POST", "users", json!({"login": "alice"}))["id"]
+            .as_i64()
+            .unwrap()
+            > 0
+    );
+    c("POST", "orgs", json!({"name": "acme"}));
+    c("PUT", "orgs/acme/members/alice", json!({"public": true}));
+    let token = c(
+        "POST",
+        "tokens",
+        json!({"user": "alice", "scopes": ["all"]}),
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    c("POST", "repos", json!({"owner": "acme", "name": "app"}));
+    let n = c(
+        "POST",
+        "repos/acme/app/pulls",
+        json!({"poster": "alice", "title": "t", "head_branch": "b", "head_sha": "ab".repeat(20)}),
+    )["number"]
+        .as_i64()
+        .unwrap();
+    let id = c(
+        "POST",
+        &format!("repos/acme/app/issues/{n}/comments"),
+        json!({"user": "alice", "body": "!testme"}),
+    )["id"]
+        .as_i64()
+        .unwrap();
+    c(
+        "PATCH",
+        &format!("comments/{id}"),
+        json!({"user": "alice", "body": "!testme 2"}),
+    );
+    c("PUT", "clock", json!({"advance": 60}));
+    assert_eq!(c("GET", "clock", json!({}))["now"], json!(T0 + 60));
+    let r = call(
+        "GET",
+        &format!("{}/repos/acme/app/issues/comments", g.api_url()),
+        Some(&tok(&token)),
+        None,
+    );
+    assert_eq!(r.json()[0]["body"], json!("!testme 2"));
+    let bad = call(
+        "POST",
+        &format!("{}/_standin/users", g.url()),
+        None,
+        Some(json!({"login": "alice"})),
+    );
+    assert_eq!(bad.status, 400);
+    assert!(bad.json()["error"].as_str().unwrap().contains("exists"));
+}
