@@ -1,0 +1,214 @@
+//! The bridge's configuration: one JSON file (the NixOS module renders it), tokens and webhook
+//! secrets read from the files it names.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use ccci::run::check_recipe_name;
+use ccci::secret::Secret;
+
+/// The file as written. Field names are the config keys `--help` documents.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    /// Gitea's root URL, e.g. `https://git.coopcloud.tech` (the API is under `/api/v1`).
+    pub gitea_url: String,
+    /// The bot account's login; its own comments are never commands.
+    pub bot_user: String,
+    pub gitea_token_file: PathBuf,
+    /// Drone's root URL, e.g. `https://drone.ci.coopcloud.tech`.
+    pub drone_url: String,
+    pub drone_token_file: PathBuf,
+    /// The Drone repository whose pipeline runs the tests, `owner/name`.
+    pub drone_repo: String,
+    /// Branch of `drone_repo` to build; Drone's default branch when absent.
+    #[serde(default)]
+    pub drone_branch: Option<String>,
+    /// Enrolled recipes: recipe name → Gitea repository `owner/name`.
+    pub recipes: BTreeMap<String, String>,
+    /// Members of these Gitea organisations may trigger runs.
+    #[serde(default)]
+    pub orgs: Vec<String>,
+    /// These Gitea logins may trigger runs too.
+    #[serde(default)]
+    pub allow_users: Vec<String>,
+    /// Seconds between fast polls (Gitea's notifications: one request per cycle).
+    #[serde(default = "default_poll")]
+    pub poll_interval_secs: u64,
+    /// Seconds between full sweeps of every enrolled repository's comments.
+    #[serde(default = "default_sweep")]
+    pub sweep_interval_secs: u64,
+    /// Seconds between checks of the runs being followed in Drone.
+    #[serde(default = "default_follow")]
+    pub follow_interval_secs: u64,
+    /// Timeout of every request to Gitea or Drone, in seconds.
+    #[serde(default = "default_timeout")]
+    pub request_timeout_secs: u64,
+    /// Address for `/hook`, `/healthz` and `/metrics`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Webhook secrets, one per file; several while rotating. None: `/hook` answers 404.
+    #[serde(default)]
+    pub webhook_secret_files: Vec<PathBuf>,
+    /// Where the state file lives; must be writable.
+    pub state_dir: PathBuf,
+    /// The dashboard's root URL, linked from PR comments.
+    pub dashboard_url: String,
+}
+
+fn default_poll() -> u64 {
+    15
+}
+fn default_sweep() -> u64 {
+    120
+}
+fn default_follow() -> u64 {
+    5
+}
+fn default_timeout() -> u64 {
+    10
+}
+fn default_listen() -> String {
+    "127.0.0.1:8088".into()
+}
+
+/// A repository `owner/name`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Repo {
+    pub owner: String,
+    pub name: String,
+}
+
+impl Repo {
+    pub fn parse(s: &str) -> Result<Repo> {
+        let ok_part = |p: &str| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+                && p != "."
+                && p != ".."
+        };
+        match s.split_once('/') {
+            Some((o, n)) if ok_part(o) && ok_part(n) => Ok(Repo {
+                owner: o.into(),
+                name: n.into(),
+            }),
+            _ => bail!("{s:?} is not a repository of the form owner/name"),
+        }
+    }
+
+    pub fn full(&self) -> String {
+        format!("{}/{}", self.owner, self.name)
+    }
+}
+
+/// The validated configuration the bridge runs with.
+#[derive(Debug)]
+pub struct Config {
+    pub gitea_url: String,
+    pub bot_user: String,
+    pub gitea_token: Secret,
+    pub drone_url: String,
+    pub drone_token: Secret,
+    pub drone_repo: Repo,
+    pub drone_branch: Option<String>,
+    /// Enrolled recipes, recipe → repository.
+    pub recipes: BTreeMap<String, Repo>,
+    pub orgs: Vec<String>,
+    pub allow_users: Vec<String>,
+    pub poll_interval: Duration,
+    pub sweep_interval: Duration,
+    pub follow_interval: Duration,
+    pub request_timeout: Duration,
+    pub listen: SocketAddr,
+    pub webhook_secrets: Vec<Secret>,
+    pub state_dir: PathBuf,
+    pub dashboard_url: String,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        let file: File = serde_json::from_str(&text)
+            .with_context(|| format!("parsing config {}", path.display()))?;
+        Config::validate(file).with_context(|| format!("config {}", path.display()))
+    }
+
+    pub fn validate(f: File) -> Result<Config> {
+        let url = |key: &str, v: &str| -> Result<String> {
+            if !(v.starts_with("http://") || v.starts_with("https://")) {
+                bail!("{key} must be an http(s) URL, got {v:?}");
+            }
+            Ok(v.trim_end_matches('/').to_owned())
+        };
+        let mut recipes = BTreeMap::new();
+        for (recipe, repo) in &f.recipes {
+            check_recipe_name(recipe).context("recipes")?;
+            recipes.insert(
+                recipe.clone(),
+                Repo::parse(repo).with_context(|| format!("recipes.{recipe}"))?,
+            );
+        }
+        if recipes.is_empty() {
+            bail!("recipes: no recipe is enrolled");
+        }
+        if f.orgs.is_empty() && f.allow_users.is_empty() {
+            bail!("orgs and allow_users are both empty: nobody could trigger a run");
+        }
+        for (key, v) in [
+            ("poll_interval_secs", f.poll_interval_secs),
+            ("sweep_interval_secs", f.sweep_interval_secs),
+            ("follow_interval_secs", f.follow_interval_secs),
+            ("request_timeout_secs", f.request_timeout_secs),
+        ] {
+            if v == 0 || v > 3600 {
+                bail!("{key} must be between 1 and 3600 seconds, got {v}");
+            }
+        }
+        let webhook_secrets = f
+            .webhook_secret_files
+            .iter()
+            .map(|p| Secret::from_file(p))
+            .collect::<Result<Vec<_>>>()?;
+        let listen = f
+            .listen
+            .parse()
+            .with_context(|| format!("listen: {:?} is not an address:port", f.listen))?;
+        Ok(Config {
+            gitea_url: url("gitea_url", &f.gitea_url)?,
+            bot_user: f.bot_user,
+            gitea_token: Secret::from_file(&f.gitea_token_file)?,
+            drone_url: url("drone_url", &f.drone_url)?,
+            drone_token: Secret::from_file(&f.drone_token_file)?,
+            drone_repo: Repo::parse(&f.drone_repo).context("drone_repo")?,
+            drone_branch: f.drone_branch,
+            recipes,
+            orgs: f.orgs,
+            allow_users: f.allow_users,
+            poll_interval: Duration::from_secs(f.poll_interval_secs),
+            sweep_interval: Duration::from_secs(f.sweep_interval_secs),
+            follow_interval: Duration::from_secs(f.follow_interval_secs),
+            request_timeout: Duration::from_secs(f.request_timeout_secs),
+            listen,
+            webhook_secrets,
+            state_dir: f.state_dir,
+            dashboard_url: url("dashboard_url", &f.dashboard_url)?,
+        })
+    }
+
+    /// The recipe enrolled for a repository, if any.
+    pub fn recipe_of(&self, repo: &Repo) -> Option<&str> {
+        self.recipes
+            .iter()
+            .find(|(_, r)| {
+                r.owner.eq_ignore_ascii_case(&repo.owner) && r.name.eq_ignore_ascii_case(&repo.name)
+            })
+            .map(|(name, _)| name.as_str())
+    }
+}
