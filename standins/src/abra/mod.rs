@@ -1,0 +1,163 @@
+//! Stand-in `abra` (Co-op Cloud's CLI) driving a stand-in swarm on this machine.
+//!
+//! Real command syntax (cobra/pflag parsing, see [`cli`]) for the commands cc-ci uses; state
+//! laid out as abra lays it out under `$ABRA_DIR` (default `~/.abra`): `servers/<server>/
+//! <domain>.env`, `recipes/<recipe>` git checkouts with release tags. The swarm (stacks,
+//! services, volumes, secrets, backups) lives under `$STANDIN_SWARM_DIR` ([`swarm`]) and each
+//! service is a real local HTTP process ([`serve`]) so data can be written and read back.
+//!
+//! Stand-in-only environment variables (no real abra reads them):
+//! - `STANDIN_SWARM_DIR`: the shared swarm (default `$HOME/.standin-swarm`).
+//! - `STANDIN_ABRA_CATALOGUE`: dir of recipe git repos `abra recipe fetch` clones from
+//!   (build one with [`catalogue::build`]).
+//! - `STANDIN_ABRA_FAULT`: comma-separated fault knobs, also read from `$STANDIN_SWARM_DIR/faults`
+//!   (one per line, so a test can flip them between stages): `deploy-fails`,
+//!   `never-converges`, `backup-fails`, `restore-fails`, `hang:<command>` where command is the
+//!   word after `app` (`hang:deploy`, `hang:backup`, …) or `recipe-fetch` / `server-add`.
+//!
+//! Errors are printed as abra's logger prints a fatal error, `FATA <message>` on stderr, exit 1;
+//! flag errors as cobra prints them (`Error: unknown flag: --x`), exit 1.
+
+pub mod app;
+pub mod catalogue;
+pub mod cli;
+pub mod recipe;
+pub mod serve;
+pub mod swarm;
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Result};
+
+pub const HELP: &str = "\
+abra (stand-in): Co-op Cloud's CLI over a local stand-in swarm
+
+USAGE:
+  abra app new <recipe> [version] --server S --domain D [--secrets|-S] [--chaos|-C]
+  abra app deploy <domain> [version] [-C|--chaos] [-f|--force] [-c|--no-converge-checks]
+                  [-D|--no-domain-checks] [-i|--ignore-env-version]
+  abra app undeploy <domain> [-p|--prune]
+  abra app ls [-m|--machine] [-s|--server S] [-S|--status] [-r|--recipe R]
+  abra app ps <domain> [-m|--machine]
+  abra app run <domain> <service> [--] <cmd> [args...]
+  abra app volume remove <domain> [-f|--force]
+  abra app secret generate <domain> (<name> <version> | -a|--all) [-m|--machine]
+  abra app secret insert <domain> <name> <version> <value> [-f|--file] [-t|--trim]
+  abra app secret remove <domain> (<name> | -a|--all)
+  abra app backup create <domain>
+  abra app restore <domain>
+  abra recipe fetch <recipe>
+  abra server add (--local | <name>)
+
+OPTIONS (every command):
+  -d, --debug  -n, --no-input  -o, --offline  -h, --help
+
+ENVIRONMENT:
+  ABRA_DIR                abra's state dir (default ~/.abra)
+  STANDIN_SWARM_DIR       stand-in only: the shared swarm dir (default ~/.standin-swarm)
+  STANDIN_ABRA_CATALOGUE  stand-in only: dir of recipe git repos for `recipe fetch`
+  STANDIN_ABRA_FAULT      stand-in only: deploy-fails, never-converges, backup-fails,
+                          restore-fails, hang:<command> (also lines of $STANDIN_SWARM_DIR/faults)
+
+STAND-IN NOTES:
+  `abra __standin-catalogue <dest> [<src>]` builds the recipe catalogue (git repos with one
+  tag per release) from the stand-in's recipe sources into <dest>.
+  `app run` runs the command on this machine with container paths of the service's mounts
+  (volume targets, /run/secrets) rewritten in its arguments to the host directories; cwd is
+  the first volume; env STANDIN_VOLUME_<VOLUME>=<dir> for each volume.
+  `app ps` adds a PORT column (the service's 127.0.0.1 port), which real abra does not have.
+
+EXAMPLES:
+  abra server add --local
+  abra app new custom-html --server default --domain html.example.com -S
+  abra app deploy html.example.com
+  abra app run html.example.com app -- sh -c 'echo hi > /usr/share/nginx/html/hi.txt'
+";
+
+/// A flag or argument error, printed as cobra prints it.
+#[derive(Debug)]
+pub struct UsageError {
+    pub command: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.message)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Paths every command needs.
+pub struct Ctx {
+    pub abra_dir: PathBuf,
+    pub swarm: swarm::Swarm,
+}
+
+impl Ctx {
+    pub fn from_env() -> Result<Ctx> {
+        let abra_dir = match std::env::var_os("ABRA_DIR") {
+            Some(d) if !d.is_empty() => PathBuf::from(d),
+            _ => PathBuf::from(
+                std::env::var_os("HOME")
+                    .ok_or_else(|| anyhow!("neither ABRA_DIR nor HOME is set"))?,
+            )
+            .join(".abra"),
+        };
+        Ok(Ctx {
+            abra_dir,
+            swarm: swarm::Swarm::from_env()?,
+        })
+    }
+}
+
+/// Runs one invocation (`args` without the program name); returns the exit code. Prints
+/// errors itself.
+pub fn main(args: &[String]) -> i32 {
+    if args.first().map(String::as_str) == Some(serve::MODE) {
+        return match serve::main(&args[1..]) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("FATA stand-in service: {e:#}");
+                1
+            }
+        };
+    }
+    if args.first().map(String::as_str) == Some(catalogue::MODE) {
+        let dest = args.get(1).map(PathBuf::from);
+        let src = args
+            .get(2)
+            .map(PathBuf::from)
+            .unwrap_or_else(catalogue::source_dir);
+        let Some(dest) = dest.filter(|_| args.len() <= 3) else {
+            eprintln!(
+                "FATA usage: abra {} <dest> [<recipes source dir>]",
+                catalogue::MODE
+            );
+            return 1;
+        };
+        return match catalogue::build(&src, &dest) {
+            Ok(names) => {
+                println!("{}", names.join("\n"));
+                0
+            }
+            Err(e) => {
+                eprintln!("FATA building the catalogue: {e:#}");
+                1
+            }
+        };
+    }
+    match app::dispatch(args) {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(u) = e.downcast_ref::<UsageError>() {
+                eprintln!("Error: {}", u.message);
+                eprintln!("Run '{} --help' for usage.", u.command);
+            } else {
+                eprintln!("FATA {e:#}");
+            }
+            1
+        }
+    }
+}
