@@ -1,1 +1,73 @@
-fn main() {}
+//! `cc-ci-bridge`: parse arguments, load the config, run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const HELP: &str = r#"cc-ci-bridge: turns `!testme` comments on recipe pull requests into Drone builds
+and keeps the PR informed until the run ends.
+
+USAGE:
+    cc-ci-bridge --config FILE [--check-config]
+
+OPTIONS:
+    -c, --config FILE   JSON configuration (below). Required.
+        --check-config  Validate the configuration (and read the secret files), then exit.
+    -h, --help          Show this help.
+
+CONFIGURATION (JSON; every setting lives here, tokens only in files):
+    {
+      "gitea_url": "https://git.coopcloud.tech",
+      "bot_user": "cc-ci-bot",
+      "gitea_token_file": "/run/credentials/cc-ci-bridge/gitea-token",
+      "drone_url": "https://drone.ci.coopcloud.tech",
+      "drone_token_file": "/run/credentials/cc-ci-bridge/drone-token",
+      "drone_repo": "coop-cloud/cc-ci",
+      "drone_branch": "main",                       (optional; Drone's default branch)
+      "recipes": {"custom-html": "coop-cloud/custom-html"},
+      "orgs": ["coop-cloud"],                       (members may trigger runs)
+      "allow_users": ["alice"],                     (these logins may too)
+      "poll_interval_secs": 15,                     (fast poll: one Gitea request)
+      "sweep_interval_secs": 120,                   (full sweep of every repository)
+      "follow_interval_secs": 5,                    (how often runs are checked in Drone)
+      "request_timeout_secs": 10,
+      "listen": "127.0.0.1:8088",                   (/hook, /healthz, /metrics)
+      "webhook_secret_files": ["/run/credentials/cc-ci-bridge/webhook-secret"],
+      "state_dir": "/var/lib/cc-ci-bridge",
+      "dashboard_url": "https://ci.coopcloud.tech"
+    }
+    With no webhook secret, /hook answers 404 and polling alone finds comments.
+
+EXIT STATUS:
+    0  config valid (--check-config)
+    2  bad arguments or configuration, or the bridge stopped on an error
+"#;
+
+fn main() -> ExitCode {
+    let mut args = pico_args::Arguments::from_env();
+    if args.contains(["-h", "--help"]) {
+        print!("{HELP}");
+        return ExitCode::SUCCESS;
+    }
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ERROR bridge: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(mut args: pico_args::Arguments) -> anyhow::Result<()> {
+    let config: PathBuf = args.value_from_str(["-c", "--config"])?;
+    let check = args.contains("--check-config");
+    let rest = args.finish();
+    if !rest.is_empty() {
+        anyhow::bail!("unexpected arguments: {rest:?} (see --help)");
+    }
+    let cfg = bridge::config::Config::load(&config)?;
+    if check {
+        println!("config {} is valid", config.display());
+        return Ok(());
+    }
+    bridge::run(cfg)
+}

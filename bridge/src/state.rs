@@ -29,13 +29,13 @@ pub struct State {
     pub notifications_since: i64,
     /// Comment id → when it was handled (unix seconds), whatever the decision.
     #[serde(default)]
-    pub handled: BTreeMap<u64, i64>,
+    pub handled: BTreeMap<i64, i64>,
     /// Comment id → the build about to be created for it.
     #[serde(default)]
-    pub intents: BTreeMap<u64, Intent>,
+    pub intents: BTreeMap<i64, Intent>,
     /// Drone build number → the run being followed.
     #[serde(default)]
-    pub runs: BTreeMap<u64, Run>,
+    pub runs: BTreeMap<i64, Run>,
     /// `owner/name#pr:login` keys that were already told they may not trigger runs.
     #[serde(default)]
     pub refused_told: BTreeSet<String>,
@@ -44,7 +44,7 @@ pub struct State {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Intent {
     pub repo: String,
-    pub pr: u64,
+    pub pr: i64,
     pub recipe: String,
     pub sha: String,
     pub src: String,
@@ -54,20 +54,20 @@ pub struct Intent {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Run {
     pub repo: String,
-    pub pr: u64,
+    pub pr: i64,
     pub recipe: String,
     pub sha: String,
     /// The `!testme` comment that asked for it.
-    pub trigger_comment: u64,
+    pub trigger_comment: i64,
     /// The PR comment the bridge edits as the run goes; 0 until posted.
     #[serde(default)]
-    pub status_comment: u64,
+    pub status_comment: i64,
     /// The body last written to it, so unchanged states cost no request.
     #[serde(default)]
     pub last_body: String,
     /// Set when a newer `!testme` replaced this run: the newer build's number.
     #[serde(default)]
-    pub superseded_by: Option<u64>,
+    pub superseded_by: Option<i64>,
 }
 
 /// The state file and where it lives.

@@ -1,0 +1,909 @@
+//! The bridge's single worker: it owns the state, handles every comment (from a webhook or a
+//! poll) with one decision each, starts builds, and follows them until they end.
+//!
+//! One thread owns the state so no decision races another: a comment seen by the webhook and
+//! by a poll at once is handled by whichever comes first, and the second finds it handled.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+
+use ccci::drone::{Build, DroneClient};
+use ccci::gitea::{Comment, GiteaClient, Membership};
+use ccci::log::{emit, Level};
+use ccci::run::{RunParams, PARAM_COMMENT};
+
+use crate::command::{self, Command};
+use crate::comment;
+use crate::config::{Config, Repo};
+use crate::metrics::Metrics;
+use crate::state::{Intent, Run, State, Store};
+
+/// A comment handed to the worker.
+#[derive(Debug)]
+pub struct Incoming {
+    pub repo: Repo,
+    pub comment: Comment,
+    /// The webhook said `edited` (polls tell edits by `updated_at`).
+    pub edited: bool,
+    pub source: &'static str,
+}
+
+/// Whether a comment is settled or must be looked at again later.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    Retry,
+}
+
+/// Attempts at a comment whose handling failed on Gitea or Drone before the PR is told.
+const MAX_ATTEMPTS: u32 = 8;
+/// Pages of Drone builds searched for a build carrying a comment id (100 builds each).
+const SEARCH_PAGES: u32 = 3;
+/// Pages of comments one sweep reads per repository (50 each).
+const SWEEP_PAGES: u32 = 20;
+/// How far back a newly enrolled repository is read on first start.
+const FIRST_LOOKBACK_SECS: i64 = 60;
+
+struct Retrying {
+    attempts: u32,
+    next_at: Instant,
+    repo: Repo,
+    comment: Option<Comment>,
+}
+
+pub struct Engine {
+    cfg: Config,
+    gitea: GiteaClient,
+    drone: DroneClient,
+    store: Store,
+    state: State,
+    metrics: Arc<Metrics>,
+    /// Notification thread id → the `updated_at` already processed (idle polls skip it).
+    seen_threads: HashMap<i64, i64>,
+    retrying: HashMap<i64, Retrying>,
+}
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn log(level: Level, msg: &str, kv: &[(&str, &dyn std::fmt::Display)]) {
+    emit(level, "bridge", msg, kv);
+}
+
+impl Engine {
+    pub fn new(cfg: Config, metrics: Arc<Metrics>) -> Result<Engine> {
+        let store = Store::new(&cfg.state_dir);
+        let mut state = store.load()?;
+        let t = now();
+        for repo in cfg.recipes.values() {
+            state
+                .cursors
+                .entry(repo.full())
+                .or_insert(t - FIRST_LOOKBACK_SECS);
+        }
+        if state.notifications_since == 0 {
+            state.notifications_since = t - FIRST_LOOKBACK_SECS;
+        }
+        store.save(&state)?;
+        let gitea = GiteaClient::new(
+            &format!("{}/api/v1", cfg.gitea_url),
+            cfg.gitea_token.clone(),
+            cfg.request_timeout,
+        );
+        let drone = DroneClient::new(&cfg.drone_url, cfg.drone_token.clone(), cfg.request_timeout);
+        metrics
+            .followed_runs
+            .store(state.runs.len() as u64, Ordering::Relaxed);
+        Ok(Engine {
+            cfg,
+            gitea,
+            drone,
+            store,
+            state,
+            metrics,
+            seen_threads: HashMap::new(),
+            retrying: HashMap::new(),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn save(&mut self) {
+        self.metrics
+            .followed_runs
+            .store(self.state.runs.len() as u64, Ordering::Relaxed);
+        if let Err(e) = self.store.save(&self.state) {
+            log(
+                Level::Error,
+                "saving state failed",
+                &[("error", &format!("{e:#}"))],
+            );
+        }
+    }
+
+    /// Runs until the webhook channel closes: webhook comments as they come, polls, sweeps
+    /// and run-following on their intervals.
+    pub fn run(mut self, rx: Receiver<Incoming>) {
+        self.watch_repos();
+        self.recover_intents();
+        let mut next_fast = Instant::now();
+        let mut next_sweep = Instant::now();
+        let mut next_follow = Instant::now();
+        loop {
+            let next = next_fast.min(next_sweep).min(next_follow);
+            match rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
+                Ok(inc) => {
+                    self.handle(&inc.repo, &inc.comment, inc.edited, inc.source);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            let t = Instant::now();
+            if t >= next_sweep {
+                self.sweep();
+                self.recover_intents();
+                next_sweep = Instant::now() + self.cfg.sweep_interval;
+                next_fast = Instant::now() + self.cfg.poll_interval;
+            } else if t >= next_fast {
+                self.fast_poll();
+                next_fast = Instant::now() + self.cfg.poll_interval;
+            }
+            if t >= next_follow {
+                self.follow();
+                next_follow = Instant::now() + self.cfg.follow_interval;
+            }
+        }
+    }
+
+    /// Watching makes Gitea notify the bot of every PR comment in the repository, which is
+    /// what lets one request per cycle cover every enrolled repository.
+    fn watch_repos(&mut self) {
+        let repos: Vec<Repo> = self.cfg.recipes.values().cloned().collect();
+        for repo in repos {
+            if let Err(e) = self.gitea.watch(&repo.owner, &repo.name) {
+                self.metrics.api_error("gitea", &e);
+                log(
+                    Level::Warn,
+                    "could not watch repository; the sweep still covers it",
+                    &[("repo", &repo.full()), ("error", &format!("{e:#}"))],
+                );
+            }
+        }
+    }
+
+    /// The fast path: Gitea's notifications list every PR thread changed in any watched
+    /// repository in one request. Only a hint — WIP titles do not notify watchers and several
+    /// comments collapse into one thread — so the sweep stays the source of truth.
+    pub fn fast_poll(&mut self) {
+        let started = Instant::now();
+        let since = self.state.notifications_since;
+        let threads = match self.gitea.notifications(Some(since), true, Some("pull")) {
+            Ok(t) => t,
+            Err(e) => {
+                self.metrics.api_error("gitea", &e);
+                log(
+                    Level::Warn,
+                    "notifications poll failed",
+                    &[("error", &format!("{e:#}"))],
+                );
+                return;
+            }
+        };
+        let mut newest = since;
+        let mut ok = true;
+        let mut processed = false;
+        for t in threads.iter().rev() {
+            newest = newest.max(t.updated_at.0);
+            if self.seen_threads.get(&t.id) == Some(&t.updated_at.0) {
+                continue;
+            }
+            let (Some(repo), Some(number)) = (
+                t.repository
+                    .as_ref()
+                    .and_then(|r| Repo::parse(&r.full_name).ok()),
+                t.subject.as_ref().and_then(|s| s.number()),
+            ) else {
+                continue;
+            };
+            if self.cfg.recipe_of(&repo).is_none() {
+                continue;
+            }
+            let cursor = self.state.cursors.get(&repo.full()).copied();
+            match self
+                .gitea
+                .issue_comments(&repo.owner, &repo.name, number, cursor)
+            {
+                Ok(comments) => {
+                    for c in &comments {
+                        self.handle(&repo, c, false, "poll");
+                    }
+                    self.seen_threads.insert(t.id, t.updated_at.0);
+                    processed = true;
+                }
+                Err(e) => {
+                    ok = false;
+                    self.metrics.api_error("gitea", &e);
+                    log(
+                        Level::Warn,
+                        "reading PR comments failed",
+                        &[
+                            ("repo", &repo.full()),
+                            ("pr", &number),
+                            ("error", &format!("{e:#}")),
+                        ],
+                    );
+                }
+            }
+        }
+        // Bound the in-memory map: threads not seen for a while will be re-read once at most.
+        if self.seen_threads.len() > 10_000 {
+            self.seen_threads.clear();
+        }
+        if processed {
+            // Marking read keeps Gitea updating the threads; skipped when idle (one request).
+            if let Err(e) = self.gitea.mark_notifications_read(Some(newest)) {
+                self.metrics.api_error("gitea", &e);
+            }
+        }
+        if ok && newest != since {
+            self.state.notifications_since = newest;
+            self.save();
+        }
+        self.retry_due();
+        if ok {
+            self.poll_succeeded(started);
+        }
+    }
+
+    fn poll_succeeded(&self, started: Instant) {
+        self.metrics
+            .poll_ms
+            .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.metrics.last_poll_ok.store(now(), Ordering::Relaxed);
+    }
+
+    /// The source of truth: every enrolled repository's comments updated since its cursor.
+    pub fn sweep(&mut self) {
+        let started = Instant::now();
+        let mut all_ok = true;
+        let repos: Vec<Repo> = self.cfg.recipes.values().cloned().collect();
+        for repo in repos {
+            let key = repo.full();
+            let since = self
+                .state
+                .cursors
+                .get(&key)
+                .copied()
+                .unwrap_or(now() - FIRST_LOOKBACK_SECS);
+            let scan = match self.gitea.repo_comments_since(
+                &repo.owner,
+                &repo.name,
+                Some(since),
+                SWEEP_PAGES,
+            ) {
+                Ok(s) => s,
+                Err(e) => {
+                    all_ok = false;
+                    self.metrics.api_error("gitea", &e);
+                    log(
+                        Level::Warn,
+                        "sweep failed",
+                        &[("repo", &key), ("error", &format!("{e:#}"))],
+                    );
+                    continue;
+                }
+            };
+            let mut hold: Option<i64> = None;
+            for c in &scan.items {
+                if self.handle(&repo, c, false, "sweep") == Outcome::Retry {
+                    hold = Some(hold.map_or(c.updated_at.0, |h: i64| h.min(c.updated_at.0)));
+                }
+            }
+            // Comments come oldest-created first; when pages ran out, everything unread was
+            // created (so updated) after the last one read.
+            let mut next = if scan.truncated {
+                log(
+                    Level::Warn,
+                    "sweep hit its page bound",
+                    &[("repo", &key), ("pages", &scan.pages)],
+                );
+                scan.items.last().map_or(since, |c| c.created_at.0)
+            } else {
+                scan.items
+                    .iter()
+                    .map(|c| c.updated_at.0)
+                    .max()
+                    .unwrap_or(since)
+            };
+            if let Some(h) = hold {
+                next = next.min(h);
+            }
+            let next = next.max(since);
+            if next != since {
+                self.state.cursors.insert(key, next);
+            }
+        }
+        self.state.prune(now());
+        self.save();
+        if all_ok {
+            self.poll_succeeded(started);
+        }
+    }
+
+    fn retry_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<i64> = self
+            .retrying
+            .iter()
+            .filter(|(_, r)| r.next_at <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            // Retries of recovered intents carry no comment; recover_intents drives them.
+            if let Some(Retrying {
+                repo,
+                comment: Some(c),
+                ..
+            }) = self.retrying.get(&id)
+            {
+                let (repo, c) = (repo.clone(), c.clone());
+                self.handle(&repo, &c, false, "retry");
+            }
+        }
+    }
+
+    fn decided(&mut self, id: i64) {
+        self.state.handled.insert(id, now());
+        self.retrying.remove(&id);
+    }
+
+    /// One comment, one decision, one log line.
+    pub fn handle(&mut self, repo: &Repo, c: &Comment, edited: bool, source: &str) -> Outcome {
+        let id = c.id;
+        if self.state.handled.contains_key(&id) {
+            return Outcome::Done;
+        }
+        if let Some(r) = self.retrying.get(&id) {
+            if r.next_at > Instant::now() {
+                return Outcome::Retry;
+            }
+        }
+        self.metrics.comments_seen.fetch_add(1, Ordering::Relaxed);
+        let login = c.user.as_ref().map(|u| u.login.clone()).unwrap_or_default();
+        let decision = |d: &str, pr: &dyn std::fmt::Display, extra: &str| {
+            log(
+                Level::Info,
+                "decision",
+                &[
+                    ("comment", &id),
+                    ("repo", &repo.full()),
+                    ("pr", pr),
+                    ("user", &login),
+                    ("source", &source),
+                    ("decision", &d),
+                    ("reason", &extra),
+                ],
+            );
+        };
+        let Some(pr) = c.pull_number() else {
+            // An issue comment: never a command, nothing to say.
+            self.decided(id);
+            return Outcome::Done;
+        };
+        if login.eq_ignore_ascii_case(&self.cfg.bot_user)
+            || command::parse(&c.body) != Some(Command::TestMe)
+        {
+            self.decided(id);
+            return Outcome::Done;
+        }
+        if edited || c.updated_at.0 > c.created_at.0 {
+            decision("ignored", &pr, "edited comment");
+            self.decided(id);
+            self.save();
+            return Outcome::Done;
+        }
+        let Some(recipe) = self.cfg.recipe_of(repo).map(str::to_owned) else {
+            decision("ignored", &pr, "repository not enrolled");
+            self.decided(id);
+            return Outcome::Done;
+        };
+        if let Some(intent) = self.state.intents.get(&id).cloned() {
+            return self.start(id, intent, true, Some(c), repo);
+        }
+        let pull = match self.gitea.get_pull(&repo.owner, &repo.name, pr) {
+            Ok(p) => p,
+            Err(e) => {
+                self.metrics.api_error("gitea", &e);
+                return self.failed(id, repo, Some(c), pr, &format!("reading the PR: {e:#}"));
+            }
+        };
+        if pull.state != "open" {
+            decision("ignored", &pr, "pull request is closed");
+            self.decided(id);
+            self.save();
+            self.reply(repo, pr, &comment::closed());
+            return Outcome::Done;
+        }
+        match self.authorise(&login) {
+            Auth::Allowed => {}
+            Auth::Refused => {
+                self.metrics.refusals.fetch_add(1, Ordering::Relaxed);
+                let first = self.state.refused_told.insert(format!(
+                    "{}#{pr}:{}",
+                    repo.full(),
+                    login.to_lowercase()
+                ));
+                decision(
+                    "refused",
+                    &pr,
+                    if first {
+                        "not authorised"
+                    } else {
+                        "not authorised, already told"
+                    },
+                );
+                self.decided(id);
+                self.save();
+                if first {
+                    let text = comment::refused(&login, &self.cfg.orgs, &self.cfg.allow_users);
+                    self.reply(repo, pr, &text);
+                }
+                return Outcome::Done;
+            }
+            Auth::Unknown(why) => {
+                self.metrics.refusals.fetch_add(1, Ordering::Relaxed);
+                decision("refused", &pr, &format!("membership check failed: {why}"));
+                self.decided(id);
+                self.save();
+                self.reply(repo, pr, &comment::check_failed(&login));
+                return Outcome::Done;
+            }
+        }
+        if let Err(e) = self
+            .gitea
+            .add_reaction(&repo.owner, &repo.name, c.id, "eyes")
+        {
+            self.metrics.api_error("gitea", &e);
+            log(
+                Level::Warn,
+                "acknowledging reaction failed",
+                &[("comment", &id), ("error", &format!("{e:#}"))],
+            );
+        }
+        // When the fork is gone, the base repository's refs/pull/N/head still holds the head.
+        let src = pull
+            .head
+            .repo
+            .as_ref()
+            .map(|r| r.clone_url.clone())
+            .or_else(|| pull.base.repo.as_ref().map(|r| r.clone_url.clone()))
+            .unwrap_or_default();
+        let intent = Intent {
+            repo: repo.full(),
+            pr,
+            recipe,
+            sha: pull.head.sha.clone(),
+            src,
+            at: now(),
+        };
+        self.state.intents.insert(id, intent.clone());
+        self.save();
+        self.start(id, intent, false, Some(c), repo)
+    }
+
+    fn authorise(&self, login: &str) -> Auth {
+        if self
+            .cfg
+            .allow_users
+            .iter()
+            .any(|u| u.eq_ignore_ascii_case(login))
+        {
+            return Auth::Allowed;
+        }
+        let mut unknown = None;
+        for org in &self.cfg.orgs {
+            match self.gitea.membership(org, login) {
+                Membership::Member => return Auth::Allowed,
+                Membership::NotMember => {}
+                Membership::Unknown(why) => unknown = Some(why),
+            }
+        }
+        match unknown {
+            Some(why) => Auth::Unknown(why),
+            None => Auth::Refused,
+        }
+    }
+
+    /// Creates the build for an intent — unless an earlier attempt already did, which only a
+    /// look in Drone can tell after a crash or a timed-out create.
+    fn start(
+        &mut self,
+        id: i64,
+        intent: Intent,
+        maybe_exists: bool,
+        c: Option<&Comment>,
+        repo: &Repo,
+    ) -> Outcome {
+        let pr = intent.pr;
+        if maybe_exists {
+            match self.find_build(id) {
+                Ok(Some(b)) => {
+                    self.begin_following(id, &intent, &b, true);
+                    return Outcome::Done;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.metrics.api_error("drone", &e);
+                    return self.failed(id, repo, c, pr, &format!("searching Drone: {e:#}"));
+                }
+            }
+        }
+        let params = RunParams {
+            recipe: intent.recipe.clone(),
+            sha: intent.sha.clone(),
+            pr: intent.pr as u64,
+            src: intent.src.clone(),
+            comment: id as u64,
+        }
+        .to_pairs();
+        let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let dr = &self.cfg.drone_repo;
+        match self.drone.create_build(
+            &dr.owner,
+            &dr.name,
+            self.cfg.drone_branch.as_deref(),
+            &pairs,
+        ) {
+            Ok(Some(b)) => {
+                self.begin_following(id, &intent, &b, false);
+                Outcome::Done
+            }
+            Ok(None) => {
+                log(
+                    Level::Error,
+                    "drone matched no pipeline",
+                    &[("comment", &id), ("repo", &intent.repo), ("pr", &pr)],
+                );
+                self.state.intents.remove(&id);
+                self.decided(id);
+                self.save();
+                self.reply(repo, pr, &comment::no_pipeline(id));
+                Outcome::Done
+            }
+            Err(e) => {
+                self.metrics.api_error("drone", &e);
+                self.failed(id, repo, c, pr, &format!("creating the build: {e:#}"))
+            }
+        }
+    }
+
+    /// A Gitea or Drone failure while handling a comment: retried with backoff, then the PR
+    /// is told once.
+    fn failed(&mut self, id: i64, repo: &Repo, c: Option<&Comment>, pr: i64, why: &str) -> Outcome {
+        let entry = self.retrying.entry(id).or_insert(Retrying {
+            attempts: 0,
+            next_at: Instant::now(),
+            repo: repo.clone(),
+            comment: c.cloned(),
+        });
+        entry.attempts += 1;
+        let attempts = entry.attempts;
+        let backoff = Duration::from_secs((2u64 << attempts.min(9)).min(600));
+        entry.next_at = Instant::now() + backoff;
+        log(
+            Level::Warn,
+            "handling failed; will retry",
+            &[
+                ("comment", &id),
+                ("repo", &repo.full()),
+                ("pr", &pr),
+                ("attempt", &attempts),
+                ("error", &why),
+            ],
+        );
+        if attempts < MAX_ATTEMPTS {
+            return Outcome::Retry;
+        }
+        log(
+            Level::Error,
+            "giving up on comment",
+            &[("comment", &id), ("repo", &repo.full()), ("pr", &pr)],
+        );
+        self.state.intents.remove(&id);
+        self.decided(id);
+        self.save();
+        self.reply(repo, pr, &comment::start_failed(id));
+        Outcome::Done
+    }
+
+    fn find_build(&self, comment: i64) -> Result<Option<Build>> {
+        let dr = &self.cfg.drone_repo;
+        let want = comment.to_string();
+        for page in 1..=SEARCH_PAGES {
+            let builds = self.drone.list_builds(&dr.owner, &dr.name, page, 100)?;
+            if let Some(b) = builds
+                .iter()
+                .find(|b| b.params.get(PARAM_COMMENT) == Some(&want))
+            {
+                return Ok(Some(b.clone()));
+            }
+            if builds.len() < 100 {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Intents left by a crash: adopt the build Drone already has, or create it.
+    pub fn recover_intents(&mut self) {
+        let intents: Vec<(i64, Intent)> = self
+            .state
+            .intents
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        for (id, intent) in intents {
+            let Ok(repo) = Repo::parse(&intent.repo) else {
+                self.state.intents.remove(&id);
+                continue;
+            };
+            if self
+                .retrying
+                .get(&id)
+                .is_some_and(|r| r.next_at > Instant::now())
+            {
+                continue;
+            }
+            log(
+                Level::Info,
+                "resuming intent",
+                &[("comment", &id), ("repo", &intent.repo), ("pr", &intent.pr)],
+            );
+            self.start(id, intent, true, None, &repo);
+        }
+    }
+
+    fn begin_following(&mut self, id: i64, intent: &Intent, b: &Build, adopted: bool) {
+        let number = b.number;
+        let older: Vec<i64> = self
+            .state
+            .runs
+            .iter()
+            .filter(|(n, r)| **n != number && r.repo == intent.repo && r.pr == intent.pr)
+            .map(|(n, _)| *n)
+            .collect();
+        let mut run = Run {
+            repo: intent.repo.clone(),
+            pr: intent.pr,
+            recipe: intent.recipe.clone(),
+            sha: intent.sha.clone(),
+            trigger_comment: id,
+            status_comment: 0,
+            last_body: String::new(),
+            superseded_by: None,
+        };
+        if adopted {
+            run.status_comment = self.find_status_comment(intent, b.number).unwrap_or(0);
+        }
+        self.state.runs.insert(number, run);
+        self.state.intents.remove(&id);
+        self.decided(id);
+        self.save();
+        self.metrics.triggers.fetch_add(1, Ordering::Relaxed);
+        log(
+            Level::Info,
+            "decision",
+            &[
+                ("comment", &id),
+                ("repo", &intent.repo),
+                ("pr", &intent.pr),
+                ("decision", &"triggered"),
+                ("build", &b.number),
+                ("sha", &intent.sha),
+                ("adopted", &adopted),
+            ],
+        );
+        for n in older {
+            self.supersede(n, b.number);
+        }
+        self.update_run(number, Some(b.clone()), 0);
+    }
+
+    fn supersede(&mut self, old: i64, newer: i64) {
+        let dr = self.cfg.drone_repo.clone();
+        match self.drone.cancel(&dr.owner, &dr.name, old) {
+            Ok(_) => log(
+                Level::Info,
+                "cancelled superseded run",
+                &[("build", &old), ("by", &newer)],
+            ),
+            Err(e) => {
+                self.metrics.api_error("drone", &e);
+                log(
+                    Level::Warn,
+                    "cancelling superseded run failed",
+                    &[("build", &old), ("error", &format!("{e:#}"))],
+                );
+            }
+        }
+        if let Some(run) = self.state.runs.get_mut(&old) {
+            run.superseded_by = Some(newer);
+        }
+        let build = self.drone.get_build(&dr.owner, &dr.name, old).ok();
+        self.update_run(old, build, 0);
+        self.state.runs.remove(&old);
+        self.save();
+    }
+
+    fn find_status_comment(&self, intent: &Intent, build: i64) -> Option<i64> {
+        let repo = Repo::parse(&intent.repo).ok()?;
+        let mark = comment::marker(build);
+        let comments = self
+            .gitea
+            .issue_comments(&repo.owner, &repo.name, intent.pr, None)
+            .ok()?;
+        comments
+            .iter()
+            .find(|c| {
+                c.body.contains(&mark)
+                    && c.user
+                        .as_ref()
+                        .is_some_and(|u| u.login.eq_ignore_ascii_case(&self.cfg.bot_user))
+            })
+            .map(|c| c.id)
+    }
+
+    /// Renders the run's comment and writes it if it changed; forgets finished runs.
+    fn update_run(&mut self, number: i64, build: Option<Build>, queued_ahead: usize) {
+        let Some(run) = self.state.runs.get(&number).cloned() else {
+            return;
+        };
+        let Some(build) = build else { return };
+        let Ok(repo) = Repo::parse(&run.repo) else {
+            return;
+        };
+        let link = format!(
+            "{}/{}/{}/{}",
+            self.cfg.drone_url, self.cfg.drone_repo.owner, self.cfg.drone_repo.name, number
+        );
+        let dash = format!("{}/runs/{number}.html", self.cfg.dashboard_url);
+        let view = comment::RunView {
+            build_link: &link,
+            dashboard_run: &dash,
+            recipe: &run.recipe,
+            sha: &run.sha,
+            queued_ahead,
+            superseded_by: run.superseded_by,
+        };
+        let body = comment::status(&build, &view, now());
+        let finished = ccci::drone::is_done(&build.status) || run.superseded_by.is_some();
+        let mut status_comment = run.status_comment;
+        if status_comment == 0 {
+            // A crash may have come after the post and before the save.
+            status_comment = self
+                .find_status_comment(
+                    &Intent {
+                        repo: run.repo.clone(),
+                        pr: run.pr,
+                        recipe: run.recipe.clone(),
+                        sha: run.sha.clone(),
+                        src: String::new(),
+                        at: 0,
+                    },
+                    number,
+                )
+                .unwrap_or(0);
+        }
+        if body != run.last_body || status_comment == 0 {
+            let result = if status_comment == 0 {
+                self.gitea
+                    .create_comment(&repo.owner, &repo.name, run.pr, &body)
+                    .map(|c| c.id)
+            } else {
+                self.gitea
+                    .edit_comment(&repo.owner, &repo.name, status_comment, &body)
+                    .map(|_| status_comment)
+            };
+            match result {
+                Ok(cid) => {
+                    if let Some(r) = self.state.runs.get_mut(&number) {
+                        r.status_comment = cid;
+                        r.last_body = body;
+                    }
+                }
+                Err(e) => {
+                    self.metrics.api_error("gitea", &e);
+                    log(
+                        Level::Warn,
+                        "writing the run's PR comment failed",
+                        &[("build", &number), ("error", &format!("{e:#}"))],
+                    );
+                    self.save();
+                    return;
+                }
+            }
+        }
+        if finished {
+            log(
+                Level::Info,
+                "run finished",
+                &[
+                    ("build", &number),
+                    ("repo", &run.repo),
+                    ("pr", &run.pr),
+                    ("status", &build.status),
+                ],
+            );
+            self.state.runs.remove(&number);
+        }
+        self.save();
+    }
+
+    /// Follows every run: one list request for queue positions, one read per run.
+    pub fn follow(&mut self) {
+        if self.state.runs.is_empty() {
+            return;
+        }
+        let dr = self.cfg.drone_repo.clone();
+        let waiting: Vec<i64> = match self.drone.list_builds(&dr.owner, &dr.name, 1, 100) {
+            Ok(list) => list
+                .iter()
+                .filter(|b| b.status == "pending")
+                .map(|b| b.number)
+                .collect(),
+            Err(e) => {
+                self.metrics.api_error("drone", &e);
+                Vec::new()
+            }
+        };
+        let numbers: Vec<i64> = self.state.runs.keys().copied().collect();
+        for n in numbers {
+            match self.drone.get_build(&dr.owner, &dr.name, n) {
+                Ok(b) => {
+                    let ahead = waiting.iter().filter(|w| **w < n).count();
+                    self.update_run(n, Some(b), ahead);
+                }
+                Err(e) => {
+                    self.metrics.api_error("drone", &e);
+                    log(
+                        Level::Warn,
+                        "reading a followed build failed",
+                        &[("build", &n), ("error", &format!("{e:#}"))],
+                    );
+                }
+            }
+        }
+    }
+
+    fn reply(&self, repo: &Repo, pr: i64, text: &str) {
+        if let Err(e) = self.gitea.create_comment(&repo.owner, &repo.name, pr, text) {
+            self.metrics.api_error("gitea", &e);
+            log(
+                Level::Warn,
+                "replying on the PR failed",
+                &[
+                    ("repo", &repo.full()),
+                    ("pr", &pr),
+                    ("error", &format!("{e:#}")),
+                ],
+            );
+        }
+    }
+}
+
+enum Auth {
+    Allowed,
+    Refused,
+    Unknown(String),
+}
