@@ -1118,7 +1118,7 @@ fn list_builds(inner: &Inner, req: &Request, owner: &str, name: &str) -> Respons
         .filter(|b| b.repo_id == repo.id)
         .filter(|b| reference.as_ref().is_none_or(|r| &b.reference == r))
         .collect();
-    items.sort_by(|a, b| b.id.cmp(&a.id));
+    items.sort_by_key(|b| std::cmp::Reverse(b.id));
     // A negative offset (page < 0) is an SQL error in Drone; answer as its 500 would.
     if offset < 0 {
         return json_err(500, "pq: OFFSET must not be negative");
@@ -1397,7 +1397,7 @@ fn trigger(inner: &Arc<Inner>, repo: &RepoRec, hook: Hook) -> Result<Option<Buil
     let mut graph: HashMap<String, Vec<String>> = HashMap::new();
     let mut matched = Vec::new();
     for p in manifest.resources.iter().filter_map(|r| match r {
-        Resource::Pipeline(p) => Some(p),
+        Resource::Pipeline(p) => Some(&**p),
         Resource::Other { .. } => None,
     }) {
         graph.insert(p.name.clone(), p.depends_on.clone());
@@ -2156,6 +2156,15 @@ fn control(inner: &Arc<Inner>, req: &Request, rest: &[&str]) -> Response {
                 .and_then(|t| t.parse::<u64>().ok())
                 .unwrap_or(60_000)
                 .min(600_000);
+            let exists = {
+                let st = inner.lock();
+                st.repo(o, n)
+                    .and_then(|r| st.build_idx(r.id, num))
+                    .is_some()
+            };
+            if !exists {
+                return Response::text(404, "no such build");
+            }
             match wait_build(inner, o, n, num, Duration::from_millis(ms)) {
                 Ok(b) => Response::json(200, &b),
                 Err(e) => Response::text(408, &format!("{e:#}")),

@@ -152,7 +152,7 @@ pub struct Pipeline {
 /// One document of the file.
 #[derive(Clone, Debug)]
 pub enum Resource {
-    Pipeline(Pipeline),
+    Pipeline(Box<Pipeline>),
     /// `secret`, `signature`, `cron`, `registry`: kept by kind only.
     Other {
         kind: String,
@@ -168,7 +168,7 @@ pub struct Manifest {
 impl Manifest {
     pub fn pipelines(&self) -> impl Iterator<Item = &Pipeline> {
         self.resources.iter().filter_map(|r| match r {
-            Resource::Pipeline(p) => Some(p),
+            Resource::Pipeline(p) => Some(&**p),
             Resource::Other { .. } => None,
         })
     }
@@ -222,7 +222,7 @@ pub fn parse(text: &str) -> Result<Manifest, String> {
             }),
             _ => out
                 .resources
-                .push(Resource::Pipeline(pipeline_from(&y, kind)?)),
+                .push(Resource::Pipeline(Box::new(pipeline_from(&y, kind)?))),
         }
     }
     Ok(out)
