@@ -405,7 +405,7 @@ fn list_clamps_per_page_and_is_newest_first() {
 // `HandleRetry` (parent, same sha/ref, old params win).
 #[test]
 fn cancel_and_restart() {
-    let yaml = "kind: pipeline\ntype: exec\nname: slow\nclone:\n  disable: true\nsteps:\n- name: wait\n  commands: [\"sleep 30\"]\n- name: next\n  commands: [\"true\"]\n---\nkind: pipeline\ntype: exec\nname: later\nclone:\n  disable: true\ndepends_on: [slow]\nsteps:\n- name: a\n  commands: [\"true\"]\n";
+    let yaml = "kind: pipeline\ntype: exec\nname: slow\nclone:\n  disable: true\nsteps:\n- name: wait\n  commands: [\"while :; do sleep 0.1; done\"]\n- name: next\n  commands: [\"true\"]\n---\nkind: pipeline\ntype: exec\nname: later\nclone:\n  disable: true\ndepends_on: [slow]\nsteps:\n- name: a\n  commands: [\"true\"]\n";
     let t = setup("cancel", yaml, 1);
     let b = create(&t, "KEEP=old&ONLY_OLD=1");
     let n = b["number"].as_i64().unwrap();

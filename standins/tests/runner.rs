@@ -457,9 +457,10 @@ fn wait_file_exists(p: &Path) {
 
 /// A step that records its shell's PID (`$$$$` in YAML is `$$` for the shell), starts a
 /// grandchild with its output redirected (so it does not hold the log pipe), records that PID,
-/// and then waits.
+/// and then waits in short sleeps (the shell's own foreground child is orphaned by the
+/// SIGKILL too; a short one ends by itself).
 fn orphan_yaml() -> &'static str {
-    "kind: pipeline\ntype: exec\nname: orphan\nclone:\n  disable: true\nsteps:\n- name: spawn\n  commands:\n  - echo $$$$ > \"$MARK_DIR/shell.pid\"\n  - sleep 60 > /dev/null 2>&1 &\n  - echo $! > \"$MARK_DIR/child.pid\"\n  - sleep 60\n- name: after\n  commands: [\"echo unreachable\"]\n"
+    "kind: pipeline\ntype: exec\nname: orphan\nclone:\n  disable: true\nsteps:\n- name: spawn\n  commands:\n  - echo $$$$ > \"$MARK_DIR/shell.pid\"\n  - sleep 60 > /dev/null 2>&1 &\n  - echo $! > \"$MARK_DIR/child.pid\"\n  - while :; do sleep 0.1; done\n- name: after\n  commands: [\"echo unreachable\"]\n"
 }
 
 // Mirrors drone-runner-exec engine/exec.go `Run` (on ctx.Done: `cmd.Process.Kill()`, no
