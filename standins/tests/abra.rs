@@ -265,6 +265,17 @@ fn lifecycle_serves_volume_and_keeps_data_across_undeploy() {
     let r = http_get(port, "/marker.txt").unwrap();
     assert_eq!(r.body, b"marker 42\n");
     assert_eq!(r.header("Content-Type"), Some("text/plain"));
+    // Stand-in mapping: cwd is the first volume, STANDIN_VOLUME_<VOLUME> names each.
+    w.ok(&[
+        "app",
+        "run",
+        d,
+        "app",
+        "--",
+        "sh",
+        "-c",
+        "test -f index.html && test -f \"$STANDIN_VOLUME_CONTENT/marker.txt\"",
+    ]);
     // The command's exit code is the caller's.
     assert_eq!(
         w.run(&["app", "run", d, "app", "--", "sh", "-c", "exit 3"])
@@ -388,6 +399,17 @@ fn secrets_follow_docker_rules() {
 
     // In use by a deployed service: docker refuses the removal.
     w.ok(&["app", "deploy", d]);
+    // Inside the "container" the secret is at /run/secrets/<name> (stand-in path mapping).
+    let out = w.ok(&[
+        "app",
+        "run",
+        d,
+        "app",
+        "--",
+        "cat",
+        "/run/secrets/admin_password",
+    ]);
+    assert_eq!(out, "s3cret-value");
     let err = w.fail(&["app", "secret", "remove", d, "admin_password"]);
     assert!(
         err.contains("is in use by the following service: sec_example_com_app"),

@@ -775,14 +775,26 @@ fn app_deploy(ctx: &Ctx, args: &[String]) -> Result<i32> {
             stack.services.push(service);
             continue;
         }
-        let (pid, start_time, port) = start_service(
+        let started = start_service(
             ctx,
             &app.stack,
             &service,
             old_ports.get(name).copied(),
             never_converges,
         )
-        .with_context(|| format!("starting service {}_{name}", app.stack))?;
+        .with_context(|| format!("starting service {}_{name}", app.stack));
+        let (pid, start_time, port) = match started {
+            Ok(s) => s,
+            Err(e) => {
+                // Nothing is recorded for this deploy, so nothing it started may outlive it.
+                for s in &stack.services {
+                    if let Some(pid) = s.pid {
+                        swarm::stop_process(pid, s.start_time);
+                    }
+                }
+                return Err(e);
+            }
+        };
         service.pid = Some(pid);
         service.start_time = start_time;
         service.port = Some(port);

@@ -12,8 +12,10 @@
 //!   (build one with [`catalogue::build`]).
 //! - `STANDIN_ABRA_FAULT`: comma-separated fault knobs, also read from `$STANDIN_SWARM_DIR/faults`
 //!   (one per line, so a test can flip them between stages): `deploy-fails`,
-//!   `never-converges`, `backup-fails`, `restore-fails`, `hang:<command>` where command is the
-//!   word after `app` (`hang:deploy`, `hang:backup`, …) or `recipe-fetch` / `server-add`.
+//!   `never-converges`, `backup-fails`, `restore-fails`, `hang:<command>` where command is one
+//!   of `new`, `deploy`, `undeploy`, `ls`, `ps`, `run`, `restore`, `backup`, `volume`,
+//!   `secret-generate`, `secret-insert`, `secret-remove`, `recipe-fetch`, `server-add`.
+//!   A hang sleeps (up to an hour) before touching anything, so killing it leaves no trace.
 //!
 //! Errors are printed as abra's logger prints a fatal error, `FATA <message>` on stderr, exit 1;
 //! flag errors as cobra prints them (`Error: unknown flag: --x`), exit 1.
@@ -57,7 +59,9 @@ ENVIRONMENT:
   STANDIN_SWARM_DIR       stand-in only: the shared swarm dir (default ~/.standin-swarm)
   STANDIN_ABRA_CATALOGUE  stand-in only: dir of recipe git repos for `recipe fetch`
   STANDIN_ABRA_FAULT      stand-in only: deploy-fails, never-converges, backup-fails,
-                          restore-fails, hang:<command> (also lines of $STANDIN_SWARM_DIR/faults)
+                          restore-fails, hang:<command> (also lines of $STANDIN_SWARM_DIR/faults);
+                          <command> = new deploy undeploy ls ps run restore backup volume
+                          secret-generate secret-insert secret-remove recipe-fetch server-add
 
 STAND-IN NOTES:
   `abra __standin-catalogue <dest> [<src>]` builds the recipe catalogue (git repos with one
