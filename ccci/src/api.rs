@@ -92,7 +92,12 @@ impl Api {
 
     /// Sends one request. `path` starts with `/` and may carry a query string; `body` is sent
     /// as JSON. Any status is returned as a [`Reply`]; only transport failures are errors.
-    pub fn send(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> Result<Reply> {
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Reply> {
         let url = format!("{}{}", self.base, path);
         let what = || format!("{} {method} {}", self.upstream, route(path));
         let auth = match self.auth {
@@ -101,7 +106,11 @@ impl Api {
         };
         let result = match (method, body) {
             ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
-            ("DELETE", _) => self.agent.delete(&url).header("Authorization", &auth).call(),
+            ("DELETE", _) => self
+                .agent
+                .delete(&url)
+                .header("Authorization", &auth)
+                .call(),
             (m, Some(b)) => {
                 let req = match m {
                     "POST" => self.agent.post(&url),
@@ -220,12 +229,18 @@ mod tests {
 
     #[test]
     fn encode_escapes_plus_and_slash() {
-        assert_eq!(encode("2025-03-01T10:00:00+01:00"), "2025-03-01T10%3A00%3A00%2B01%3A00");
+        assert_eq!(
+            encode("2025-03-01T10:00:00+01:00"),
+            "2025-03-01T10%3A00%3A00%2B01%3A00"
+        );
         assert_eq!(encode("a/b c"), "a%2Fb%20c");
     }
 
     #[test]
     fn route_drops_the_query() {
-        assert_eq!(route("/repos/a/b/issues/comments?since=x"), "/repos/a/b/issues/comments");
+        assert_eq!(
+            route("/repos/a/b/issues/comments?since=x"),
+            "/repos/a/b/issues/comments"
+        );
     }
 }

@@ -575,7 +575,11 @@ fn reason(status: u16) -> &'static str {
 
 /// Writes the response; `cut` sends only that many body bytes while still announcing the full
 /// length, which is what a connection dropped mid-body looks like to the client.
-fn write_response(stream: &mut TcpStream, resp: &Response, cut: Option<usize>) -> std::io::Result<()> {
+fn write_response(
+    stream: &mut TcpStream,
+    resp: &Response,
+    cut: Option<usize>,
+) -> std::io::Result<()> {
     let mut head = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
     for (k, v) in &resp.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -614,8 +618,14 @@ mod tests {
 
     #[test]
     fn path_patterns() {
-        assert!(path_matches("/api/v1/repos/*/*/pulls/*", "/api/v1/repos/a/b/pulls/3"));
-        assert!(!path_matches("/api/v1/repos/*/*/pulls/*", "/api/v1/repos/a/b/pulls"));
+        assert!(path_matches(
+            "/api/v1/repos/*/*/pulls/*",
+            "/api/v1/repos/a/b/pulls/3"
+        ));
+        assert!(!path_matches(
+            "/api/v1/repos/*/*/pulls/*",
+            "/api/v1/repos/a/b/pulls"
+        ));
         assert!(path_matches("/api/**", "/api/repos/a/b/builds"));
         assert!(path_matches("/api/**", "/api"));
         assert!(!path_matches("/api/v1", "/api/v1/x"));
