@@ -98,17 +98,8 @@ impl Store {
     }
 
     pub fn save(&self, state: &State) -> Result<()> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let tmp = dir.join(format!(".state.json.{}", std::process::id()));
         let bytes = serde_json::to_vec(state).context("serialising state")?;
-        let write = || -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &self.path)?;
-            File::open(dir)?.sync_all()
-        };
-        write().with_context(|| format!("writing state file {}", self.path.display()))
+        ccci::fsx::write_atomic(&self.path, &bytes)
     }
 
     /// True when a state file can be written there now (for `/healthz`).

@@ -3,7 +3,9 @@
 
 pub mod api;
 pub mod drone;
+pub mod fsx;
 pub mod gitea;
 pub mod log;
 pub mod run;
 pub mod secret;
+pub mod summary;
