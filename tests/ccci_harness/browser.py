@@ -1,0 +1,41 @@
+"""Chromium through Playwright for the `page` fixture: Debian's Chromium (CCCI_CHROMIUM), never
+Playwright's own download, headless, through the stand-in proxy when one is set."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+# Quiet, sandbox-free flags: CI runs as an unprivileged user without user namespaces, and
+# background fetches would only add noise (and fail: no network but the app).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+def chromium_args(proxy: str | None) -> list:
+    args = list(CHROMIUM_ARGS)
+    if proxy:
+        args.append(f"--proxy-server={proxy}")
+    return args
+
+
+def launch(playwright, executable: str, proxy: str | None):
+    if not Path(executable).exists():
+        raise FileNotFoundError(
+            f"Chromium not found at {executable} (set CCCI_CHROMIUM to the browser executable)"
+        )
+    return playwright.chromium.launch(
+        executable_path=executable, headless=True, args=chromium_args(proxy), timeout=60_000
+    )
+
+
+def artifact_name(nodeid: str, suffix: str = "") -> str:
+    """A file name for a test's screenshot: the test's name without the path noise."""
+    name = nodeid.split("::", 1)[-1] if "::" in nodeid else nodeid
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.") or "test"
+    return f"{name[:120]}{suffix}.png"
