@@ -1,1 +1,124 @@
-fn main() {}
+//! `cc-ci-stage-runner`: parse arguments, load the config, run one stage.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+
+const HELP: &str = r#"cc-ci-stage-runner: runs one stage of a cc-ci run (what Drone's exec runner invokes),
+the janitor, or a whole run on your own abra server.
+
+USAGE:
+    cc-ci-stage-runner <STAGE> --config FILE [--SETTING VALUE]...
+    cc-ci-stage-runner janitor --config FILE
+    cc-ci-stage-runner local <RECIPE> --ref SHA [--src URL] --config FILE
+
+STAGES (in order; each reads the run from the state directory):
+    prepare        validate RECIPE/REF/PR/SRC, reap old runs, fetch the recipe at REF,
+                   decide the upgrade base, generate the run's values
+    install        fresh app at REF (chaos deploy), wait until it answers, install tests
+    upgrade        fresh app at the previous release, pre_upgrade tests, upgrade in place
+                   to REF, post_upgrade tests (skipped, with the reason, if no release)
+    backup         pre_backup tests, abra app backup create, after_backup (mutation),
+                   abra app restore, after_restore tests
+    recipe-tests   the recipe's own tests/ at REF, without CI credentials (else skipped)
+    teardown       remove the app, its volumes and secrets, and the run's state; idempotent
+
+ENVIRONMENT (from the Drone build):
+    RECIPE, REF, PR, SRC, COMMENT   the run's params (prepare)
+    DRONE_BUILD_NUMBER              names the run (every stage)
+
+OPTIONS:
+    -c, --config FILE     JSON settings, e.g.
+        {"server": "default", "base_domain": "ci.coopcloud.tech",
+         "state_dir": "/var/lib/cc-ci/runs", "results_dir": "/var/lib/cc-ci/results",
+         "tests_dir": "/etc/cc-ci/tests", "abra": "abra", "abra_dir": "/var/lib/cc-ci/abra",
+         "python": "python3", "chromium": "/usr/bin/chromium", "http_proxy": null,
+         "scheme": "https", "tls_verify": true, "deploy_timeout_secs": 900,
+         "command_timeout_secs": 1800, "janitor_max_age_secs": 21600,
+         "allowed_src": ["https://git.coopcloud.tech/"], "abra_env": {}}
+    --SETTING VALUE       any setting above, e.g. --janitor-max-age-secs 0
+    --ref SHA             (local) the full commit sha to test
+    --src URL             (local) where to fetch it (default: the Co-op Cloud recipe repo)
+    -h, --help            this help
+
+EXIT STATUS:
+    0  the stage passed or was skipped     1  tests failed
+    2  the stage could not run (bad parameter, deploy failed, aborted)
+"#;
+
+fn main() -> ExitCode {
+    let mut args = pico_args::Arguments::from_env();
+    if args.contains(["-h", "--help"]) {
+        print!("{HELP}");
+        return ExitCode::SUCCESS;
+    }
+    stage_runner::abort::install();
+    match run(args) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            // Errors never carry secret values: those live only in the redactor's keeping.
+            println!("ERROR stage-runner: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(mut args: pico_args::Arguments) -> Result<u8> {
+    let config: PathBuf = args.value_from_str(["-c", "--config"])?;
+    let sub: String = args.free_from_str().context("missing STAGE (see --help)")?;
+    let (recipe, sha, src) = if sub == "local" {
+        let recipe: String = args.free_from_str().context("local: missing RECIPE")?;
+        let sha: String = args
+            .value_from_str("--ref")
+            .context("local: --ref SHA is required")?;
+        let src: Option<String> = args.opt_value_from_str("--src")?;
+        (Some(recipe), Some(sha), src)
+    } else {
+        (None, None, None)
+    };
+    let overrides = setting_overrides(args.finish())?;
+    let cfg = stage_runner::config::Config::load(&config)?.apply(&overrides)?;
+    match sub.as_str() {
+        "janitor" => {
+            let r = stage_runner::janitor::sweep(&cfg)?;
+            println!("janitor: reaped {} runs, {} orphaned apps", r.runs, r.apps);
+            Ok(0)
+        }
+        "local" => {
+            let recipe = recipe.expect("set for local");
+            let src = src
+                .unwrap_or_else(|| format!("https://git.coopcloud.tech/coop-cloud/{recipe}.git"));
+            let params = ccci::run::RunParams::from_lookup(|k| match k {
+                "RECIPE" => Some(recipe.clone()),
+                "REF" => sha.clone(),
+                "PR" => Some("1".into()),
+                "SRC" => Some(src.clone()),
+                _ => None,
+            })?;
+            stage_runner::local(cfg, &params)
+        }
+        s if stage_runner::STAGES.contains(&s) => stage_runner::drone_stage(cfg, s),
+        other => bail!("unknown stage {other:?} (see --help)"),
+    }
+}
+
+/// `--key value` pairs left after the known flags.
+fn setting_overrides(rest: Vec<OsString>) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut it = rest.into_iter();
+    while let Some(k) = it.next() {
+        let k = k.to_string_lossy().into_owned();
+        let Some(key) = k.strip_prefix("--") else {
+            bail!("unexpected argument {k:?} (see --help)");
+        };
+        let v = it
+            .next()
+            .with_context(|| format!("--{key} needs a value"))?
+            .to_string_lossy()
+            .into_owned();
+        out.push((key.to_owned(), v));
+    }
+    Ok(out)
+}

@@ -1,0 +1,156 @@
+//! stage-runner's settings: one JSON file (the NixOS module renders it); every setting also
+//! has a flag of the same name (`--base-domain X` for `base_domain`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The abra server apps are deployed to (`default` for `abra server add --local`).
+    #[serde(default = "default_server")]
+    pub server: String,
+    /// Apps are deployed at `<recipe>-<run>.<base_domain>`.
+    pub base_domain: String,
+    /// Run directories (params, generated values, per-run ABRA_DIR) live here.
+    pub state_dir: PathBuf,
+    /// Run summaries and artifacts, read by dashboard-gen.
+    pub results_dir: PathBuf,
+    /// cc-ci's `tests/` tree: `tests/<recipe>/` means the recipe is enrolled.
+    pub tests_dir: PathBuf,
+    /// The abra executable.
+    #[serde(default = "default_abra")]
+    pub abra: PathBuf,
+    /// The host's abra state; each run shares its `servers/` and gets a fresh `recipes/`.
+    pub abra_dir: PathBuf,
+    /// Python with pytest, playwright and requests.
+    #[serde(default = "default_python")]
+    pub python: PathBuf,
+    #[serde(default = "default_chromium")]
+    pub chromium: PathBuf,
+    /// HTTP proxy that reaches apps by domain (the stand-in Traefik); none on a real host.
+    #[serde(default)]
+    pub http_proxy: Option<String>,
+    /// `https` on a host; `http` against the stand-ins.
+    #[serde(default = "default_scheme")]
+    pub scheme: String,
+    #[serde(default = "default_tls_verify")]
+    pub tls_verify: bool,
+    /// How long an app may take to answer after a deploy.
+    #[serde(default = "default_deploy_timeout")]
+    pub deploy_timeout_secs: u64,
+    /// Bound on one abra command or one pytest phase.
+    #[serde(default = "default_command_timeout")]
+    pub command_timeout_secs: u64,
+    /// The janitor reaps CI apps and run directories older than this.
+    #[serde(default = "default_janitor_age")]
+    pub janitor_max_age_secs: u64,
+    /// URL prefixes a PR's source repository may be fetched from, e.g.
+    /// `https://git.coopcloud.tech/`.
+    pub allowed_src: Vec<String>,
+    /// Extra environment for abra (e.g. `STANDIN_SWARM_DIR` against the stand-ins).
+    #[serde(default)]
+    pub abra_env: std::collections::BTreeMap<String, String>,
+}
+
+fn default_server() -> String {
+    "default".into()
+}
+fn default_abra() -> PathBuf {
+    "abra".into()
+}
+fn default_python() -> PathBuf {
+    "python3".into()
+}
+fn default_chromium() -> PathBuf {
+    "/usr/bin/chromium".into()
+}
+fn default_scheme() -> String {
+    "https".into()
+}
+fn default_tls_verify() -> bool {
+    true
+}
+fn default_deploy_timeout() -> u64 {
+    900
+}
+fn default_command_timeout() -> u64 {
+    1800
+}
+fn default_janitor_age() -> u64 {
+    6 * 3600
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        let cfg: Config = serde_json::from_str(&text)
+            .with_context(|| format!("parsing config {}", path.display()))?;
+        cfg.validate()
+            .with_context(|| format!("config {}", path.display()))?;
+        Ok(cfg)
+    }
+
+    /// Applies `--key value` overrides (underscores or hyphens) on top of the file.
+    pub fn apply(mut self, overrides: &[(String, String)]) -> Result<Config> {
+        let mut v = serde_json::to_value(&self)?;
+        for (k, val) in overrides {
+            let key = k.replace('-', "_");
+            let obj = v.as_object_mut().expect("config is an object");
+            let Some(slot) = obj.get_mut(&key) else {
+                bail!("--{k}: no such setting (see --help)");
+            };
+            *slot = match slot {
+                serde_json::Value::Number(_) => serde_json::Value::Number(
+                    val.parse::<u64>()
+                        .with_context(|| format!("--{k} takes a number"))?
+                        .into(),
+                ),
+                serde_json::Value::Bool(_) => serde_json::Value::Bool(
+                    val.parse()
+                        .with_context(|| format!("--{k} takes true or false"))?,
+                ),
+                serde_json::Value::Array(_) => {
+                    serde_json::Value::Array(val.split(',').map(|s| s.trim().into()).collect())
+                }
+                serde_json::Value::Object(_) => {
+                    bail!("--{k}: set it in the config file")
+                }
+                _ => serde_json::Value::String(val.clone()),
+            };
+        }
+        self = serde_json::from_value(v).context("applying overrides")?;
+        self.validate()?;
+        Ok(self)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.base_domain.is_empty()
+            || !self
+                .base_domain
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        {
+            bail!("base_domain {:?} is not a domain", self.base_domain);
+        }
+        if !matches!(self.scheme.as_str(), "http" | "https") {
+            bail!("scheme must be http or https");
+        }
+        if self.allowed_src.is_empty() {
+            bail!("allowed_src is empty: no PR source could be fetched");
+        }
+        Ok(())
+    }
+
+    pub fn deploy_timeout(&self) -> Duration {
+        Duration::from_secs(self.deploy_timeout_secs)
+    }
+
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_secs(self.command_timeout_secs)
+    }
+}

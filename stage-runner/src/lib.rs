@@ -1,0 +1,97 @@
+//! stage-runner: one cc-ci stage per invocation (what Drone's exec runner runs), the janitor,
+//! and `local`, the whole run on a maintainer's own abra server.
+
+pub mod abort;
+pub mod abra;
+pub mod ci;
+pub mod config;
+pub mod janitor;
+pub mod junit;
+pub mod process;
+pub mod redact;
+pub mod rundir;
+pub mod stage;
+pub mod wait;
+
+use anyhow::Result;
+
+use ccci::run::RunParams;
+
+use crate::config::Config;
+use crate::process::say;
+use crate::redact::Redactor;
+use crate::stage::{Ctx, Outcome};
+
+/// The stages of a run, in order.
+pub const STAGES: &[&str] = ccci::summary::STAGES;
+
+/// Runs one stage of the Drone build this process belongs to; returns the exit status.
+pub fn drone_stage(cfg: Config, stage: &str) -> Result<u8> {
+    let run_id = stage::drone_run_id()?;
+    if stage == "prepare" {
+        let params = RunParams::from_lookup(|k| std::env::var(k).ok())?;
+        let build: i64 = run_id.parse().unwrap_or(0);
+        return Ok(prepare(cfg, &params, &run_id, build));
+    }
+    let mut ctx = match Ctx::open(cfg.clone(), &run_id) {
+        Ok(c) => c,
+        // Teardown of a run that never started, or is already gone, has nothing to do.
+        Err(_) if stage == "teardown" => {
+            janitor::sweep(&cfg)?;
+            return Ok(0);
+        }
+        Err(e) => return Err(e),
+    };
+    let o = stage::run_stage(&mut ctx, stage);
+    if stage == "teardown" && o.exit_code() == 0 {
+        ctx.forget()?;
+    }
+    Ok(o.exit_code())
+}
+
+fn prepare(cfg: Config, params: &RunParams, run_id: &str, build: i64) -> u8 {
+    let started = stage::now();
+    let t = std::time::Instant::now();
+    match stage::prepare(cfg, params, run_id, build) {
+        Ok(ctx) => {
+            let o = Outcome::passed_now();
+            let _ = ctx.record("prepare", started, t.elapsed(), &o);
+            0
+        }
+        Err(e) => {
+            say(
+                &Redactor::new([]),
+                &format!("ERROR stage-runner: prepare: {e:#}"),
+            );
+            2
+        }
+    }
+}
+
+/// `local`: every stage in order on this machine's abra server, teardown always last.
+pub fn local(cfg: Config, params: &RunParams) -> Result<u8> {
+    let run_id = format!("l{}", rundir::random_token(6)?.to_lowercase());
+    let code = prepare(cfg.clone(), params, &run_id, 0);
+    if code != 0 {
+        return Ok(code);
+    }
+    let mut ctx = Ctx::open(cfg, &run_id)?;
+    let mut worst = 0;
+    for stage in ["install", "upgrade", "backup", "recipe-tests"] {
+        let o = stage::run_stage(&mut ctx, stage);
+        worst = worst.max(o.exit_code());
+        if abort::aborted().is_some() {
+            return Ok(2);
+        }
+        // Later stages need a live app that passed install.
+        if stage == "install" && o.exit_code() != 0 {
+            break;
+        }
+    }
+    let o = stage::run_stage(&mut ctx, "teardown");
+    worst = worst.max(o.exit_code());
+    if o.exit_code() == 0 {
+        ctx.forget()?;
+    }
+    Ok(worst)
+}

@@ -1,0 +1,810 @@
+//! The stages of a run. Each is one invocation of stage-runner and leaves the run's summary
+//! updated; an aborted stage tears the run down before exiting.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use ccci::run::{app_domain, check_recipe_name, RunParams};
+use ccci::summary::{Counts, Failure, StageResult, Status, Summary, SCHEMA};
+
+use crate::abort;
+use crate::abra::{self, Abra};
+use crate::ci::CiSettings;
+use crate::config::Config;
+use crate::junit;
+use crate::process::{self, say, Cmd};
+use crate::redact::Redactor;
+use crate::rundir::{self, Lock, Run};
+use crate::wait;
+
+/// A stage's outcome, before it is written to the summary.
+pub struct Outcome {
+    pub status: Status,
+    pub reason: String,
+    pub tests: Counts,
+    pub failures: Vec<Failure>,
+    pub artifacts: Vec<String>,
+}
+
+impl Outcome {
+    pub fn passed_now() -> Outcome {
+        Outcome::passed()
+    }
+
+    fn passed() -> Outcome {
+        Outcome {
+            status: Status::Passed,
+            reason: String::new(),
+            tests: Counts::default(),
+            failures: Vec::new(),
+            artifacts: Vec::new(),
+        }
+    }
+
+    fn skipped(reason: impl Into<String>) -> Outcome {
+        Outcome {
+            status: Status::Skipped,
+            reason: reason.into(),
+            ..Outcome::passed()
+        }
+    }
+
+    /// Adds one pytest phase's results; a failed phase fails the stage.
+    fn merge(&mut self, phase: Phase) {
+        self.tests.total += phase.counts.total;
+        self.tests.passed += phase.counts.passed;
+        self.tests.failed += phase.counts.failed;
+        self.tests.skipped += phase.counts.skipped;
+        self.failures.extend(phase.failures);
+        if phase.failed && self.status == Status::Passed {
+            self.status = Status::Failed;
+            self.reason = format!("tests failed in phase {}", phase.name);
+        }
+    }
+
+    /// Exit status: 0 passed or skipped, 1 tests failed, 2 the stage could not run.
+    pub fn exit_code(&self) -> u8 {
+        match self.status {
+            Status::Passed | Status::Skipped => 0,
+            Status::Failed => 1,
+            Status::Running | Status::Error => 2,
+        }
+    }
+}
+
+struct Phase {
+    name: &'static str,
+    counts: Counts,
+    failures: Vec<Failure>,
+    failed: bool,
+}
+
+/// Everything a stage works with.
+pub struct Ctx {
+    pub cfg: Config,
+    pub dir: PathBuf,
+    pub run: Run,
+    pub redactor: Redactor,
+    _lock: Lock,
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The run id of the Drone build this step belongs to.
+pub fn drone_run_id() -> Result<String> {
+    let n = std::env::var("DRONE_BUILD_NUMBER").unwrap_or_default();
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        bail!("DRONE_BUILD_NUMBER is missing or not a number (run stage-runner from Drone, or use `local`)");
+    }
+    Ok(n)
+}
+
+fn results_dir(cfg: &Config, run_id: &str) -> PathBuf {
+    cfg.results_dir.join(run_id)
+}
+
+/// Checks every parameter before anything touches abra; errors name the parameter.
+pub fn validate(cfg: &Config, p: &RunParams) -> Result<()> {
+    check_recipe_name(&p.recipe)?;
+    if !cfg.tests_dir.join(&p.recipe).is_dir() {
+        bail!(
+            "parameter RECIPE: {} is not enrolled (no {}/{}/)",
+            p.recipe,
+            cfg.tests_dir.display(),
+            p.recipe
+        );
+    }
+    let src_ok = !p.src.contains("..")
+        && !p
+            .src
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        && cfg
+            .allowed_src
+            .iter()
+            .any(|prefix| p.src.starts_with(prefix.as_str()));
+    if !src_ok {
+        bail!(
+            "parameter SRC: {:?} is not on an allowed host (allowed: {})",
+            p.src.chars().take(200).collect::<String>(),
+            cfg.allowed_src.join(", ")
+        );
+    }
+    Ok(())
+}
+
+impl Ctx {
+    /// Opens an existing run (every stage after prepare).
+    pub fn open(cfg: Config, run_id: &str) -> Result<Ctx> {
+        let dir = rundir::dir(&cfg.state_dir, run_id);
+        let run = Run::load(&dir).context("the run has no state: did prepare run?")?;
+        let lock = Lock::try_take(&dir)?
+            .with_context(|| format!("run {run_id} is busy in another stage-runner"))?;
+        let values = rundir::load_values(&dir)?;
+        let redactor = Redactor::new(values.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        Ok(Ctx {
+            cfg,
+            dir,
+            run,
+            redactor,
+            _lock: lock,
+        })
+    }
+
+    pub fn abra(&self) -> Abra {
+        Abra {
+            exe: self.cfg.abra.clone(),
+            abra_dir: self.dir.join("abra"),
+            env: self
+                .cfg
+                .abra_env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            server: self.cfg.server.clone(),
+            timeout: self.cfg.command_timeout(),
+        }
+    }
+
+    fn say(&self, line: &str) {
+        say(&self.redactor, line);
+    }
+
+    fn base_url(&self) -> String {
+        format!("{}://{}", self.cfg.scheme, self.run.domain)
+    }
+
+    fn summary_path(&self) -> PathBuf {
+        results_dir(&self.cfg, &self.run.id).join("summary.json")
+    }
+
+    pub fn record(&self, stage: &str, started: i64, took: Duration, o: &Outcome) -> Result<()> {
+        let path = self.summary_path();
+        let mut s = Summary::load(&path)?;
+        s.set_stage(StageResult {
+            name: stage.into(),
+            status: o.status,
+            reason: self.redactor.redact_str(&o.reason),
+            started,
+            duration_ms: took.as_millis() as u64,
+            tests: o.tests.clone(),
+            failures: o
+                .failures
+                .iter()
+                .map(|f| Failure {
+                    name: self.redactor.redact_str(&f.name),
+                    message: self.redactor.redact_str(&f.message),
+                })
+                .collect(),
+            artifacts: o.artifacts.clone(),
+        });
+        if stage == "teardown" {
+            s.finished = now();
+        }
+        s.save(&path)
+    }
+
+    fn git(&self, args: &[&str]) -> Result<process::Output> {
+        let cmd = Cmd::new("git", args)
+            .cwd(&self.abra().recipe_dir(&self.run.recipe))
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .timeout(self.cfg.command_timeout())
+            .capture();
+        let out = process::run(cmd, &self.redactor)?;
+        if !out.success() {
+            bail!("`git {}` failed", args.join(" "));
+        }
+        Ok(out)
+    }
+
+    fn checkout(&self, rev: &str) -> Result<()> {
+        self.git(&["checkout", "--quiet", "--force", "--detach", rev])?;
+        // A non-chaos deploy refuses untracked files.
+        self.git(&["clean", "--quiet", "-fdx"])?;
+        Ok(())
+    }
+
+    /// A fresh app of `version` (a release tag, or the PR head for `None`): created,
+    /// configured, secrets in place, deployed and answering through the proxy.
+    fn deploy_fresh(&mut self, version: Option<&str>) -> Result<()> {
+        let domain = self.run.domain.clone();
+        let recipe = self.run.recipe.clone();
+        let abra = self.abra();
+        abra.remove_app(&domain, &self.redactor)?;
+        let mut args = vec!["app", "new", recipe.as_str()];
+        if let Some(v) = version {
+            args.push(v);
+        }
+        args.extend(["--server", &self.cfg.server, "--domain", &domain]);
+        abra.ok(&args, &self.redactor)?;
+        // `abra app new` moves the checkout to a release tag; put back what is tested.
+        self.checkout(version.unwrap_or(&self.run.sha))?;
+        let mut vars: Vec<(String, String)> = self
+            .run
+            .ci
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        // The janitor's proof that this app is a CI app, and whose.
+        vars.push(("CCCI_RUN".into(), self.run.id.clone()));
+        let env_file = abra.env_file(&domain);
+        abra::set_env(&env_file, &vars)?;
+        let env_text = std::fs::read_to_string(&env_file)?;
+        let mut values = rundir::load_values(&self.dir)?;
+        let mut bumped = Vec::new();
+        for (name, version) in abra::secrets_of(&env_text) {
+            match self
+                .run
+                .ci
+                .secrets
+                .get(&name)
+                .and_then(|s| s.value_from.as_ref().map(|f| (f, s)))
+            {
+                Some((from, spec)) => {
+                    let value = values
+                        .get(from)
+                        .with_context(|| format!("ci.json: secret {name} takes value_from {from}, which is not in values"))?;
+                    let file = self.dir.join("secrets").join(&name);
+                    rundir::write_private(&file, value.as_bytes())?;
+                    let f = file.display().to_string();
+                    abra.ok(
+                        &[
+                            "app",
+                            "secret",
+                            "insert",
+                            &domain,
+                            &name,
+                            &spec.version,
+                            &f,
+                            "--file",
+                        ],
+                        &self.redactor,
+                    )?;
+                    bumped.push((
+                        format!("SECRET_{}_VERSION", name.to_uppercase()),
+                        spec.version.clone(),
+                    ));
+                }
+                None => {
+                    let v = abra.generate_secret(&domain, &name, &version, &mut self.redactor)?;
+                    values.insert(format!("secret_{name}"), v);
+                }
+            }
+        }
+        abra::set_env(&env_file, &bumped)?;
+        rundir::save_values(&self.dir, &values)?;
+        match version {
+            Some(v) => abra.ok(
+                &["app", "deploy", &domain, v, "--no-converge-checks"],
+                &self.redactor,
+            )?,
+            None => abra.ok(
+                &["app", "deploy", &domain, "--chaos", "--no-converge-checks"],
+                &self.redactor,
+            )?,
+        };
+        self.wait_up()
+    }
+
+    fn wait_up(&self) -> Result<()> {
+        let limit = Duration::from_secs(
+            self.run
+                .ci
+                .deploy_timeout_secs
+                .unwrap_or(self.cfg.deploy_timeout_secs),
+        );
+        let url = format!("{}{}", self.base_url(), self.run.ci.health_path);
+        wait::until_up(
+            &url,
+            self.cfg.http_proxy.as_deref(),
+            self.cfg.tls_verify,
+            limit,
+            &self.redactor,
+        )?;
+        Ok(())
+    }
+
+    /// Runs one phase of the recipe's tests against the live app.
+    fn pytest(
+        &self,
+        stage: &str,
+        phase: &'static str,
+        tests: &Path,
+        own_tests: bool,
+    ) -> Result<Phase> {
+        let junit = self.dir.join(format!("junit-{stage}-{phase}.xml"));
+        let _ = std::fs::remove_file(&junit);
+        let artifacts = results_dir(&self.cfg, &self.run.id)
+            .join("artifacts")
+            .join(stage);
+        std::fs::create_dir_all(&artifacts)?;
+        let t = tests.display().to_string();
+        let j = junit.display().to_string();
+        let mut args = vec![
+            "-m",
+            "pytest",
+            t.as_str(),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--junitxml",
+            j.as_str(),
+        ];
+        if !own_tests {
+            args.extend(["-m", phase]);
+        }
+        args.extend(["-p", "ccci_harness.plugin"]);
+        let mut cmd = Cmd::new(&self.cfg.python, &args)
+            .timeout(self.cfg.command_timeout())
+            .env("PYTHONPATH", self.cfg.tests_dir.display().to_string())
+            .env("CCCI_RECIPE", &self.run.recipe)
+            .env("CCCI_DOMAIN", &self.run.domain)
+            .env("CCCI_BASE_URL", self.base_url())
+            .env("CCCI_STAGE", stage)
+            .env("CCCI_PHASE", phase)
+            .env(
+                "CCCI_HTTP_PROXY",
+                self.cfg.http_proxy.clone().unwrap_or_default(),
+            )
+            .env("CCCI_RUN_DIR", self.dir.display().to_string())
+            .env("CCCI_ARTIFACTS", artifacts.display().to_string())
+            .env("CCCI_ABRA", self.cfg.abra.display().to_string())
+            .env("ABRA_DIR", self.dir.join("abra").display().to_string())
+            .env("CCCI_SERVER", &self.cfg.server)
+            .env("CCCI_CHROMIUM", self.cfg.chromium.display().to_string())
+            .env(
+                "CCCI_TLS_VERIFY",
+                if self.cfg.tls_verify { "1" } else { "0" },
+            )
+            .envs(
+                &self
+                    .cfg
+                    .abra_env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<Vec<_>>(),
+            );
+        if own_tests {
+            // A recipe's own tests see no CI credential: only what the contract names.
+            cmd = cmd.clear_env();
+        }
+        self.say(&format!("--- {stage}: phase {phase} ---"));
+        let out = process::run(cmd, &self.redactor)?;
+        let (counts, failures) = match std::fs::read_to_string(&junit) {
+            Ok(xml) => junit::parse(&xml),
+            Err(_) => (Counts::default(), Vec::new()),
+        };
+        match out.code {
+            // 5: no test selected for this phase — the suite has nothing to say here.
+            Some(0) | Some(5) => Ok(Phase {
+                name: phase,
+                counts,
+                failures,
+                failed: false,
+            }),
+            Some(1) => Ok(Phase {
+                name: phase,
+                counts,
+                failures,
+                failed: true,
+            }),
+            other => bail!(
+                "pytest could not run phase {phase} (exit {})",
+                other.map_or("signal".into(), |c| c.to_string())
+            ),
+        }
+    }
+
+    fn suite(&self) -> PathBuf {
+        self.cfg.tests_dir.join(&self.run.recipe)
+    }
+
+    fn artifacts(&self, stage: &str) -> Vec<String> {
+        let dir = results_dir(&self.cfg, &self.run.id)
+            .join("artifacts")
+            .join(stage);
+        let mut out: Vec<String> = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| format!("artifacts/{stage}/{}", e.file_name().to_string_lossy()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    pub fn install(&mut self) -> Result<Outcome> {
+        self.deploy_fresh(None)?;
+        let mut o = Outcome::passed();
+        let suite = self.suite();
+        o.merge(self.pytest("install", "install", &suite, false)?);
+        o.artifacts = self.artifacts("install");
+        Ok(o)
+    }
+
+    pub fn upgrade(&mut self) -> Result<Outcome> {
+        if let Some(why) = self.run.ci.skip.get("upgrade") {
+            return Ok(Outcome::skipped(why.clone()));
+        }
+        let Some(base) = self.run.upgrade_base.clone() else {
+            return Ok(Outcome::skipped(self.run.upgrade_skip.clone()));
+        };
+        // A fresh app of the previous release: the install stage's data must not help.
+        self.say(&format!("upgrade: {base} -> {}", &self.run.sha[..10]));
+        self.deploy_fresh(Some(&base))?;
+        let suite = self.suite();
+        let mut o = Outcome::passed();
+        o.merge(self.pytest("upgrade", "pre_upgrade", &suite, false)?);
+        if o.status == Status::Passed {
+            self.checkout(&self.run.sha.clone())?;
+            let d = self.run.domain.clone();
+            self.abra().ok(
+                &[
+                    "app",
+                    "deploy",
+                    &d,
+                    "--force",
+                    "--chaos",
+                    "--no-converge-checks",
+                ],
+                &self.redactor,
+            )?;
+            self.wait_up()?;
+            o.merge(self.pytest("upgrade", "post_upgrade", &suite, false)?);
+        }
+        o.artifacts = self.artifacts("upgrade");
+        Ok(o)
+    }
+
+    pub fn backup(&mut self) -> Result<Outcome> {
+        if let Some(why) = self.run.ci.skip.get("backup") {
+            return Ok(Outcome::skipped(why.clone()));
+        }
+        let d = self.run.domain.clone();
+        let suite = self.suite();
+        let mut o = Outcome::passed();
+        o.merge(self.pytest("backup", "pre_backup", &suite, false)?);
+        if o.status != Status::Passed {
+            return Ok(o);
+        }
+        let abra = self.abra();
+        let out = abra.try_run(&["app", "backup", "create", &d], &self.redactor)?;
+        if !out.success() {
+            o.status = Status::Failed;
+            o.reason = "`abra app backup create` failed: no backup was made".into();
+            return Ok(o);
+        }
+        o.merge(self.pytest("backup", "after_backup", &suite, false)?);
+        if o.status != Status::Passed {
+            return Ok(o);
+        }
+        let out = abra.try_run(&["app", "restore", &d], &self.redactor)?;
+        if !out.success() {
+            o.status = Status::Failed;
+            o.reason = "`abra app restore` failed".into();
+            return Ok(o);
+        }
+        self.wait_up()?;
+        o.merge(self.pytest("backup", "after_restore", &suite, false)?);
+        o.artifacts = self.artifacts("backup");
+        Ok(o)
+    }
+
+    pub fn recipe_tests(&mut self) -> Result<Outcome> {
+        if let Some(why) = self.run.ci.skip.get("recipe-tests") {
+            return Ok(Outcome::skipped(why.clone()));
+        }
+        let src = self.abra().recipe_dir(&self.run.recipe).join("tests");
+        if !src.is_dir() {
+            return Ok(Outcome::skipped(format!(
+                "the recipe has no tests/ directory at {}",
+                &self.run.sha[..10]
+            )));
+        }
+        // A copy, so the tests cannot dirty the checkout abra deploys from.
+        let dst = self.dir.join("recipe-tests");
+        let _ = std::fs::remove_dir_all(&dst);
+        copy_tree(&src, &dst)?;
+        let mut o = Outcome::passed();
+        o.merge(self.pytest("recipe-tests", "install", &dst, true)?);
+        o.artifacts = self.artifacts("recipe-tests");
+        Ok(o)
+    }
+
+    /// Removes the app and the run's private state; idempotent.
+    pub fn teardown(&mut self) -> Result<Outcome> {
+        let d = self.run.domain.clone();
+        self.abra().remove_app(&d, &self.redactor)?;
+        std::fs::remove_dir_all(self.dir.join("abra")).or_else(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })?;
+        Ok(Outcome::passed())
+    }
+
+    /// The run's directory goes last, after the summary is written.
+    pub fn forget(self) -> Result<()> {
+        let dir = self.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))
+    }
+}
+
+fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    std::fs::create_dir_all(dst)?;
+    for e in std::fs::read_dir(src)? {
+        let e = e?;
+        let t = e.file_type()?;
+        let to = dst.join(e.file_name());
+        if t.is_dir() {
+            copy_tree(&e.path(), &to)?;
+        } else if t.is_file() {
+            std::fs::copy(e.path(), &to)?;
+        }
+    }
+    Ok(())
+}
+
+/// Semver of a release tag `MAJOR.MINOR.PATCH+upstream`; `None` for other tags.
+pub fn release_key(tag: &str) -> Option<(u64, u64, u64)> {
+    let core = tag.split('+').next()?;
+    let mut p = core.split('.');
+    let v = (
+        p.next()?.parse().ok()?,
+        p.next()?.parse().ok()?,
+        p.next()?.parse().ok()?,
+    );
+    p.next().is_none().then_some(v)
+}
+
+/// `prepare`: validate, reap, create the run, fetch the recipe at the PR head, decide the
+/// upgrade base. Returns the opened run.
+pub fn prepare(cfg: Config, p: &RunParams, run_id: &str, build: i64) -> Result<Ctx> {
+    validate(&cfg, p)?;
+    crate::janitor::sweep(&cfg)?;
+    let dir = rundir::dir(&cfg.state_dir, run_id);
+    if dir.exists() {
+        bail!("run {run_id} already exists at {}", dir.display());
+    }
+    rundir::create(&dir)?;
+    let servers = cfg.abra_dir.join("servers");
+    if !servers.join(&cfg.server).is_dir() {
+        bail!(
+            "abra server {} is not set up: {} is missing (run `abra server add` on the host)",
+            cfg.server,
+            servers.join(&cfg.server).display()
+        );
+    }
+    std::os::unix::fs::symlink(&servers, dir.join("abra/servers"))
+        .context("linking the host's abra servers into the run")?;
+    let ci = CiSettings::load(&cfg.tests_dir.join(&p.recipe))?;
+    let run = Run {
+        id: run_id.into(),
+        build,
+        recipe: p.recipe.clone(),
+        sha: p.sha.clone(),
+        pr: p.pr,
+        src: p.src.clone(),
+        domain: String::new(),
+        version: String::new(),
+        upgrade_base: None,
+        upgrade_skip: String::new(),
+        ci,
+        created: now(),
+    };
+    run.save(&dir)?;
+    let results = results_dir(&cfg, run_id);
+    std::fs::create_dir_all(&results)?;
+    Summary {
+        schema: SCHEMA,
+        build,
+        recipe: p.recipe.clone(),
+        sha: p.sha.clone(),
+        pr: p.pr,
+        src: p.src.clone(),
+        domain: String::new(),
+        version: String::new(),
+        upgrade_base: String::new(),
+        started: now(),
+        finished: 0,
+        stages: Vec::new(),
+    }
+    .save(&results.join("summary.json"))?;
+    let mut ctx = Ctx::open(cfg, run_id)?;
+    ctx.fetch()?;
+    Ok(ctx)
+}
+
+impl Ctx {
+    fn fetch(&mut self) -> Result<()> {
+        let recipe = self.run.recipe.clone();
+        self.abra()
+            .ok(&["recipe", "fetch", &recipe], &self.redactor)?;
+        let sha = self.run.sha.clone();
+        let have = |c: &Ctx| {
+            c.git(&["cat-file", "-e", &format!("{sha}^{{commit}}")])
+                .is_ok()
+        };
+        if !have(self) {
+            let src = self.run.src.clone();
+            self.git(&[
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                &src,
+                "+refs/heads/*:refs/remotes/pr/*",
+            ])?;
+            if !have(self) {
+                let pull = format!("+refs/pull/{}/head:refs/remotes/pr/pull", self.run.pr);
+                let _ = self.git(&["fetch", "--quiet", "--no-tags", &src, &pull]);
+            }
+            if !have(self) {
+                bail!("parameter REF: commit {sha} is not in {src}");
+            }
+        }
+        self.checkout(&sha)?;
+        // Release tags reachable from the head, newest first.
+        let tags = self.git(&["tag", "--merged", &sha])?;
+        let mut releases: Vec<String> = String::from_utf8_lossy(&tags.stdout)
+            .lines()
+            .filter(|t| release_key(t).is_some())
+            .map(str::to_owned)
+            .collect();
+        releases.sort_by_key(|t| std::cmp::Reverse(release_key(t)));
+        let tagged_here: Vec<String> =
+            String::from_utf8_lossy(&self.git(&["tag", "--points-at", &sha])?.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect();
+        self.run.version = releases.first().cloned().unwrap_or_default();
+        let previous = releases.iter().find(|t| !tagged_here.contains(t)).cloned();
+        match (&self.run.ci.upgrade_base, previous) {
+            (Some(pin), _) => {
+                if !releases.contains(pin) {
+                    bail!(
+                        "ci.json upgrade_base {pin} is not a release of {recipe} before {}",
+                        &sha[..10]
+                    );
+                }
+                self.run.upgrade_base = Some(pin.clone());
+            }
+            (None, Some(prev)) => self.run.upgrade_base = Some(prev),
+            (None, None) => {
+                self.run.upgrade_skip =
+                    format!("{recipe} has no earlier published release to upgrade from");
+            }
+        }
+        let sample = self.git(&["show", &format!("{sha}:.env.sample")])?;
+        let longest = abra::secrets_of(&String::from_utf8_lossy(&sample.stdout))
+            .iter()
+            // A bumped version (v10) may be longer than the sample's.
+            .map(|(n, _)| n.len() + "_v99".len())
+            .max()
+            .unwrap_or(0);
+        self.run.domain = app_domain(&recipe, &self.run.id, &self.cfg.base_domain, longest)?;
+        let mut values = BTreeMap::new();
+        for name in &self.run.ci.values {
+            values.insert(name.clone(), rundir::random_token(32)?);
+        }
+        rundir::save_values(&self.dir, &values)?;
+        self.redactor = Redactor::new(values.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        self.run.save(&self.dir)?;
+        let path = self.summary_path();
+        let mut s = Summary::load(&path)?;
+        s.domain = self.run.domain.clone();
+        s.version = self.run.version.clone();
+        s.upgrade_base = self.run.upgrade_base.clone().unwrap_or_default();
+        s.save(&path)?;
+        self.say(&format!(
+            "run {}: {recipe} at {} (version {}), app {}, upgrade from {}",
+            self.run.id,
+            &sha[..10],
+            if self.run.version.is_empty() {
+                "unreleased"
+            } else {
+                &self.run.version
+            },
+            self.run.domain,
+            self.run.upgrade_base.as_deref().unwrap_or("— (skipped)")
+        ));
+        Ok(())
+    }
+}
+
+/// Runs one stage of an opened run and records it; on abort, tears the run down.
+pub fn run_stage(ctx: &mut Ctx, stage: &str) -> Outcome {
+    let started = now();
+    let t = Instant::now();
+    let _ = ctx.record(
+        stage,
+        started,
+        Duration::ZERO,
+        &Outcome {
+            status: Status::Running,
+            ..Outcome::passed()
+        },
+    );
+    let result = match stage {
+        "install" => ctx.install(),
+        "upgrade" => ctx.upgrade(),
+        "backup" => ctx.backup(),
+        "recipe-tests" => ctx.recipe_tests(),
+        "teardown" => ctx.teardown(),
+        _ => Ok(Outcome::passed()),
+    };
+    let o = match result {
+        Ok(o) => o,
+        Err(e) => Outcome {
+            status: Status::Error,
+            reason: format!("{e:#}"),
+            ..Outcome::passed()
+        },
+    };
+    let line = format!(
+        "stage {stage}: {}{}{}",
+        o.status.as_str(),
+        if o.reason.is_empty() { "" } else { " — " },
+        o.reason
+    );
+    ctx.say(&line);
+    if let Err(e) = ctx.record(stage, started, t.elapsed(), &o) {
+        ctx.say(&format!(
+            "ERROR stage-runner: writing the summary failed: {e:#}"
+        ));
+    }
+    if let Some(why) = abort::aborted() {
+        ctx.say(&format!("aborting ({why}): tearing the run down"));
+        process::kill_all_children();
+        abort_teardown(ctx);
+    }
+    o
+}
+
+/// Best effort, after an abort: the janitor finishes whatever this cannot.
+fn abort_teardown(ctx: &mut Ctx) {
+    // New children may run now: teardown must not be stopped by the abort it serves.
+    crate::abort::clear_for_teardown();
+    let t = Instant::now();
+    let o = match ctx.teardown() {
+        Ok(o) => o,
+        Err(e) => Outcome {
+            status: Status::Error,
+            reason: format!("teardown after abort: {e:#}"),
+            ..Outcome::passed()
+        },
+    };
+    let _ = ctx.record("teardown", now(), t.elapsed(), &o);
+}
