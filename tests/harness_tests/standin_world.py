@@ -262,7 +262,7 @@ class World:
         return self.swarm_dir / "volumes" / f"{domain.replace('.', '_')}_{name}"
 
     def ccci_env(self, recipe: str, domain: str, stage: str, phase: str,
-                 base_url: str | None = None) -> dict:
+                 base_url: str | None = None, proxy: bool = True) -> dict:
         return {
             **self.env,
             "CCCI_RECIPE": recipe,
@@ -270,7 +270,7 @@ class World:
             "CCCI_BASE_URL": base_url or f"http://{domain}",
             "CCCI_STAGE": stage,
             "CCCI_PHASE": phase,
-            "CCCI_HTTP_PROXY": self.proxy.url if self.proxy else "",
+            "CCCI_HTTP_PROXY": self.proxy.url if (self.proxy and proxy) else "",
             "CCCI_RUN_DIR": str(self.run_dir),
             "CCCI_ARTIFACTS": str(self.artifacts / stage),
             "CCCI_ABRA": str(self.abra_exe),
@@ -280,14 +280,15 @@ class World:
         }
 
     def run_phase(self, suite: str | Path, recipe: str, domain: str, stage: str, phase: str,
-                  base_url: str | None = None, extra_args: tuple = ()) -> PhaseResult:
+                  base_url: str | None = None, proxy: bool = True,
+                  extra_args: tuple = ()) -> PhaseResult:
         """Runs `pytest <suite> -m <phase>` as stage-runner does (docs/writing-tests.md)."""
         suite_dir = Path(suite) if Path(suite).is_absolute() else TESTS_DIR / suite
         junit = self.run_dir / f"junit-{phase}.xml"
         junit.unlink(missing_ok=True)
         args = [sys.executable, "-m", "pytest", str(suite_dir), "-m", phase,
                 f"--junitxml={junit}", "-p", "no:cacheprovider", "-q", *extra_args]
-        p = subprocess.run(args, env=self.ccci_env(recipe, domain, stage, phase, base_url),
+        p = subprocess.run(args, env=self.ccci_env(recipe, domain, stage, phase, base_url, proxy),
                            capture_output=True, text=True, timeout=SUITE_LIMIT,
                            stdin=subprocess.DEVNULL, cwd=REPO)
         return parse_junit(junit, phase, p.returncode, p.stdout + p.stderr)
