@@ -1,0 +1,327 @@
+//! What the pages show, computed from the cached builds: each recipe's runs, its status, the
+//! stage marks, its level and its flaky stages.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use ccci::run::RunParams;
+use ccci::summary::{StageResult, Status as StageStatus};
+
+use crate::config::{Config, Repo};
+use crate::fetch::{Cache, CachedBuild};
+
+/// The stages the overview marks, in run order (prepare and teardown appear on run pages).
+pub const MARKED: [&str; 4] = ["install", "upgrade", "backup", "recipe-tests"];
+
+/// Runs of the level ladder's top rung: this many newest finished runs at level 4.
+pub const STABLE_RUNS: usize = 5;
+
+/// A run's or a recipe's status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Status {
+    Failed,
+    Error,
+    Running,
+    Cancelled,
+    Passed,
+    Untested,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Passed,
+        Status::Failed,
+        Status::Error,
+        Status::Running,
+        Status::Cancelled,
+        Status::Untested,
+    ];
+
+    /// From a Drone build status (`core/status.go`).
+    pub fn from_drone(s: &str) -> Status {
+        match s {
+            "success" => Status::Passed,
+            "failure" => Status::Failed,
+            "error" => Status::Error,
+            "killed" | "declined" | "skipped" => Status::Cancelled,
+            _ => Status::Running,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Passed => "passed",
+            Status::Failed => "failed",
+            Status::Error => "error",
+            Status::Running => "running",
+            Status::Cancelled => "cancelled",
+            Status::Untested => "untested",
+        }
+    }
+
+    /// The shape that carries the status without colour.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Status::Passed => "✓",
+            Status::Failed => "✗",
+            Status::Error => "!",
+            Status::Running => "●",
+            Status::Cancelled => "⊘",
+            Status::Untested => "○",
+        }
+    }
+
+    /// The badge's message.
+    pub fn badge(self) -> &'static str {
+        match self {
+            Status::Passed => "passing",
+            Status::Failed | Status::Error => "failing",
+            Status::Running => "running",
+            Status::Cancelled => "cancelled",
+            Status::Untested => "untested",
+        }
+    }
+}
+
+/// One stage's mark on a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    Passed,
+    Failed,
+    Skipped,
+    Error,
+    Running,
+    /// No result: the run ended before the stage, or no summary was written.
+    NotRun,
+}
+
+impl Mark {
+    pub fn from_stage(s: Option<&StageResult>, run_done: bool) -> Mark {
+        match s.map(|s| s.status) {
+            Some(StageStatus::Passed) => Mark::Passed,
+            Some(StageStatus::Failed) => Mark::Failed,
+            Some(StageStatus::Skipped) => Mark::Skipped,
+            Some(StageStatus::Error) => Mark::Error,
+            Some(StageStatus::Running) if !run_done => Mark::Running,
+            Some(StageStatus::Running) => Mark::Error,
+            None => Mark::NotRun,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mark::Passed => "passed",
+            Mark::Failed => "failed",
+            Mark::Skipped => "skipped",
+            Mark::Error => "error",
+            Mark::Running => "running",
+            Mark::NotRun => "not run",
+        }
+    }
+
+    /// CSS class.
+    pub fn class(self) -> &'static str {
+        match self {
+            Mark::Passed => "p",
+            Mark::Failed => "f",
+            Mark::Skipped => "s",
+            Mark::Error => "e",
+            Mark::Running => "r",
+            Mark::NotRun => "n",
+        }
+    }
+
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Mark::Passed => "✓",
+            Mark::Failed => "✗",
+            Mark::Skipped => "↷",
+            Mark::Error => "!",
+            Mark::Running => "●",
+            Mark::NotRun => "–",
+        }
+    }
+}
+
+/// The level ladder (docs/dashboard.md). A run climbs while each stage in turn passed.
+pub const LEVELS: [(&str, &str); 6] = [
+    ("broken", "does not install"),
+    ("installs", "installs and answers its health check and install tests"),
+    ("upgrades", "upgrades from the previous release keeping its data"),
+    ("restores", "backup and restore keep its data"),
+    ("tested", "its own tests pass too"),
+    ("stable", "level 4 in each of its last 5 finished runs"),
+];
+
+/// One run of a recipe.
+#[derive(Debug)]
+pub struct Run<'a> {
+    pub build: &'a CachedBuild,
+    pub params: RunParams,
+    pub status: Status,
+    /// Rung 0..=4 this run demonstrated; `None` when it did not finish (running, cancelled).
+    pub level: Option<u8>,
+    /// Marked stages whose result on this ref both passed and failed (within the history).
+    pub flaky: [bool; 4],
+}
+
+impl Run<'_> {
+    pub fn stage(&self, name: &str) -> Option<&StageResult> {
+        self.build.summary.as_ref().and_then(|s| s.stage(name))
+    }
+
+    pub fn mark(&self, i: usize) -> Mark {
+        Mark::from_stage(self.stage(MARKED[i]), self.build.is_done())
+    }
+
+    pub fn number(&self) -> i64 {
+        self.build.number
+    }
+
+    /// Best known start and end: the summary's, else Drone's.
+    pub fn when(&self) -> i64 {
+        match self.build.started {
+            0 => self.build.created,
+            t => t,
+        }
+    }
+
+    pub fn duration_ms(&self) -> Option<u64> {
+        let b = self.build;
+        (b.finished > 0 && b.started > 0 && b.finished >= b.started)
+            .then(|| (b.finished - b.started) as u64 * 1000)
+    }
+
+    pub fn version(&self) -> &str {
+        self.build.summary.as_ref().map(|s| s.version.as_str()).unwrap_or("")
+    }
+}
+
+fn run_level(run: &Run) -> Option<u8> {
+    if matches!(run.status, Status::Running | Status::Cancelled) {
+        return None;
+    }
+    let mut level = 0;
+    for i in 0..MARKED.len() {
+        if run.mark(i) != Mark::Passed {
+            break;
+        }
+        level += 1;
+    }
+    Some(level)
+}
+
+/// One enrolled recipe.
+#[derive(Debug)]
+pub struct Recipe<'a> {
+    pub name: &'a str,
+    pub repo: &'a Repo,
+    /// Newest first, at most `history`.
+    pub runs: Vec<Run<'a>>,
+    pub status: Status,
+    /// 0..=5, `None` when no run finished.
+    pub level: Option<u8>,
+    /// Marked stages flaky on some ref within the history.
+    pub flaky: BTreeSet<&'static str>,
+}
+
+impl Recipe<'_> {
+    pub fn latest(&self) -> Option<&Run<'_>> {
+        self.runs.first()
+    }
+
+    /// Sort key for "by age": newest activity first, untested last.
+    pub fn last_activity(&self) -> i64 {
+        self.latest().map(|r| r.when()).unwrap_or(i64::MIN)
+    }
+}
+
+/// Everything the site shows.
+#[derive(Debug)]
+pub struct Site<'a> {
+    pub recipes: Vec<Recipe<'a>>,
+    pub counts: BTreeMap<Status, usize>,
+}
+
+impl<'a> Site<'a> {
+    pub fn build(cfg: &'a Config, cache: &'a Cache) -> Site<'a> {
+        let mut by_recipe: HashMap<&str, Vec<Run<'a>>> = HashMap::new();
+        for b in cache.builds.values().rev() {
+            let Some(params) = b.run_params() else {
+                continue;
+            };
+            let Some((name, _)) = cfg.recipes.get_key_value(&params.recipe) else {
+                continue;
+            };
+            let runs = by_recipe.entry(name.as_str()).or_default();
+            if runs.len() >= cfg.history {
+                continue;
+            }
+            runs.push(Run {
+                build: b,
+                params,
+                status: Status::from_drone(&b.status),
+                level: None,
+                flaky: [false; 4],
+            });
+        }
+        let mut recipes = Vec::with_capacity(cfg.recipes.len());
+        let mut counts = BTreeMap::new();
+        for (name, repo) in &cfg.recipes {
+            let mut runs = by_recipe.remove(name.as_str()).unwrap_or_default();
+            for r in runs.iter_mut() {
+                r.level = run_level(r);
+            }
+            let flaky = mark_flaky(&mut runs);
+            let status = runs.first().map(|r| r.status).unwrap_or(Status::Untested);
+            let level = recipe_level(&runs);
+            *counts.entry(status).or_insert(0) += 1;
+            recipes.push(Recipe {
+                name,
+                repo,
+                runs,
+                status,
+                level,
+                flaky,
+            });
+        }
+        Site { recipes, counts }
+    }
+}
+
+/// The recipe's rung: its newest finished run's, and 5 (stable) when the last
+/// [`STABLE_RUNS`] finished runs all reached 4.
+fn recipe_level(runs: &[Run]) -> Option<u8> {
+    let finished: Vec<u8> = runs.iter().filter_map(|r| r.level).collect();
+    let latest = *finished.first()?;
+    if latest == 4 && finished.len() >= STABLE_RUNS && finished[..STABLE_RUNS].iter().all(|l| *l == 4) {
+        return Some(5);
+    }
+    Some(latest)
+}
+
+/// Flags each run's marked stages that both passed and failed on its ref; returns the stages
+/// flaky anywhere in the history.
+fn mark_flaky(runs: &mut [Run]) -> BTreeSet<&'static str> {
+    let mut seen: HashMap<(&str, usize), (bool, bool)> = HashMap::new();
+    for r in runs.iter() {
+        for i in 0..MARKED.len() {
+            let e = seen.entry((r.build.params.get("REF").map(String::as_str).unwrap_or(""), i)).or_default();
+            match r.mark(i) {
+                Mark::Passed => e.0 = true,
+                Mark::Failed => e.1 = true,
+                _ => {}
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    for r in runs.iter_mut() {
+        let sha = r.params.sha.as_str();
+        for (i, stage) in MARKED.iter().enumerate() {
+            if seen.get(&(sha, i)) == Some(&(true, true)) {
+                r.flaky[i] = true;
+                out.insert(*stage);
+            }
+        }
+    }
+    out
+}

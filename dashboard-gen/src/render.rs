@@ -1,0 +1,565 @@
+//! The HTML pages: the overview (with its pre-rendered filter and sort variants), a page per
+//! recipe and a page per run, and the one stylesheet. Outside strings go through
+//! [`crate::escape`] into their own variable before they meet markup.
+
+use std::fmt::Write;
+
+use ccci::summary::STAGES;
+
+use crate::clock::{display, duration_ms, rfc3339};
+use crate::config::Config;
+use crate::escape::{html as esc, safe_url};
+use crate::model::{Mark, Recipe, Run, Site, Status, LEVELS, MARKED};
+
+/// Short labels of the marked stages, for column heads.
+const MARK_LABELS: [&str; 4] = ["install", "upgrade", "backup", "tests"];
+
+/// Runs drawn in a recipe's sparkline.
+const SPARK_RUNS: usize = 40;
+
+/// URLs built from the config (validated) and numbers; still escaped where written.
+pub struct Links<'a> {
+    pub cfg: &'a Config,
+}
+
+impl Links<'_> {
+    pub fn pr(&self, r: &Recipe, pr: u64) -> String {
+        format!("{}/{}/pulls/{pr}", self.cfg.gitea_url, r.repo.full())
+    }
+    pub fn repo(&self, r: &Recipe) -> String {
+        format!("{}/{}", self.cfg.gitea_url, r.repo.full())
+    }
+    pub fn drone_build(&self, n: i64) -> String {
+        format!("{}/{}/{n}", self.cfg.drone_url, self.cfg.drone_repo.full())
+    }
+    /// Drone's web route for a step's log: `/{owner}/{name}/{build}/{stage}/{step}`. The cc-ci
+    /// pipeline is the build's one stage; its steps are numbered in the contract's order
+    /// (clone disabled), so step N is `STAGES[N-1]`.
+    pub fn drone_step(&self, n: i64, stage_name: &str) -> Option<String> {
+        let step = STAGES.iter().position(|s| *s == stage_name)? + 1;
+        Some(format!("{}/1/{step}", self.drone_build(n)))
+    }
+}
+
+fn status_badge(s: Status) -> String {
+    format!("<span class=\"b {0}\">{1} {0}</span>", s.as_str(), s.symbol())
+}
+
+fn level_cell(level: Option<u8>) -> String {
+    match level {
+        Some(l) => format!("<span class=\"lv l{l}\">L{l}</span> {}", LEVELS[l as usize].0),
+        None => "<span class=\"lv\">–</span>".into(),
+    }
+}
+
+/// The four stage marks of a run, each with its result (and skip reason) as title.
+fn marks(run: &Run) -> String {
+    let mut out = String::with_capacity(200);
+    for i in 0..MARKED.len() {
+        let m = run.mark(i);
+        let reason = match (m, run.stage(MARKED[i])) {
+            (Mark::Skipped | Mark::Error, Some(s)) if !s.reason.is_empty() => {
+                format!(": {}", crate::escape::truncate(&s.reason, 120))
+            }
+            _ => String::new(),
+        };
+        let flaky = if run.flaky[i] { " (flaky)" } else { "" };
+        let title = format!("{} {}{reason}{flaky}", MARKED[i], m.as_str());
+        let title = esc(&title);
+        let class = if run.flaky[i] { format!("\"{} y\"", m.class()) } else { m.class().to_owned() };
+        let _ = write!(out, "<i class={class} title=\"{title}\">{}</i>", m.symbol());
+    }
+    out
+}
+
+fn marks_head() -> String {
+    let mut s = String::from("<span class=ks>");
+    for l in MARK_LABELS {
+        let _ = write!(s, "<i>{l}</i>");
+    }
+    s.push_str("</span>");
+    s
+}
+
+/// "what was tested" cell: PR link, short ref, version.
+fn tested(links: &Links, r: &Recipe, run: &Run) -> String {
+    let pr = esc(&links.pr(r, run.params.pr)).into_owned();
+    let short = esc(run.params.sha.get(..7).unwrap_or(&run.params.sha)).into_owned();
+    let version = esc(run.version()).into_owned();
+    format!("<a href=\"{pr}\">PR #{}</a> <code>{short}</code> {version}", run.params.pr)
+}
+
+fn when(run: &Run) -> String {
+    let dur = run.duration_ms().map(duration_ms).unwrap_or_default();
+    format!("{} <small>{dur}</small>", display(run.when()).trim_end_matches(" UTC"))
+}
+
+fn page(title: &str, pre: &str, body: &str, footer: &str) -> String {
+    let title = esc(title);
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta name=\"color-scheme\" content=\"light dark\"><title>{title}</title><link rel=\"stylesheet\" href=\"{pre}style.css\"><link rel=\"alternate\" type=\"application/atom+xml\" title=\"cc-ci results\" href=\"{pre}feed.atom\"></head>\n<body><header class=top><a class=brand href=\"{pre}index.html\">cc-ci</a><span>Co-op Cloud recipe CI</span></header>\n<main>{body}</main>\n<footer>{footer}<a href=\"{pre}summary.json\">summary.json</a> · <a href=\"{pre}feed.atom\">Atom feed</a> · times in UTC</footer></body></html>\n"
+    )
+}
+
+/// The overview page name for a filter and sort.
+pub fn index_name(filter: Option<Status>, by_age: bool) -> String {
+    let base = filter.map(|s| s.as_str()).unwrap_or("index");
+    if by_age {
+        format!("{base}-age.html")
+    } else {
+        format!("{base}.html")
+    }
+}
+
+/// The overview: every enrolled recipe, or those with `filter` status, by name or by age.
+pub fn index(links: &Links, site: &Site, filter: Option<Status>, by_age: bool, generated: i64) -> String {
+    let mut body = String::with_capacity(64 * 1024 + site.recipes.len() * 700);
+    body.push_str("<h1>Recipes</h1><nav class=filters aria-label=\"Filter by status\"><ul>");
+    let current = |f: Option<Status>| if f == filter { " aria-current=page" } else { "" };
+    let _ = write!(
+        body,
+        "<li><a href=\"{}\"{}><b>{}</b> all</a></li>",
+        index_name(None, by_age),
+        current(None),
+        site.recipes.len()
+    );
+    for s in Status::ALL {
+        let n = site.counts.get(&s).copied().unwrap_or(0);
+        let _ = write!(
+            body,
+            "<li class={0}><a href=\"{1}\"{2}><b>{3}</b> {4} {0}</a></li>",
+            s.as_str(),
+            index_name(Some(s), by_age),
+            current(Some(s)),
+            n,
+            s.symbol()
+        );
+    }
+    body.push_str("</ul></nav><p class=sort>Sort: ");
+    for (age, label) in [(false, "name"), (true, "newest run")] {
+        if age == by_age {
+            let _ = write!(body, "<strong aria-current=true>{label}</strong> ");
+        } else {
+            let _ = write!(body, "<a href=\"{}\">{label}</a> ", index_name(filter, age));
+        }
+    }
+    body.push_str("</p>");
+    let mut rows: Vec<&Recipe> = site
+        .recipes
+        .iter()
+        .filter(|r| filter.is_none_or(|f| r.status == f))
+        .collect();
+    if by_age {
+        rows.sort_by_key(|r| std::cmp::Reverse(r.last_activity()));
+    }
+    if rows.is_empty() {
+        body.push_str("<p class=empty>No recipe has this status.</p>");
+    } else {
+        let _ = write!(
+            body,
+            "<table class=rs><thead><tr><th scope=col>Recipe</th><th scope=col>Status</th><th scope=col>Level</th><th scope=col>{}</th><th scope=col>Tested</th><th scope=col>When</th><th scope=col>Run</th></tr></thead><tbody>\n",
+            marks_head()
+        );
+        for r in rows {
+            index_row(&mut body, links, r);
+        }
+        body.push_str("</tbody></table>");
+    }
+    body.push_str(&levels_legend());
+    let footer = format!("Generated {} · ", display(generated));
+    page("cc-ci: recipes", "", &body, &footer)
+}
+
+fn index_row(out: &mut String, links: &Links, r: &Recipe) {
+    let name = esc(r.name);
+    let flaky = if r.flaky.is_empty() {
+        String::new()
+    } else {
+        let stages: Vec<&str> = r.flaky.iter().copied().collect();
+        format!(" <span class=fl title=\"flaky: {}\">~ flaky</span>", stages.join(", "))
+    };
+    let _ = write!(
+        out,
+        "<tr class={}><th scope=row><a href=\"recipes/{name}.html\">{name}</a>{flaky}</th><td>{}</td><td>{}</td>",
+        r.status.as_str(),
+        status_badge(r.status),
+        level_cell(r.level)
+    );
+    match r.latest() {
+        Some(run) => {
+            let drone = esc(&links.drone_build(run.number())).into_owned();
+            let _ = writeln!(
+                out,
+                "<td class=ks>{}</td><td>{}</td><td>{}</td><td><a href=\"runs/{n}.html\">#{n}</a> · <a href=\"{drone}\">Drone</a></td></tr>",
+                marks(run),
+                tested(links, r, run),
+                when(run),
+                n = run.number()
+            );
+        }
+        None => out.push_str("<td class=ks>never tested</td><td></td><td></td><td></td></tr>\n"),
+    }
+}
+
+fn levels_legend() -> String {
+    let mut s = String::from("<details class=legend><summary>Levels and marks</summary><ol start=0>");
+    for (i, (name, what)) in LEVELS.iter().enumerate() {
+        let _ = write!(s, "<li><span class=\"lv l{i}\">L{i}</span> <b>{name}</b>: {what}</li>");
+    }
+    s.push_str("</ol><p>Marks: <i class=p>✓</i> passed, <i class=f>✗</i> failed, <i class=s>↷</i> skipped (hover for why), <i class=e>!</i> error, <i class=r>●</i> running, <i class=n>–</i> not run; <i class=\"f y\">✗</i> underlined: flaky (passed and failed on the same ref).</p></details>");
+    s
+}
+
+/// The sparkline: one bar per run, oldest left, height and colour by status, text in
+/// `<title>`s for those who cannot see colour.
+fn sparkline(r: &Recipe) -> String {
+    let runs: Vec<&Run> = r.runs.iter().take(SPARK_RUNS).collect();
+    if runs.is_empty() {
+        return String::new();
+    }
+    let w = runs.len() * 6;
+    let passed = runs.iter().filter(|x| x.status == Status::Passed).count();
+    let label = format!("last {} runs of {}: {passed} passed", runs.len(), r.name);
+    let label = esc(&label);
+    let mut s = format!("<svg class=spark width=\"{w}\" height=\"24\" viewBox=\"0 0 {w} 24\" role=\"img\" aria-label=\"{label}\"><title>{label}</title>");
+    for (i, run) in runs.iter().rev().enumerate() {
+        let (h, class) = match run.status {
+            Status::Passed => (22, "p"),
+            Status::Failed => (12, "f"),
+            Status::Error => (12, "e"),
+            Status::Running => (6, "r"),
+            Status::Cancelled | Status::Untested => (4, "n"),
+        };
+        let _ = write!(
+            s,
+            "<a href=\"../runs/{n}.html\"><rect class={class} x=\"{x}\" y=\"{y}\" width=\"4\" height=\"{h}\"><title>#{n} {st}</title></rect></a>",
+            n = run.number(),
+            x = i * 6,
+            y = 24 - h,
+            st = run.status.as_str()
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+pub fn recipe_page(links: &Links, r: &Recipe) -> String {
+    let name = esc(r.name).into_owned();
+    let repo = esc(&links.repo(r)).into_owned();
+    let repo_full = esc(&r.repo.full()).into_owned();
+    let site = &links.cfg.site_url;
+    let badge_url = format!("{site}/badges/{}.svg", r.name);
+    let page_url = format!("{site}/recipes/{}.html", r.name);
+    let md = format!("[![cc-ci]({badge_url})]({page_url})");
+    let md = esc(&md);
+    let html_snippet = format!("<a href=\"{page_url}\"><img src=\"{badge_url}\" alt=\"cc-ci status\"></a>");
+    let html_snippet = esc(&html_snippet);
+    let mut body = String::with_capacity(16 * 1024 + r.runs.len() * 800);
+    let _ = write!(
+        body,
+        "<p class=crumbs><a href=\"../index.html\">All recipes</a></p><h1>{name} {}</h1><p class=meta><img src=\"../badges/{name}.svg\" alt=\"cc-ci {} badge\"> Level: <b>{}</b> · Repository <a href=\"{repo}\">{repo_full}</a>",
+        status_badge(r.status),
+        r.status.badge(),
+        level_cell(r.level)
+    );
+    if !r.flaky.is_empty() {
+        let stages: Vec<&str> = r.flaky.iter().copied().collect();
+        let _ = write!(body, " · <span class=fl>~ flaky: {}</span>", stages.join(", "));
+    }
+    body.push_str("</p>");
+    if r.runs.is_empty() {
+        body.push_str("<p class=empty>Never tested: no run of this recipe yet. Comment <code>!testme</code> on a pull request to start one.</p>");
+    } else {
+        let _ = write!(body, "<h2>History</h2><p>{}</p>", sparkline(r));
+        let _ = write!(
+            body,
+            "<table class=rs><thead><tr><th scope=col>Run</th><th scope=col>Status</th><th scope=col>Level</th><th scope=col>{}</th><th scope=col>Tested</th><th scope=col>When</th><th scope=col>Drone</th></tr></thead><tbody>\n",
+            marks_head()
+        );
+        for run in &r.runs {
+            let drone = esc(&links.drone_build(run.number())).into_owned();
+            let _ = writeln!(
+                body,
+                "<tr class={}><th scope=row><a href=\"../runs/{n}.html\">#{n}</a></th><td>{}</td><td>{}</td><td class=ks>{}</td><td>{}</td><td>{}</td><td><a href=\"{drone}\">Drone</a></td></tr>",
+                run.status.as_str(),
+                status_badge(run.status),
+                level_cell(run.level),
+                marks(run),
+                tested(links, r, run),
+                when(run),
+                n = run.number()
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    let _ = write!(
+        body,
+        "<h2>Badge</h2><p>Markdown for the recipe's README:</p><pre class=snippet>{md}</pre><p>HTML:</p><pre class=snippet>{html_snippet}</pre><p><a href=\"{}.atom\">Atom feed of {name}</a></p>",
+        name
+    );
+    body.push_str(&levels_legend());
+    page(&format!("cc-ci: {}", r.name), "../", &body, "")
+}
+
+/// `artifacts`: (stage, path) of the files copied beside the page, under `runs/<build>/`.
+pub fn run_page(links: &Links, r: &Recipe, run: &Run, artifacts: &[(String, String)]) -> String {
+    let b = run.build;
+    let n = run.number();
+    let name = esc(r.name).into_owned();
+    let pr = esc(&links.pr(r, run.params.pr)).into_owned();
+    let drone = esc(&links.drone_build(n)).into_owned();
+    let sha = esc(&run.params.sha).into_owned();
+    let mut body = String::with_capacity(8 * 1024);
+    let _ = write!(
+        body,
+        "<p class=crumbs><a href=\"../index.html\">All recipes</a> › <a href=\"../recipes/{name}.html\">{name}</a></p><h1>{name} #{n} {}</h1>",
+        status_badge(run.status)
+    );
+    let summary = b.summary.as_ref();
+    let version = esc(run.version()).into_owned();
+    let base = esc(summary.map(|s| s.upgrade_base.as_str()).unwrap_or("")).into_owned();
+    let domain = esc(summary.map(|s| s.domain.as_str()).unwrap_or("")).into_owned();
+    let src_raw = &run.params.src;
+    let src = match safe_url(src_raw) {
+        Some(u) => {
+            let u = esc(u);
+            format!("<a href=\"{u}\">{u}</a>")
+        }
+        None => format!("<code>{}</code>", esc(src_raw)),
+    };
+    let dur = run.duration_ms().map(duration_ms).unwrap_or_else(|| "–".into());
+    let _ = write!(
+        body,
+        "<dl class=facts><dt>Level reached</dt><dd>{}</dd><dt>Pull request</dt><dd><a href=\"{pr}\">#{}</a></dd><dt>Ref</dt><dd><code>{sha}</code></dd><dt>Version</dt><dd>{}</dd><dt>Upgraded from</dt><dd>{}</dd><dt>Source</dt><dd>{src}</dd><dt>App domain</dt><dd>{}</dd><dt>Started</dt><dd><time datetime=\"{}\">{}</time></dd><dt>Duration</dt><dd>{dur}</dd><dt>Drone</dt><dd><a href=\"{drone}\">build #{n}</a> ({})</dd></dl>",
+        level_cell(run.level),
+        run.params.pr,
+        if version.is_empty() { "–" } else { &version },
+        if base.is_empty() { "–" } else { &base },
+        if domain.is_empty() { "–" } else { &domain },
+        rfc3339(run.when()),
+        display(run.when()),
+        esc(&b.status)
+    );
+    if !b.error.is_empty() {
+        let e = esc(&b.error);
+        let _ = write!(body, "<p class=err>Drone: {e}</p>");
+    }
+    body.push_str("<h2>Stages</h2>");
+    match summary {
+        None => body.push_str("<p class=empty>No run summary was written for this build: the run ended before its first stage reported. The Drone logs below say why.</p>"),
+        Some(_) => {}
+    }
+    body.push_str("<table class=stages><thead><tr><th scope=col>Stage</th><th scope=col>Result</th><th scope=col>Duration</th><th scope=col>Tests</th><th scope=col>Why</th><th scope=col>Log</th></tr></thead><tbody>");
+    for stage in STAGES {
+        let res = run.stage(stage);
+        let m = Mark::from_stage(res, b.is_done());
+        let flaky = MARKED.iter().position(|s| s == stage).is_some_and(|i| run.flaky[i]);
+        let fl = if flaky { " <span class=fl title=\"passed and failed on this ref\">~ flaky</span>" } else { "" };
+        let (dur, tests, reason) = match res {
+            Some(s) => (
+                duration_ms(s.duration_ms),
+                if s.tests.total > 0 {
+                    format!("{}/{} passed{}{}", s.tests.passed, s.tests.total,
+                        if s.tests.failed > 0 { format!(", {} failed", s.tests.failed) } else { String::new() },
+                        if s.tests.skipped > 0 { format!(", {} skipped", s.tests.skipped) } else { String::new() })
+                } else {
+                    String::new()
+                },
+                esc(&s.reason).into_owned(),
+            ),
+            None => (String::new(), String::new(), String::new()),
+        };
+        let log = match links.drone_step(n, stage) {
+            Some(u) => format!("<a href=\"{}\">log</a>", esc(&u)),
+            None => String::new(),
+        };
+        let _ = write!(
+            body,
+            "<tr><th scope=row>{stage}</th><td><i class={}>{}</i> {}{fl}</td><td>{dur}</td><td>{tests}</td><td>{reason}</td><td>{log}</td></tr>",
+            m.class(),
+            m.symbol(),
+            m.as_str()
+        );
+    }
+    body.push_str("</tbody></table>");
+    if let Some(s) = summary {
+        let failing: Vec<_> = s.stages.iter().filter(|st| !st.failures.is_empty()).collect();
+        if !failing.is_empty() {
+            body.push_str("<h2>Failures</h2>");
+            for st in failing {
+                let _ = write!(body, "<h3>{}</h3>", esc(&st.name));
+                for f in &st.failures {
+                    let fname = esc(&f.name);
+                    let msg = esc(&f.message);
+                    let _ = write!(body, "<details class=fail open><summary><code>{fname}</code></summary><pre>{msg}</pre></details>");
+                }
+            }
+        }
+    }
+    if !artifacts.is_empty() {
+        body.push_str("<h2>Screenshots and artifacts</h2><div class=shots>");
+        for (stage, a) in artifacts {
+            // Artifact paths passed `fetch::artifact_path_ok`: plain components only.
+            let a = esc(a);
+            let stage = esc(stage);
+            let href = format!("{n}/{a}");
+            if is_image(&a) {
+                let _ = write!(body, "<figure><a href=\"{href}\"><img src=\"{href}\" alt=\"{stage}: {a}\" loading=lazy></a><figcaption>{stage}: {a}</figcaption></figure>");
+            } else {
+                let _ = write!(body, "<figure><a href=\"{href}\">{a}</a><figcaption>{stage}</figcaption></figure>");
+            }
+        }
+        body.push_str("</div>");
+    }
+    let trigger = esc(&b.trigger).into_owned();
+    let branch = esc(&b.branch).into_owned();
+    let message = esc(&b.message).into_owned();
+    let author = esc(&b.author_login).into_owned();
+    let sender = esc(&b.sender).into_owned();
+    let _ = write!(
+        body,
+        "<h2>Drone build</h2><dl class=facts><dt>Triggered by</dt><dd>{trigger}</dd><dt>Sender</dt><dd>{sender}</dd><dt>Branch</dt><dd>{branch}</dd><dt>Commit author</dt><dd>{author}</dd><dt>Message</dt><dd><pre>{message}</pre></dd></dl>"
+    );
+    page(&format!("cc-ci: {} #{n}", r.name), "../", &body, "")
+}
+
+pub fn is_image(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    [".png", ".jpg", ".jpeg", ".webp", ".gif"].iter().any(|e| lower.ends_with(e))
+}
+
+/// One small stylesheet: light and dark, narrow and wide, status by symbol as well as colour.
+pub const STYLE: &str = r#":root{--bg:#fff;--fg:#1f2328;--mute:#59636e;--line:#d1d9e0;--soft:#f6f8fa;--link:#0550ae;--p:#1a7f37;--f:#cf222e;--e:#bc4c00;--r:#0969da;--s:#9a6700;--n:#6e7781}
+@media (prefers-color-scheme:dark){:root{--bg:#0d1117;--fg:#e6edf3;--mute:#9198a1;--line:#3d444d;--soft:#151b23;--link:#4493f8;--p:#3fb950;--f:#f85149;--e:#db6d28;--r:#58a6ff;--s:#d29922;--n:#9198a1}}
+*{box-sizing:border-box}
+body{margin:0;background:var(--bg);color:var(--fg);font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
+a{color:var(--link)}
+code,pre{font:13px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
+pre{white-space:pre-wrap;overflow-wrap:anywhere;margin:0}
+header.top{display:flex;gap:1rem;align-items:baseline;padding:.7rem 1.2rem;border-bottom:1px solid var(--line);background:var(--soft)}
+.brand{font-weight:700;font-size:1.15rem;text-decoration:none;color:var(--fg)}
+header.top span{color:var(--mute)}
+main{padding:1rem 1.2rem;max-width:1400px;margin:0 auto}
+footer{padding:1rem 1.2rem;color:var(--mute);font-size:13px;border-top:1px solid var(--line)}
+h1{font-size:1.5rem;margin:.3rem 0 .8rem}
+h2{font-size:1.15rem;margin:1.6rem 0 .6rem}
+h3{font-size:1rem}
+.filters ul{list-style:none;display:flex;flex-wrap:wrap;gap:.4rem;padding:0;margin:0 0 .6rem}
+.filters a{display:inline-block;padding:.25rem .65rem;border:1px solid var(--line);border-radius:2rem;text-decoration:none;color:var(--fg)}
+.filters a[aria-current]{background:var(--fg);color:var(--bg);border-color:var(--fg)}
+.filters li.passed b{color:var(--p)}.filters li.failed b{color:var(--f)}.filters li.error b{color:var(--e)}.filters li.running b{color:var(--r)}
+.filters a[aria-current] b{color:inherit}
+.sort{margin:.2rem 0 1rem;color:var(--mute)}
+table{border-collapse:collapse;width:100%}
+th,td{text-align:left;padding:.45rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}
+thead th{font-size:13px;color:var(--mute);font-weight:600}
+tbody th{font-weight:600}
+.b{display:inline-block;white-space:nowrap;padding:0 .5rem;border-radius:.3rem;border:1px solid currentColor;font-size:13px;font-weight:600}
+.b.passed{color:var(--p)}.b.failed{color:var(--f)}.b.error{color:var(--e)}.b.running{color:var(--r)}.b.cancelled,.b.untested{color:var(--n)}
+.b.failed,.b.error{border-width:2px}.b.untested,.b.cancelled{border-style:dashed}
+.lv{display:inline-block;min-width:1.9em;text-align:center;font-weight:700;font-size:12px;border-radius:.25rem;background:var(--soft);border:1px solid var(--line)}
+.l4,.l5{border-color:var(--p)}.l0{border-color:var(--f)}
+.ks i{display:inline-block;width:3.6em;text-align:center;font-style:normal}
+thead .ks i{font-size:11px}
+tbody .ks i,.legend i,.stages i{font-weight:700;font-style:normal}
+i.p{color:var(--p)}i.f{color:var(--f)}i.e{color:var(--e)}i.r{color:var(--r)}i.s{color:var(--s)}i.n{color:var(--n)}
+i.y{text-decoration:underline wavy}
+.fl{font-size:12px;color:var(--s);white-space:nowrap}
+small{color:var(--mute)}
+.crumbs{margin:0;color:var(--mute)}
+.meta img{vertical-align:middle}
+.empty{padding:1rem;background:var(--soft);border:1px dashed var(--line);border-radius:.4rem}
+.err{color:var(--f)}
+dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}
+dl.facts dt{color:var(--mute)}dl.facts dd{margin:0;overflow-wrap:anywhere}
+.snippet{background:var(--soft);border:1px solid var(--line);padding:.6rem;border-radius:.4rem}
+details.fail{border:1px solid var(--line);border-left:4px solid var(--f);border-radius:.3rem;padding:.4rem .6rem;margin:.4rem 0}
+details.fail summary{cursor:pointer;overflow-wrap:anywhere}
+details.fail pre{margin-top:.4rem}
+.shots{display:flex;flex-wrap:wrap;gap:1rem}
+.shots figure{margin:0;max-width:360px}
+.shots img{max-width:100%;border:1px solid var(--line);border-radius:.3rem}
+figcaption{font-size:12px;color:var(--mute);overflow-wrap:anywhere}
+.spark rect.p{fill:var(--p)}.spark rect.f{fill:var(--f)}.spark rect.e{fill:var(--e)}.spark rect.r{fill:var(--r)}.spark rect.n{fill:var(--n)}
+.legend{margin-top:2rem;color:var(--mute)}
+@media (max-width:760px){
+main,header.top,footer{padding-left:.8rem;padding-right:.8rem}
+table.rs thead{display:none}
+table.rs,table.rs tbody{display:block}
+table.rs tr{display:flex;flex-wrap:wrap;gap:.3rem .7rem;padding:.6rem 0;border-bottom:1px solid var(--line)}
+table.rs td,table.rs th{display:block;border:0;padding:0}
+table.rs th{flex-basis:100%;font-size:1.05rem}
+table.rs td.ks{flex-basis:100%}
+.ks i{width:auto;margin-right:.7em}
+tbody .ks i:nth-child(1)::after{content:" install"}tbody .ks i:nth-child(2)::after{content:" upgrade"}tbody .ks i:nth-child(3)::after{content:" backup"}tbody .ks i:nth-child(4)::after{content:" tests"}
+tbody .ks i::after{font-weight:400;color:var(--mute);font-size:12px}
+table.stages{font-size:14px}
+table.stages th,table.stages td{padding:.35rem .3rem}
+dl.facts{grid-template-columns:1fr}dl.facts dt{margin-top:.3rem}
+}
+"#;
+
+/// Summaries of each recipe for `summary.json`.
+pub fn summary_json(links: &Links, site: &Site, generated: i64) -> serde_json::Value {
+    use serde_json::json;
+    let site_url = &links.cfg.site_url;
+    let recipes: Vec<serde_json::Value> = site
+        .recipes
+        .iter()
+        .map(|r| {
+            let latest = r.latest().map(|run| {
+                let stages: serde_json::Map<String, serde_json::Value> = MARKED
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        let reason = run.stage(s).map(|x| x.reason.clone()).unwrap_or_default();
+                        (
+                            (*s).to_owned(),
+                            json!({"mark": run.mark(i).as_str(), "reason": reason, "flaky": run.flaky[i]}),
+                        )
+                    })
+                    .collect();
+                json!({
+                    "build": run.number(),
+                    "status": run.status.as_str(),
+                    "level": run.level,
+                    "ref": run.params.sha,
+                    "pr": run.params.pr,
+                    "pr_url": links.pr(r, run.params.pr),
+                    "version": run.version(),
+                    "started": run.when(),
+                    "finished": run.build.finished,
+                    "duration_ms": run.duration_ms(),
+                    "drone_url": links.drone_build(run.number()),
+                    "page": format!("{site_url}/runs/{}.html", run.number()),
+                    "stages": stages,
+                })
+            });
+            json!({
+                "name": r.name,
+                "repo": r.repo.full(),
+                "status": r.status.as_str(),
+                "badge_message": r.status.badge(),
+                "level": r.level,
+                "level_name": r.level.map(|l| LEVELS[l as usize].0),
+                "flaky": r.flaky.iter().collect::<Vec<_>>(),
+                "page": format!("{site_url}/recipes/{}.html", r.name),
+                "badge": format!("{site_url}/badges/{}.svg", r.name),
+                "runs": r.runs.len(),
+                "latest": latest,
+            })
+        })
+        .collect();
+    let counts: serde_json::Map<String, serde_json::Value> = Status::ALL
+        .iter()
+        .map(|s| (s.as_str().to_owned(), json!(site.counts.get(s).copied().unwrap_or(0))))
+        .collect();
+    json!({
+        "schema": 1,
+        "generated": rfc3339(generated),
+        "site_url": site_url,
+        "counts": counts,
+        "levels": LEVELS.iter().enumerate().map(|(i, (n, d))| json!({"level": i, "name": n, "means": d})).collect::<Vec<_>>(),
+        "recipes": recipes,
+    })
+}
