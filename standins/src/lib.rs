@@ -8,3 +8,4 @@ pub mod drone;
 pub mod gitea;
 pub mod http;
 pub mod runner;
+pub mod traefik;
