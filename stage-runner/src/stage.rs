@@ -452,9 +452,22 @@ impl Ctx {
         Ok(o)
     }
 
+    /// Why a stage after install cannot run: it needs the live app install left.
+    fn needs_install(&self) -> Result<Option<Outcome>> {
+        let s = Summary::load(&self.summary_path())?;
+        Ok(match s.stage("install").map(|st| st.status) {
+            Some(Status::Passed) => None,
+            Some(other) => Some(Outcome::skipped(format!("install {}", other.as_str()))),
+            None => Some(Outcome::skipped("install did not run")),
+        })
+    }
+
     pub fn upgrade(&mut self) -> Result<Outcome> {
         if let Some(why) = self.run.ci.skip.get("upgrade") {
             return Ok(Outcome::skipped(why.clone()));
+        }
+        if let Some(o) = self.needs_install()? {
+            return Ok(o);
         }
         let Some(base) = self.run.upgrade_base.clone() else {
             return Ok(Outcome::skipped(self.run.upgrade_skip.clone()));
@@ -490,6 +503,9 @@ impl Ctx {
         if let Some(why) = self.run.ci.skip.get("backup") {
             return Ok(Outcome::skipped(why.clone()));
         }
+        if let Some(o) = self.needs_install()? {
+            return Ok(o);
+        }
         let d = self.run.domain.clone();
         let suite = self.suite();
         let mut o = Outcome::passed();
@@ -523,6 +539,9 @@ impl Ctx {
     pub fn recipe_tests(&mut self) -> Result<Outcome> {
         if let Some(why) = self.run.ci.skip.get("recipe-tests") {
             return Ok(Outcome::skipped(why.clone()));
+        }
+        if let Some(o) = self.needs_install()? {
+            return Ok(o);
         }
         let src = self.abra().recipe_dir(&self.run.recipe).join("tests");
         if !src.is_dir() {

@@ -1,0 +1,269 @@
+//! A throwaway cc-ci host for stage-runner's tests: the stand-in abra over a private swarm and
+//! catalogue, a forge holding a PR commit, the stand-in Traefik, and the real test tree.
+
+#![allow(dead_code)] // each test file uses a different part of it
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use standins::traefik::Traefik;
+
+pub const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// The workspace's debug bin dir, with the stand-in binaries built.
+pub fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = PathBuf::from(env!("CARGO_BIN_EXE_cc-ci-stage-runner"));
+        let dir = exe.parent().unwrap().to_path_buf();
+        if !dir.join("abra").exists() {
+            let ok = Command::new(env!("CARGO"))
+                .args(["build", "-q", "-p", "cc-ci-standins", "--bins"])
+                .current_dir(REPO)
+                .status()
+                .unwrap();
+            assert!(ok.success(), "building the stand-ins");
+        }
+        dir
+    })
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.org")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.org")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+pub struct World {
+    pub dir: PathBuf,
+    pub swarm: PathBuf,
+    pub host_abra: PathBuf,
+    pub catalogue: PathBuf,
+    pub forge: PathBuf,
+    pub tests_dir: PathBuf,
+    pub config: PathBuf,
+    pub proxy: Traefik,
+    /// The PR head: one commit on top of the newest release.
+    pub sha: String,
+}
+
+pub struct Stage {
+    pub code: i32,
+    pub stdout: String,
+}
+
+impl World {
+    pub fn new(name: &str) -> World {
+        Self::with_tests(name, &Path::new(REPO).join("tests"))
+    }
+
+    pub fn with_tests(name: &str, tests_dir: &Path) -> World {
+        let dir = std::env::temp_dir().join(format!("sr-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let swarm = dir.join("swarm");
+        let host_abra = dir.join("abra");
+        let catalogue = dir.join("catalogue");
+        standins::abra::catalogue::build(&standins::abra::catalogue::source_dir(), &catalogue)
+            .unwrap();
+        let abra = bin_dir().join("abra");
+        let out = Command::new(&abra)
+            .args(["server", "add", "--local"])
+            .env("ABRA_DIR", &host_abra)
+            .env("STANDIN_SWARM_DIR", &swarm)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The forge: a fork of the recipe with the PR's commit on top.
+        let forge = dir.join("forge");
+        std::fs::create_dir_all(&forge).unwrap();
+        git(
+            &forge,
+            &[
+                "clone",
+                "-q",
+                catalogue.join("custom-html").to_str().unwrap(),
+                "custom-html",
+            ],
+        );
+        let repo = forge.join("custom-html");
+        std::fs::write(repo.join("README.md"), "# custom-html\n\nA PR's change.\n").unwrap();
+        git(&repo, &["commit", "-qam", "PR: reword README"]);
+        let sha = git(&repo, &["rev-parse", "HEAD"]);
+        let proxy = Traefik::start(0, &swarm).unwrap();
+        let config = dir.join("stage-runner.json");
+        let w = World {
+            dir,
+            swarm,
+            host_abra,
+            catalogue,
+            forge,
+            tests_dir: tests_dir.to_owned(),
+            config,
+            proxy,
+            sha,
+        };
+        w.write_config(&[]);
+        w
+    }
+
+    /// (Re)writes the config; `extra` overrides keys.
+    pub fn write_config(&self, extra: &[(&str, serde_json::Value)]) {
+        let mut cfg = serde_json::json!({
+            "server": "default",
+            "base_domain": "ci.test",
+            "state_dir": self.dir.join("state"),
+            "results_dir": self.dir.join("results"),
+            "tests_dir": self.tests_dir,
+            "abra": bin_dir().join("abra"),
+            "abra_dir": self.host_abra,
+            "python": Path::new(REPO).join(".venv/bin/python"),
+            "chromium": "/usr/bin/chromium",
+            "http_proxy": self.proxy.url(),
+            "scheme": "http",
+            "tls_verify": false,
+            "deploy_timeout_secs": 60,
+            "command_timeout_secs": 300,
+            "janitor_max_age_secs": 3600,
+            "allowed_src": [format!("file://{}/", self.forge.display())],
+            "abra_env": {
+                "STANDIN_SWARM_DIR": self.swarm,
+                "STANDIN_ABRA_CATALOGUE": self.catalogue,
+            },
+        });
+        for (k, v) in extra {
+            cfg[*k] = v.clone();
+        }
+        std::fs::write(&self.config, cfg.to_string()).unwrap();
+    }
+
+    pub fn src(&self) -> String {
+        format!("file://{}/custom-html", self.forge.display())
+    }
+
+    /// The environment the Drone exec runner gives a step of build `build`.
+    pub fn params(&self, build: u32) -> Vec<(String, String)> {
+        vec![
+            ("DRONE_BUILD_NUMBER".into(), build.to_string()),
+            ("RECIPE".into(), "custom-html".into()),
+            ("REF".into(), self.sha.clone()),
+            ("PR".into(), "4".into()),
+            ("SRC".into(), self.src()),
+            ("COMMENT".into(), "1001".into()),
+        ]
+    }
+
+    pub fn command(&self, stage: &str, env: &[(String, String)]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cc-ci-stage-runner"));
+        c.args([stage, "--config"]).arg(&self.config);
+        // Only PATH and USER come from the host, as with the real exec runner.
+        c.env_clear();
+        for k in ["PATH", "USER"] {
+            if let Ok(v) = std::env::var(k) {
+                c.env(k, v);
+            }
+        }
+        c.envs(env.iter().map(|(k, v)| (k, v)));
+        c
+    }
+
+    pub fn stage(&self, stage: &str, env: &[(String, String)]) -> Stage {
+        let out: Output = self.command(stage, env).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        eprintln!("--- {stage} (exit {:?}) ---\n{stdout}", out.status.code());
+        Stage {
+            code: out.status.code().unwrap_or(-1),
+            stdout,
+        }
+    }
+
+    pub fn summary(&self, build: u32) -> ccci::summary::Summary {
+        ccci::summary::Summary::load(
+            &self
+                .dir
+                .join("results")
+                .join(build.to_string())
+                .join("summary.json"),
+        )
+        .unwrap()
+    }
+
+    /// Stacks the stand-in swarm still has.
+    pub fn stacks(&self) -> Vec<String> {
+        let Ok(text) = std::fs::read_to_string(self.swarm.join("state.json")) else {
+            return vec![];
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["stacks"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Everything of any run still on the "host": stacks, volumes, secrets, app env files,
+    /// run directories.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        if let Ok(text) = std::fs::read_to_string(self.swarm.join("state.json")) {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            for key in ["stacks", "volumes", "secrets"] {
+                if let Some(m) = v[key].as_object() {
+                    left.extend(m.keys().map(|k| format!("{key}:{k}")));
+                }
+                if let Some(a) = v[key].as_array() {
+                    left.extend(a.iter().map(|k| format!("{key}:{k}")));
+                }
+            }
+        }
+        for sub in ["state/runs"] {
+            if let Ok(rd) = std::fs::read_dir(self.dir.join(sub)) {
+                left.extend(
+                    rd.map(|e| format!("{sub}/{}", e.unwrap().file_name().to_string_lossy())),
+                );
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(self.host_abra.join("servers/default")) {
+            left.extend(rd.map(|e| format!("env:{}", e.unwrap().file_name().to_string_lossy())));
+        }
+        left
+    }
+
+    pub fn wait_until(&self, what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if f() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out after {limit:?} waiting for {what}");
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        standins::abra::swarm::stop_all(&self.swarm);
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
