@@ -18,6 +18,9 @@
 //!   (pkg/proxy/httputil/proxy.go ErrorHandlerWithContext / ComputeStatusCode: a net.Error
 //!   timeout is 504, any other net.Error or io.EOF is 502, the body is `http.StatusText`).
 //!
+//! Chromium never sends `localhost`/`*.localhost` URLs to a proxy unless started with
+//! `--proxy-bypass-list=<-loopback>` (its implicit bypass rules); Python `requests` does.
+//!
 //! One request per client connection (`Connection: close`); clients reconnect. Bodies are
 //! streamed both ways, of any size. A `CONNECT <host>:80` opens a tunnel for one plain-HTTP
 //! request (for clients that tunnel everything through a proxy). Not modelled: TLS (a `CONNECT`
@@ -995,6 +998,39 @@ mod tests {
         assert!(rule_hosts("HostSNI(`*`)").is_empty());
         assert!(rule_hosts("!Host(`a.org`)").is_empty());
         assert_eq!(rule_hosts("Host(`a.org.`)"), vec!["a.org"]);
+    }
+
+    /// A swarm whose services record their deploy labels: routers come from the labels, only
+    /// with `traefik.enable=true`, only for live processes.
+    #[test]
+    fn routes_from_recorded_labels() {
+        let dir = std::env::temp_dir().join(format!("standin-traefik-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let me = std::process::id();
+        let state = serde_json::json!({"stacks": {
+            "a_org": {"domain": "a.org", "services": [
+                {"name": "web", "pid": me, "port": 1001, "labels": {
+                    "traefik.enable": "true",
+                    "traefik.http.routers.a_org.rule": "Host(`a.org`, `www.a.org`)",
+                    "traefik.http.services.a_org.loadbalancer.server.port": "80"}},
+                {"name": "db", "pid": me, "port": 1002, "labels": {}},
+                {"name": "off", "pid": me, "port": 1003, "labels": {
+                    "traefik.http.routers.off.rule": "Host(`off.a.org`)"}}]},
+            "b_org": {"domain": "b.org", "services": [
+                {"name": "app", "pid": me, "port": 1004},
+                {"name": "worker", "pid": me, "port": 1005}]},
+            "dead_org": {"domain": "dead.org", "services": [
+                {"name": "app", "pid": 0, "port": 1006}]}
+        }});
+        std::fs::write(dir.join("state.json"), state.to_string()).unwrap();
+        let routes = load_routes(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let got: Vec<(&str, u16)> = routes.iter().map(|r| (r.host.as_str(), r.port)).collect();
+        assert_eq!(
+            got,
+            vec![("a.org", 1001), ("www.a.org", 1001), ("b.org", 1004)]
+        );
+        assert_eq!(routes[0].router, "a_org");
     }
 
     #[test]

@@ -25,6 +25,9 @@ OPTIONS:
 Requests are routed by their Host header, or by the host of an absolute-form target, so the
 proxy works both as the host's front door and as an HTTP proxy for clients
 (requests: proxies={\"http\": URL}; chromium --proxy-server=URL). No TLS: CONNECT answers 501.
+Chromium never proxies localhost or *.localhost unless told: add
+--proxy-bypass-list='<-loopback>' when app domains end in .localhost. A CONNECT to port 80
+tunnels one plain-HTTP request (ureq tunnels every proxied request).
 No router for the host: 404 `404 page not found`; backend down: 502; backend too slow: 504.
 GET http://127.0.0.1:PORT/_standin/routes (stand-in only) shows the routing table.
 
@@ -32,6 +35,8 @@ EXAMPLES:
   standin-traefik --port 8080
   STANDIN_SWARM_DIR=/tmp/swarm standin-traefik --port 0
   curl -x http://127.0.0.1:8080 http://custom-html-1.ci.localhost/
+  chromium --headless --proxy-server=http://127.0.0.1:8080 '--proxy-bypass-list=<-loopback>' \
+    --dump-dom http://custom-html-1.ci.localhost/
 ";
 
 fn main() -> Result<()> {
