@@ -31,6 +31,7 @@ struct World {
 impl Drop for World {
     fn drop(&mut self) {
         swarm::stop_all(&self.swarm_dir);
+        // KEEP=1 leaves the dirs for a post-mortem (the services are stopped either way).
         if std::env::var_os("KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.root);
         }
