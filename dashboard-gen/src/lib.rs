@@ -93,6 +93,16 @@ fn recipe_stamp(r: &model::Recipe) -> u64 {
     fnv1a(&bytes)
 }
 
+/// JSON with `< > & '` as `\u` escapes, as Go's encoding/json writes it: the file stays
+/// inert even if a browser is talked into reading it as HTML. These characters only ever
+/// occur inside JSON strings, so replacing them everywhere is exact.
+pub fn html_safe_json(s: &str) -> String {
+    s.replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\'', "\\u0027")
+}
+
 /// One generation: refresh from Drone, build the model, write a new site, swap it in, save
 /// the cache. Any error before the swap leaves the published site as it was.
 pub fn generate(cfg: &Config) -> Result<Report> {
@@ -127,7 +137,7 @@ pub fn generate(cfg: &Config) -> Result<Report> {
         }
     }
     let summary = render::summary_json(&links, &site, generated);
-    staging.write("summary.json", &serde_json::to_vec_pretty(&summary)?)?;
+    staging.write("summary.json", html_safe_json(&serde_json::to_string_pretty(&summary)?).as_bytes())?;
     let mut recent: Vec<(&model::Recipe, &Run)> = site
         .recipes
         .iter()

@@ -229,9 +229,12 @@ impl Recipe<'_> {
         self.runs.first()
     }
 
-    /// Sort key for "by age": newest activity first, untested last.
-    pub fn last_activity(&self) -> i64 {
-        self.latest().map(|r| r.when()).unwrap_or(i64::MIN)
+    /// Sort key for "by age" (descending): the newest run's start, then its number (runs
+    /// started in the same second); untested recipes last.
+    pub fn last_activity(&self) -> (i64, i64) {
+        self.latest()
+            .map(|r| (r.when(), r.number()))
+            .unwrap_or((i64::MIN, 0))
     }
 }
 
