@@ -288,7 +288,11 @@ class World:
         junit.unlink(missing_ok=True)
         args = [sys.executable, "-m", "pytest", str(suite_dir), "-m", phase,
                 f"--junitxml={junit}", "-p", "no:cacheprovider", "-q", *extra_args]
-        p = subprocess.run(args, env=self.ccci_env(recipe, domain, stage, phase, base_url, proxy),
+        env = self.ccci_env(recipe, domain, stage, phase, base_url, proxy)
+        if TESTS_DIR not in suite_dir.resolve().parents:
+            # A suite outside the tree (a recipe's own tests/) loads the harness by -p.
+            env["PYTHONPATH"] = str(TESTS_DIR)
+        p = subprocess.run(args, env=env,
                            capture_output=True, text=True, timeout=SUITE_LIMIT,
                            stdin=subprocess.DEVNULL, cwd=REPO)
         return parse_junit(junit, phase, p.returncode, p.stdout + p.stderr)

@@ -1,0 +1,214 @@
+"""The harness's pieces on their own: kv persistence, the bounded wait, the environment contract,
+the HTTP session through a proxy, and the tree's rules (every suite test has a phase marker,
+every ci.json has the contract's keys, the suites are collected and skipped without an app)."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from ccci_harness import KV, PHASES, Context, wait_until
+from ccci_harness.browser import artifact_name, chromium_args
+from ccci_harness.http import AppSession
+from ccci_harness.wait import WaitTimeout
+from standin_world import PyProxy, TESTS_DIR
+
+SUITES = ["custom-html", "hedgedoc", "keycloak", "matrix-synapse", "lasuite-docs", "immich",
+          "bluesky-pds", "cryptpad"]
+CI_KEYS = {"health_path", "deploy_timeout_secs", "env", "secrets", "values", "upgrade_base",
+           "skip"}
+
+
+def test_kv_persists_across_instances(tmp_path):
+    a = KV(tmp_path / "kv.json")
+    a["seed"] = {"name": "x", "n": 1}
+    b = KV(tmp_path / "kv.json")
+    assert b["seed"] == {"name": "x", "n": 1}
+    assert "seed" in b and b.get("nope", 3) == 3
+    b.delete("seed")
+    assert "seed" not in a
+    with pytest.raises(KeyError, match="the phase that seeds it did not run"):
+        a["seed"]
+    assert oct((tmp_path / "kv.json").stat().st_mode & 0o777) == "0o600"
+
+
+def test_wait_until_returns_value_and_is_bounded():
+    calls = []
+
+    def ready():
+        calls.append(1)
+        return len(calls) >= 3 and "done"
+
+    assert wait_until(ready, timeout=5, interval=0.01) == "done"
+    start = time.monotonic()
+    with pytest.raises(WaitTimeout, match=r"boom did not hold within 0.3s \(last error: "
+                                          r"RuntimeError: nope\)"):
+        wait_until(lambda: (_ for _ in ()).throw(RuntimeError("nope")), timeout=0.3,
+                   interval=0.05, what="boom")
+    assert time.monotonic() - start < 2
+
+
+def test_context_from_env(tmp_path):
+    (tmp_path / "values.json").write_text('{"admin_password": "pw"}')
+    ctx = Context.from_env({
+        "CCCI_RECIPE": "custom-html", "CCCI_DOMAIN": "h.example", "CCCI_STAGE": "install",
+        "CCCI_PHASE": "install", "CCCI_RUN_DIR": str(tmp_path), "CCCI_TLS_VERIFY": "0",
+        "CCCI_HTTP_PROXY": "",
+    })
+    assert ctx.base_url == "https://h.example"  # the host default
+    assert ctx.http_proxy is None and ctx.tls_verify is False
+    assert ctx.chromium == "/usr/bin/chromium" and ctx.abra == "abra"
+    assert ctx.values() == {"admin_password": "pw"}
+    assert ctx.app().url("/x") == "https://h.example/x"
+    assert not Context.from_env({}).deployed
+
+
+def test_chromium_args_and_artifact_names():
+    assert chromium_args(None) == ["--no-sandbox", "--disable-gpu",
+                                   "--disable-background-networking",
+                                   "--disable-component-update", "--no-first-run"]
+    assert chromium_args("http://127.0.0.1:9")[-1] == "--proxy-server=http://127.0.0.1:9"
+    assert artifact_name("custom-html/test_install.py::test_x[a/b]", "-failed") == \
+        "test_x_a_b-failed.png"
+
+
+class _Flaky(BaseHTTPRequestHandler):
+    hits = 0
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        type(self).hits += 1
+        status = 503 if type(self).hits < 3 else 200
+        body = f"{self.headers['Host']} {self.path}".encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_http_session_goes_through_proxy_and_retries():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    port = srv.server_address[1]
+    proxy = PyProxy(lambda host: port if host == "app.example" else None)
+    try:
+        s = AppSession("http://app.example", proxy.url, verify=True)
+        r = s.get("/hello?x=1")
+        assert r.status_code == 200, r.text
+        assert r.text == "app.example /hello?x=1"
+        assert _Flaky.hits == 3  # two 503s retried
+        assert s.get("http://other.example/").status_code == 404  # not routed
+    finally:
+        proxy.stop()
+        srv.shutdown()
+        srv.server_close()
+
+
+def _suite_tests():
+    for suite in SUITES + ["_template"]:
+        for f in sorted((TESTS_DIR / suite).glob("test_*.py")):
+            yield f
+
+
+def test_every_suite_has_ci_json_readme_and_tests():
+    for suite in SUITES + ["_template"]:
+        d = TESTS_DIR / suite
+        ci = json.loads((d / "ci.json").read_text())
+        assert CI_KEYS <= set(ci), f"{suite}/ci.json lacks {CI_KEYS - set(ci)}"
+        assert ci["health_path"].startswith("/")
+        assert isinstance(ci["deploy_timeout_secs"], int) and ci["deploy_timeout_secs"] > 0
+        assert all(isinstance(v, str) for v in ci["env"].values())
+        for name, spec in ci["secrets"].items():
+            assert spec.get("version", "").startswith("v"), (suite, name)
+            assert spec.get("generate") is True or spec.get("value_from") in ci["values"], \
+                (suite, name, "value_from must name a generated value")
+        assert set(ci["skip"]) <= {"install", "upgrade", "backup", "recipe-tests"}
+        assert (d / "README.md").read_text().strip()
+        assert list(d.glob("test_*.py")), suite
+
+
+def _collect(args, env):
+    return subprocess.run([sys.executable, "-m", "pytest", *args], capture_output=True,
+                          text=True, timeout=120, env=env, cwd=TESTS_DIR.parent)
+
+
+def _clean_env():
+    return {k: v for k, v in os.environ.items() if not k.startswith("CCCI_")}
+
+
+def test_tree_collects_and_every_suite_test_has_one_phase_marker(tmp_path):
+    # A tiny plugin prints each collected item's phase markers.
+    (tmp_path / "ccci_marks.py").write_text(
+        "from ccci_harness.plugin import phases_of\n"
+        "def pytest_collection_finish(session):\n"
+        "    for it in session.items:\n"
+        "        print('MARKS', it.nodeid, ','.join(phases_of(it)))\n")
+    env = _clean_env()
+    env["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{TESTS_DIR}"
+    paths = [str(TESTS_DIR / s) for s in SUITES + ["_template"]]
+    p = _collect(["--collect-only", "-q", "-p", "ccci_marks", *paths], env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    marks = [line.split(" ", 2)[1:] for line in p.stdout.splitlines()
+             if line.startswith("MARKS ")]
+    assert len(marks) > 20, p.stdout
+    for nodeid, m in marks:
+        phases = m.split(",") if m else []
+        assert len(phases) == 1 and phases[0] in PHASES, f"{nodeid}: phase markers {phases}"
+    for suite in SUITES:
+        assert any(f"{suite}/" in n for n, _ in marks), f"{suite} collected no tests"
+
+
+def test_suites_skip_without_a_deployed_app():
+    p = _collect(["-q", str(TESTS_DIR / "custom-html"), str(TESTS_DIR / "keycloak")],
+                 _clean_env())
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert " skipped" in p.stdout and "passed" not in p.stdout and "failed" not in p.stdout
+
+
+def test_phase_selection_runs_only_that_phase(world, html_app):
+    res = world.run_phase("custom-html", "custom-html", html_app, "backup", "pre_backup")
+    assert res.returncode == 0, str(res)
+    assert res.passed == ["test_seed_before_backup"]
+    assert "deselected" in res.output
+
+
+def test_recipe_own_tests_use_the_plugin(world, html_app, tmp_path):
+    """A recipe's own tests/ folder, outside this tree, gets the same fixtures via
+    `-p ccci_harness.plugin` (stage-runner puts the harness on PYTHONPATH)."""
+    own = tmp_path / "recipe" / "tests"
+    own.mkdir(parents=True)
+    (own / "test_own.py").write_text(
+        "def test_own(app, http, kv):\n"
+        "    kv['own'] = app.domain\n"
+        "    assert http.get('/').status_code == 200\n")
+    env = world.ccci_env("custom-html", html_app, "recipe-tests", "install")
+    env["PYTHONPATH"] = str(TESTS_DIR)
+    p = subprocess.run([sys.executable, "-m", "pytest", str(own), "-p", "ccci_harness.plugin",
+                        "--rootdir", str(own), "-p", "no:cacheprovider", "-q"],
+                       env=env, capture_output=True, text=True, timeout=120, cwd=own)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert json.loads((world.run_dir / "kv.json").read_text())["own"] == html_app
+
+
+def test_failed_browser_test_leaves_a_screenshot(world, html_app, tmp_path):
+    own = tmp_path / "suite"
+    own.mkdir()
+    (own / "test_fail.py").write_text(
+        "import pytest\n"
+        "@pytest.mark.after_backup\n"
+        "def test_page_fails(page):\n"
+        "    page.goto('/')\n"
+        "    assert page.title() == 'not this'\n")
+    res = world.run_phase(own, "custom-html", html_app, "backup", "after_backup",
+                          extra_args=("-p", "ccci_harness.plugin", "--rootdir", str(own)))
+    assert res.failed == ["test_page_fails"], str(res)
+    shot = world.artifacts / "backup" / "test_page_fails-failed.png"
+    assert shot.read_bytes()[:4] == b"\x89PNG", list((world.artifacts).rglob("*"))
