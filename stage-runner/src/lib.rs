@@ -52,6 +52,7 @@ pub fn drone_stage(cfg: Config, stage: &str) -> Result<u8> {
 fn prepare(cfg: Config, params: &RunParams, run_id: &str, build: i64) -> u8 {
     let started = stage::now();
     let t = std::time::Instant::now();
+    let run_dir = rundir::dir(&cfg.state_dir, run_id);
     match stage::prepare(cfg, params, run_id, build) {
         Ok(ctx) => {
             let o = Outcome::passed_now();
@@ -59,10 +60,17 @@ fn prepare(cfg: Config, params: &RunParams, run_id: &str, build: i64) -> u8 {
             0
         }
         Err(e) => {
-            say(
-                &Redactor::new([]),
-                &format!("ERROR stage-runner: prepare: {e:#}"),
-            );
+            let quiet = Redactor::new([]);
+            say(&quiet, &format!("ERROR stage-runner: prepare: {e:#}"));
+            if let Some(why) = abort::aborted() {
+                // Nothing is deployed before install: the run's directory is all there is.
+                say(
+                    &quiet,
+                    &format!("aborting ({why}): removing the run's state"),
+                );
+                process::kill_all_children();
+                let _ = std::fs::remove_dir_all(&run_dir);
+            }
             2
         }
     }

@@ -50,3 +50,446 @@ fn a_whole_run_passes_and_leaves_nothing_behind() {
     );
     assert_eq!(w.leftovers(), Vec::<String>::new());
 }
+
+/// A copy of the test tree with extra test files planted in the custom-html suite.
+fn planted_tests(name: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
+    let dst = std::env::temp_dir().join(format!("sr-tests-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dst);
+    let src = std::path::Path::new(world::REPO).join("tests");
+    for sub in ["ccci_harness", "custom-html"] {
+        copy(&src.join(sub), &dst.join(sub));
+    }
+    for f in ["conftest.py", "pytest.ini"] {
+        if src.join(f).exists() {
+            std::fs::copy(src.join(f), dst.join(f)).unwrap();
+        }
+    }
+    for (path, text) in files {
+        std::fs::write(dst.join(path), text).unwrap();
+    }
+    dst
+}
+
+fn copy(src: &std::path::Path, dst: &std::path::Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() == "__pycache__" {
+            continue;
+        }
+        if e.file_type().unwrap().is_dir() {
+            copy(&e.path(), &dst.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_failing_install_test_fails_the_stage_with_its_message() {
+    let tests = planted_tests(
+        "failing",
+        &[(
+            "custom-html/test_planted_failure.py",
+            "import pytest\n\n@pytest.mark.install\ndef test_planted(http):\n    assert http.get('/').status_code == 418, 'planted failure: expected a teapot'\n",
+        )],
+    );
+    let w = World::with_tests("failing", &tests);
+    let env = w.params(8);
+    assert_eq!(w.stage("prepare", &env).code, 0);
+    let s = w.stage("install", &env);
+    assert_eq!(s.code, 1, "tests failed → exit 1");
+    // Later stages say why they did not run; teardown still cleans up.
+    let up = w.stage("upgrade", &env);
+    assert_eq!(up.code, 0);
+    assert_eq!(w.stage("teardown", &env).code, 0);
+    let sum = w.summary(8);
+    let install = sum.stage("install").unwrap();
+    assert_eq!(install.status.as_str(), "failed");
+    let f = install
+        .failures
+        .iter()
+        .find(|f| f.name.ends_with("test_planted"))
+        .expect("the failure is named");
+    assert!(
+        f.message.contains("planted failure: expected a teapot"),
+        "{}",
+        f.message
+    );
+    let upgrade = sum.stage("upgrade").unwrap();
+    assert_eq!(upgrade.status.as_str(), "skipped");
+    assert_eq!(upgrade.reason, "install failed");
+    assert_eq!(w.leftovers(), Vec::<String>::new());
+    let _ = std::fs::remove_dir_all(&tests);
+}
+
+#[test]
+fn a_recipe_with_no_earlier_release_skips_upgrade_with_the_reason() {
+    let mut w = World::new("norelease");
+    // The PR head is the first release itself: nothing was published before it.
+    let repo = w.forge.join("custom-html");
+    w.sha = world::git(&repo, &["rev-parse", "1.0.0+1.25.0^{commit}"]);
+    let env = w.params(9);
+    for stage in ["prepare", "install", "upgrade"] {
+        assert_eq!(w.stage(stage, &env).code, 0, "{stage}");
+    }
+    let sum = w.summary(9);
+    let up = sum.stage("upgrade").unwrap();
+    assert_eq!(up.status.as_str(), "skipped", "never reported passed");
+    assert_eq!(
+        up.reason,
+        "custom-html has no earlier published release to upgrade from"
+    );
+    assert_eq!(sum.upgrade_base, "");
+    assert_eq!(w.stage("teardown", &env).code, 0);
+    assert_eq!(w.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn a_failing_restore_fails_the_backup_stage() {
+    let w = World::new("restorefail");
+    let env = w.params(10);
+    for stage in ["prepare", "install"] {
+        assert_eq!(w.stage(stage, &env).code, 0, "{stage}");
+    }
+    std::fs::write(w.swarm.join("faults"), "restore-fails\n").unwrap();
+    let s = w.stage("backup", &env);
+    assert_eq!(s.code, 1, "{}", s.stdout);
+    let b = w.summary(10);
+    let b = b.stage("backup").unwrap();
+    assert_eq!(b.status.as_str(), "failed");
+    assert!(b.reason.contains("restore"), "{}", b.reason);
+    std::fs::remove_file(w.swarm.join("faults")).unwrap();
+    assert_eq!(w.stage("teardown", &env).code, 0);
+    assert_eq!(w.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn bad_parameters_are_refused_before_abra_runs() {
+    let w = World::new("badparams");
+    let good = w.params(11);
+    let cases: &[(&str, &str, &str)] = &[
+        ("RECIPE", "../../etc", "recipe name"),
+        ("RECIPE", "hedgedoc-not-enrolled", "RECIPE"),
+        ("REF", "main", "REF"),
+        ("REF", "3f2e1d0", "REF"),
+        ("PR", "abc", "PR"),
+        ("SRC", "https://evil.example.org/custom-html.git", "SRC"),
+        ("SRC", "file:///etc/../root", "SRC"),
+    ];
+    for (key, bad, needle) in cases {
+        let env: Vec<(String, String)> = good
+            .iter()
+            .map(|(k, v)| {
+                if k == key {
+                    (k.clone(), bad.to_string())
+                } else {
+                    (k.clone(), v.clone())
+                }
+            })
+            .collect();
+        let s = w.stage("prepare", &env);
+        assert_eq!(s.code, 2, "{key}={bad}");
+        let first_error = s
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("ERROR"))
+            .unwrap_or("");
+        assert!(first_error.contains(needle), "{key}={bad}: {}", s.stdout);
+        assert!(!s.stdout.contains("+ abra"), "abra ran for {key}={bad}");
+    }
+    let missing: Vec<(String, String)> = good.iter().filter(|(k, _)| k != "PR").cloned().collect();
+    let s = w.stage("prepare", &missing);
+    assert!(s.stdout.contains("PR is missing"), "{}", s.stdout);
+    assert_eq!(w.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn two_concurrent_runs_of_the_same_sha_both_pass_apart() {
+    let w = World::new("concurrent");
+    let run = |build: u32| {
+        let env = w.params(build);
+        let mut codes = Vec::new();
+        for stage in STAGES {
+            codes.push((stage, w.stage(stage, &env).code));
+        }
+        codes
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| run(21));
+        let b = s.spawn(|| run(22));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    for (stage, code) in a.iter().chain(b.iter()) {
+        assert_eq!(*code, 0, "{stage}");
+    }
+    assert_ne!(w.summary(21).domain, w.summary(22).domain);
+    assert_eq!(w.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn planted_secrets_never_reach_the_log_or_the_results() {
+    let tests = planted_tests(
+        "secrets",
+        &[
+            (
+                "custom-html/ci.json",
+                r#"{"health_path": "/", "env": {"LETS_ENCRYPT_ENV": ""}, "values": ["admin_password"]}"#,
+            ),
+            (
+                "custom-html/test_planted_secrets.py",
+                r#"import base64, sys, pytest
+
+@pytest.mark.install
+def test_leaks(values):
+    pw = values["admin_password"]
+    gen = values["secret_admin_password"]
+    # Whole, split across writes, base64 at an odd offset, and in the failure message.
+    sys.stdout.write("whole " + pw + "\n")
+    sys.stdout.write("split " + gen[:5]); sys.stdout.flush(); sys.stdout.write(gen[5:] + "\n")
+    sys.stdout.write("b64 " + base64.b64encode(("x" + pw).encode()).decode() + "\n")
+    assert False, "leaking " + pw + " and " + gen
+"#,
+            ),
+        ],
+    );
+    let w = World::with_tests("secrets", &tests);
+    let env = w.params(12);
+    let mut log = String::new();
+    for stage in ["prepare", "install"] {
+        log.push_str(&w.stage(stage, &env).stdout);
+    }
+    let values: std::collections::BTreeMap<String, String> =
+        serde_json::from_slice(&std::fs::read(w.dir.join("state/runs/12/values.json")).unwrap())
+            .unwrap();
+    let pw = &values["admin_password"];
+    let gen = &values["secret_admin_password"];
+    assert!(log.contains("[redacted:admin_password]"), "{log}");
+    let mut results = String::new();
+    for e in walk(&w.dir.join("results")) {
+        results.push_str(&String::from_utf8_lossy(&std::fs::read(e).unwrap()));
+    }
+    assert!(
+        results.contains("leaking [redacted:admin_password]"),
+        "{results}"
+    );
+    for secret in [pw, gen] {
+        assert!(!log.contains(secret.as_str()), "a secret reached the log");
+        assert!(
+            !results.contains(secret.as_str()),
+            "a secret reached the results"
+        );
+        for form in stage_runner::redact::forms(secret) {
+            assert!(!log.contains(&form), "a secret reached the log as {form:?}");
+        }
+    }
+    assert_eq!(w.stage("teardown", &env).code, 0);
+    let _ = std::fs::remove_dir_all(&tests);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().unwrap().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// Runs `stage` under a shell as Drone's runner does, waits for `marker` in its output, then
+/// SIGKILLs the shell only (drone-runner-exec engine/exec.go) — or SIGTERMs stage-runner.
+fn interrupt(
+    w: &World,
+    build: u32,
+    before: &[&str],
+    stage: &str,
+    fault: Option<&str>,
+    marker: &str,
+    kill_shell: bool,
+) {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let env = w.params(build);
+    for s in before {
+        assert_eq!(w.stage(s, &env).code, 0, "{s}");
+    }
+    if let Some(f) = fault {
+        std::fs::write(w.swarm.join("faults"), format!("{f}\n")).unwrap();
+    }
+    let runner = env!("CARGO_BIN_EXE_cc-ci-stage-runner");
+    let mut child = if kill_shell {
+        let script = format!(
+            "{runner} {stage} --config {}; echo after",
+            w.config.display()
+        );
+        let c = w.command(stage, &env);
+        let mut sh = std::process::Command::new("/bin/sh");
+        sh.args(["-e", "-c", &script]).env_clear();
+        for (k, v) in c.get_envs() {
+            if let Some(v) = v {
+                sh.env(k, v);
+            }
+        }
+        sh.stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    } else {
+        w.command(stage, &env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the marker line");
+        if line.contains(marker) {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    if fault.is_some() {
+        std::fs::remove_file(w.swarm.join("faults")).unwrap();
+    }
+    if kill_shell {
+        child.kill().unwrap();
+    } else {
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    let _ = child.wait();
+    // stage-runner notices, tears down and exits: its end of the pipe closes.
+    let started = Instant::now();
+    while !reader.is_finished() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "stage-runner did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = reader.join().unwrap();
+    assert!(log.contains("aborting"), "{log}");
+    assert!(
+        !log.contains("\nafter"),
+        "the shell was killed before it went on"
+    );
+    assert_eq!(
+        w.stacks(),
+        Vec::<String>::new(),
+        "the app is gone before the janitor: {log}"
+    );
+    let j = w
+        .command("janitor", &[])
+        .args(["--janitor-max-age-secs", "0"])
+        .output()
+        .unwrap();
+    assert!(j.status.success(), "{}", String::from_utf8_lossy(&j.stdout));
+    assert_eq!(w.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn killing_the_step_shell_during_prepare_leaves_nothing() {
+    let w = World::new("kill-prepare");
+    interrupt(
+        &w,
+        31,
+        &[],
+        "prepare",
+        Some("hang:recipe-fetch"),
+        "+ abra recipe fetch",
+        true,
+    );
+}
+
+#[test]
+fn killing_the_step_shell_during_install_tests_leaves_nothing() {
+    let w = World::new("kill-install");
+    interrupt(
+        &w,
+        32,
+        &["prepare"],
+        "install",
+        Some("hang:run"),
+        "phase install",
+        true,
+    );
+}
+
+#[test]
+fn killing_the_step_shell_during_upgrade_leaves_nothing() {
+    let w = World::new("kill-upgrade");
+    interrupt(
+        &w,
+        33,
+        &["prepare", "install"],
+        "upgrade",
+        None,
+        "phase pre_upgrade",
+        true,
+    );
+}
+
+#[test]
+fn killing_the_step_shell_during_backup_leaves_nothing() {
+    let w = World::new("kill-backup");
+    interrupt(
+        &w,
+        34,
+        &["prepare", "install"],
+        "backup",
+        Some("hang:backup"),
+        "+ abra app backup create",
+        true,
+    );
+}
+
+#[test]
+fn killing_the_step_shell_during_teardown_leaves_nothing() {
+    let w = World::new("kill-teardown");
+    interrupt(
+        &w,
+        35,
+        &["prepare", "install"],
+        "teardown",
+        Some("hang:volume"),
+        "+ abra app volume remove",
+        true,
+    );
+}
+
+#[test]
+fn sigterm_of_stage_runner_tears_the_run_down() {
+    let w = World::new("sigterm");
+    interrupt(
+        &w,
+        36,
+        &["prepare"],
+        "install",
+        Some("hang:run"),
+        "phase install",
+        false,
+    );
+}
