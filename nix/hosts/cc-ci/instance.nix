@@ -1,0 +1,33 @@
+# The cc-ci instance's settings, shared by its server (./default.nix) and its extra runners
+# (../cc-ci-runner). Everything a maintainer changes to enrol a recipe or repoint the instance
+# is here.
+{
+  services.cc-ci = {
+    enable = true;
+
+    domain = "ci.coopcloud.tech";
+    giteaUrl = "https://git.coopcloud.tech";
+    botUser = "cc-ci-bot";
+    orgs = [ "coop-cloud" ];
+    allowUsers = [ ];
+    droneRepository = "coop-cloud/cc-ci";
+
+    # recipe → its Gitea repository; each needs tests/<recipe>/ in this repository.
+    recipes = {
+      custom-html = "coop-cloud/custom-html";
+    };
+
+    maxConcurrentTests = 2;
+    timeouts = {
+      deploy = 900;
+      stage = 3600;
+      build = 180;
+    };
+    dashboard.interval = 5;
+    janitor.maxAge = 6 * 3600;
+
+    # Pin the infrastructure recipes once you have picked releases (docs/install.md):
+    #   proxy.recipeVersion = "<traefik release>";
+    #   drone.recipeVersion = "<drone release>";
+  };
+}

@@ -1,0 +1,173 @@
+# services.cc-ci: the whole cc-ci host (or a runner-only host) from one option tree. The
+# instance-wide settings live here; each concern has its module, imported below, adding its own
+# branch to the same tree.
+{ config, lib, pkgs, ... }:
+
+let
+  cfg = config.services.cc-ci;
+  inherit (lib) mkOption mkEnableOption types literalExpression;
+  repository = types.strMatching "[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+";
+in
+{
+  imports = [
+    ./secrets.nix
+    ./swarm.nix
+    ./proxy.nix
+    ./abra.nix
+    ./drone.nix
+    ./runner.nix
+    ./bridge.nix
+    ./dashboard.nix
+    ./janitor.nix
+    ./tests-env.nix
+  ];
+
+  options.services.cc-ci = {
+    enable = mkEnableOption "cc-ci, the CI server for Co-op Cloud recipes";
+
+    role = mkOption {
+      type = types.enum [ "server" "runner" ];
+      default = "server";
+      description = ''
+        What this host runs. `server`: everything (Drone, the bridge, the dashboard, and a
+        runner with its swarm and Traefik). `runner`: only what runs tests (the swarm, Traefik,
+        abra, the test environment, the Drone exec runner and the janitor), polling the server's
+        Drone; Drone spreads builds over all runners, which is how cc-ci grows past one machine.
+      '';
+    };
+
+    package = mkOption {
+      type = types.package;
+      default = pkgs.callPackage ../package.nix { };
+      defaultText = literalExpression "pkgs.callPackage ./nix/package.nix { }";
+      description = "The cc-ci binaries: cc-ci-bridge, cc-ci-stage-runner and cc-ci-dashboard-gen.";
+    };
+
+    domain = mkOption {
+      type = types.strMatching "[a-z0-9.-]+";
+      example = "ci.coopcloud.tech";
+      description = ''
+        The instance's domain. The dashboard is served at it, Drone at `drone.<domain>`, and the
+        apps under test at `*.<domain>`: changing it repoints the whole instance. DNS for the
+        domain and its wildcard must reach this host's port 443, and the wildcard certificate
+        must cover both (docs/install.md).
+      '';
+    };
+
+    droneDomain = mkOption {
+      type = types.str;
+      default = "drone.${cfg.domain}";
+      defaultText = literalExpression ''"drone.''${config.services.cc-ci.domain}"'';
+      description = "Where Drone is served; runners on other hosts connect to it.";
+    };
+
+    appDomain = mkOption {
+      type = types.strMatching "[a-z0-9.-]+";
+      default = cfg.domain;
+      defaultText = literalExpression "config.services.cc-ci.domain";
+      example = "r2.ci.coopcloud.tech";
+      description = ''
+        The parent domain of the apps this host's runner deploys (`<app>.<appDomain>`), and of
+        its Traefik. A second runner host needs its own (its own DNS wildcard and certificate),
+        since each host routes only its own apps.
+      '';
+    };
+
+    giteaUrl = mkOption {
+      type = types.strMatching "https?://[^/]+";
+      example = "https://git.coopcloud.tech";
+      description = "The Gitea instance the recipes live on (root URL, no trailing slash).";
+    };
+
+    botUser = mkOption {
+      type = types.str;
+      example = "cc-ci-bot";
+      description = "The Gitea account cc-ci reads and comments as; its own comments are never commands.";
+    };
+
+    orgs = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "coop-cloud" ];
+      description = "Members of these Gitea organisations may trigger runs with `!testme`.";
+    };
+
+    allowUsers = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "alice" ];
+      description = "These Gitea logins may trigger runs too.";
+    };
+
+    recipes = mkOption {
+      type = types.attrsOf repository;
+      default = { };
+      example = { custom-html = "coop-cloud/custom-html"; };
+      description = ''
+        Enrolled recipes: recipe name to its Gitea repository `owner/name`. Each needs its tests
+        in this repository's `tests/<recipe>/`.
+      '';
+    };
+
+    droneRepository = mkOption {
+      type = repository;
+      example = "coop-cloud/cc-ci";
+      description = "The repository (this one) whose `.drone.yml` pipeline runs the tests.";
+    };
+
+    droneBranch = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = "Branch of the Drone repository to build; null: its default branch.";
+    };
+
+    maxConcurrentTests = mkOption {
+      type = types.ints.positive;
+      default = 2;
+      description = ''
+        How many test runs this host runs at once: the exec runner's `DRONE_RUNNER_CAPACITY`
+        (one cc-ci build is one Drone stage). Each run deploys a full app, so size it to the
+        host's memory.
+      '';
+    };
+
+    timeouts = {
+      deploy = mkOption {
+        type = types.ints.positive;
+        default = 900;
+        description = "Seconds an app may take to deploy and answer through the proxy (stage-runner's `deploy_timeout_secs`).";
+      };
+      stage = mkOption {
+        type = types.ints.positive;
+        default = 3600;
+        description = "Seconds one stage (install, upgrade, …) may take (stage-runner's `stage_timeout_secs`).";
+      };
+      build = mkOption {
+        type = types.ints.positive;
+        default = 180;
+        description = ''
+          Minutes Drone lets a whole build run before killing it: the repository's timeout in
+          Drone, set by cc-ci-drone-repo.service. Keep it above the stages' total.
+        '';
+      };
+      request = mkOption {
+        type = types.ints.positive;
+        default = 10;
+        description = "Seconds any request to Gitea or Drone may take (bridge and dashboard-gen).";
+      };
+    };
+  };
+
+  config = lib.mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = cfg.role != "server" || cfg.orgs != [ ] || cfg.allowUsers != [ ];
+        message = "services.cc-ci: orgs and allowUsers are both empty: nobody could trigger a run.";
+      }
+      {
+        assertion = cfg.recipes != { };
+        message = "services.cc-ci.recipes: no recipe is enrolled.";
+      }
+    ];
+  };
+}

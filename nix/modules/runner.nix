@@ -1,0 +1,298 @@
+# The Drone exec runner and what its pipeline steps run: cc-ci-stage-runner with its config file
+# at /etc/cc-ci/stage-runner.json (the path .drone.yml names), its own abra directory registered
+# with the local swarm, and the results directory dashboard-gen reads.
+#
+# Why the runner is less confined than the other services: its steps deploy real apps, so the
+# runner user is in the `docker` group, which is root-equivalent on this host; its steps run
+# Chromium, whose own sandbox needs user namespaces and a JIT (no RestrictNamespaces,
+# PrivateUsers or MemoryDenyWriteExecute), plus Python, git and abra (a syscall deny-list rather
+# than an allow-list). What keeps it honest instead: it runs only pipelines of the cc-ci
+# repository (DRONE_LIMIT_REPOS), never a recipe's; it has a dedicated user, no capabilities,
+# a read-only system outside its state and results directories, and it stays on this host.
+{ config, lib, pkgs, ... }:
+
+let
+  cfg = config.services.cc-ci;
+  rcfg = cfg.runner;
+  cclib = import ../lib { inherit lib pkgs; };
+  json = pkgs.formats.json { };
+  inherit (lib) mkOption types literalExpression;
+
+  stateDir = "/var/lib/cc-ci-runner";
+  resultsDir = "/var/lib/cc-ci-results";
+  giteaHost = lib.removePrefix "http://" (lib.removePrefix "https://" cfg.giteaUrl);
+  stageRunnerConfig = json.generate "stage-runner.json" cfg.stageRunner.settings;
+
+  # Drone's exec runner hands its steps only PATH (DRONE_RUNNER_PATH) and USER from the host.
+  stepPackages = [
+    cfg.package
+    cfg.abra.package
+    cfg.tests.python
+    cfg.tests.chromium
+    pkgs.docker
+    pkgs.git
+    pkgs.bash
+    pkgs.coreutils
+    pkgs.findutils
+    pkgs.gnugrep
+    pkgs.gnused
+    pkgs.gnutar
+    pkgs.gzip
+    pkgs.util-linux
+    pkgs.procps
+    pkgs.curl
+  ] ++ rcfg.extraPackages;
+
+  runnerUser = {
+    User = "cc-ci-runner";
+    Group = "cc-ci-runner";
+    SupplementaryGroups = [ "docker" ];
+    StateDirectory = [ "cc-ci-runner" "cc-ci-runner/work" "cc-ci-runner/state" "cc-ci-runner/abra" ];
+    StateDirectoryMode = "0750";
+  };
+
+  # The sandbox of everything that runs as the runner user (the runner, its steps, the janitor).
+  sandbox = runnerUser // {
+    ReadWritePaths = [ resultsDir ];
+    # Run directories are 0700 (stage-runner); results are group-readable for dashboard-gen.
+    UMask = "0027";
+    NoNewPrivileges = true;
+    ProtectSystem = "strict";
+    ProtectHome = true;
+    PrivateTmp = true;
+    PrivateDevices = true;
+    ProtectClock = true;
+    ProtectHostname = true;
+    ProtectKernelTunables = true;
+    ProtectKernelModules = true;
+    ProtectKernelLogs = true;
+    ProtectControlGroups = true;
+    RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" "AF_NETLINK" ];
+    RestrictRealtime = true;
+    RestrictSUIDSGID = true;
+    LockPersonality = true;
+    CapabilityBoundingSet = "";
+    SystemCallArchitectures = "native";
+    SystemCallFilter = [ "~@clock" "~@cpu-emulation" "~@module" "~@obsolete" "~@raw-io" "~@reboot" "~@swap" ];
+  };
+in
+{
+  options.services.cc-ci.runner = {
+    package = mkOption {
+      type = types.package;
+      default = pkgs.drone-runner-exec;
+      defaultText = literalExpression "pkgs.drone-runner-exec";
+      description = ''
+        drone-runner-exec. Its licence (Polyform Small Business / Free Trial) is unfree in
+        nixpkgs' terms: allow it explicitly with `nixpkgs.config.allowUnfreePredicate`, as the
+        cc-ci host configurations do.
+      '';
+    };
+
+    name = mkOption {
+      type = types.str;
+      default = config.networking.hostName;
+      defaultText = literalExpression "config.networking.hostName";
+      description = "`DRONE_RUNNER_NAME`: shown in Drone as the machine a build ran on.";
+    };
+
+    labels = mkOption {
+      type = types.attrsOf types.str;
+      default = { };
+      description = "`DRONE_RUNNER_LABELS`: a pipeline with `node:` labels runs only on runners with exactly these.";
+    };
+
+    extraPackages = mkOption {
+      type = types.listOf types.package;
+      default = [ ];
+      description = "More programs on the PATH of pipeline steps.";
+    };
+
+    environment = mkOption {
+      type = types.attrsOf types.str;
+      default = { };
+      example = { DRONE_DEBUG = "true"; };
+      description = ''
+        More runner settings (the `DRONE_*` variables of drone-runner-exec's daemon/config.go);
+        they override the module's. Never put the RPC secret here: it comes from the secrets
+        repository.
+      '';
+    };
+  };
+
+  options.services.cc-ci.runner.sandbox = mkOption {
+    type = types.attrs;
+    internal = true;
+    readOnly = true;
+    default = sandbox;
+    description = "systemd settings of the units that run as the runner user (runner.nix explains why they are looser).";
+  };
+
+  options.services.cc-ci.stageRunner.settings = mkOption {
+    type = types.submodule {
+      freeformType = json.type;
+      options = {
+        server = mkOption {
+          type = types.str;
+          default = "default";
+          description = "abra server the apps are deployed to: the local swarm.";
+        };
+        base_domain = mkOption {
+          type = types.str;
+          default = cfg.appDomain;
+          defaultText = literalExpression "config.services.cc-ci.appDomain";
+          description = "Apps under test get domains under it.";
+        };
+        scheme = mkOption {
+          type = types.enum [ "https" "http" ];
+          default = "https";
+          description = "How the tests reach the apps (through Traefik, with the wildcard certificate).";
+        };
+        http_proxy = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          description = "Only for the local stand-ins; null on a host.";
+        };
+        state_dir = mkOption {
+          type = types.str;
+          default = "${stateDir}/state";
+          description = "Per-run state (run directories, mode 0700).";
+        };
+        results_dir = mkOption {
+          type = types.str;
+          default = resultsDir;
+          description = "Run summaries and artifacts, read by dashboard-gen.";
+        };
+        abra_dir = mkOption {
+          type = types.str;
+          default = "${stateDir}/abra";
+          description = "The runner's own ABRA_DIR (its servers/ are shared by the runs).";
+        };
+        abra = mkOption {
+          type = types.str;
+          default = lib.getExe cfg.abra.package;
+          defaultText = literalExpression "lib.getExe config.services.cc-ci.abra.package";
+          description = "The abra executable.";
+        };
+        tests_dir = mkOption {
+          type = types.str;
+          default = "${cfg.tests.directory}";
+          defaultText = literalExpression "config.services.cc-ci.tests.directory";
+          description = "The recipe tests (`tests/<recipe>/`).";
+        };
+        python = mkOption {
+          type = types.str;
+          default = "${cfg.tests.python}/bin/python";
+          defaultText = literalExpression ''"''${config.services.cc-ci.tests.python}/bin/python"'';
+          description = "Python with pytest, Playwright and requests.";
+        };
+        chromium = mkOption {
+          type = types.str;
+          default = lib.getExe cfg.tests.chromium;
+          defaultText = literalExpression "lib.getExe config.services.cc-ci.tests.chromium";
+          description = "The browser the tests drive.";
+        };
+        deploy_timeout_secs = mkOption {
+          type = types.ints.positive;
+          default = cfg.timeouts.deploy;
+          defaultText = literalExpression "config.services.cc-ci.timeouts.deploy";
+          description = "See services.cc-ci.timeouts.deploy.";
+        };
+        stage_timeout_secs = mkOption {
+          type = types.ints.positive;
+          default = cfg.timeouts.stage;
+          defaultText = literalExpression "config.services.cc-ci.timeouts.stage";
+          description = "See services.cc-ci.timeouts.stage.";
+        };
+        janitor_max_age_secs = mkOption {
+          type = types.ints.positive;
+          default = cfg.janitor.maxAge;
+          defaultText = literalExpression "config.services.cc-ci.janitor.maxAge";
+          description = "See services.cc-ci.janitor.maxAge.";
+        };
+        allowed_src_hosts = mkOption {
+          type = types.listOf types.str;
+          default = [ giteaHost ];
+          defaultText = literalExpression "[ host of config.services.cc-ci.giteaUrl ]";
+          description = "Hosts a pull request's source may be fetched from.";
+        };
+      };
+    };
+    default = { };
+    description = ''
+      Settings of cc-ci-stage-runner, written to /etc/cc-ci/stage-runner.json (no secrets in it).
+      The documented keys are options; any other key the binary accepts may be added.
+    '';
+  };
+
+  config = lib.mkIf cfg.enable {
+    users.users.cc-ci-runner = {
+      isSystemUser = true;
+      group = "cc-ci-runner";
+      extraGroups = [ "docker" ];
+      home = stateDir;
+      description = "cc-ci Drone exec runner";
+    };
+    users.groups.cc-ci-runner = { };
+    # Readers of the results directory (dashboard-gen).
+    users.groups.cc-ci-results = { };
+
+    systemd.tmpfiles.settings."10-cc-ci".${resultsDir}.d = {
+      user = "cc-ci-runner";
+      group = "cc-ci-results";
+      mode = "2750";
+    };
+
+    environment.etc."cc-ci/stage-runner.json".source = stageRunnerConfig;
+    # For the operator: `cc-ci-stage-runner janitor --config /etc/cc-ci/stage-runner.json`, …
+    environment.systemPackages = [ cfg.package ];
+
+    systemd.services.cc-ci-runner-abra-server = cclib.mkReconcileService {
+      description = "cc-ci: the runner's abra knows the local swarm as server 'default'";
+      script = cclib.reconcileScript "abra-server" [ cfg.abra.package pkgs.docker pkgs.coreutils ];
+      requires = [ "cc-ci-swarm.service" ];
+      environment = {
+        UNIT_NAME = "cc-ci-runner-abra-server";
+        ABRA_DIR = cfg.stageRunner.settings.abra_dir;
+        HOME = stateDir;
+      };
+      serviceConfig = runnerUser;
+    };
+
+    systemd.services.cc-ci-runner = {
+      description = "cc-ci: Drone exec runner (${toString cfg.maxConcurrentTests} concurrent runs)";
+      wantedBy = [ "multi-user.target" ];
+      # Wants=, not Requires=: re-running the reconcile chain must not restart the runner and
+      # kill the builds it is running.
+      wants = [ "network-online.target" "cc-ci-runner-abra-server.service" "cc-ci-proxy.service" ];
+      after = [ "network-online.target" "docker.service" "cc-ci-runner-abra-server.service" "cc-ci-proxy.service" ];
+      environment = {
+        DRONE_RPC_PROTO = "https";
+        DRONE_RPC_HOST = cfg.droneDomain;
+        DRONE_RUNNER_NAME = rcfg.name;
+        DRONE_RUNNER_CAPACITY = toString cfg.maxConcurrentTests;
+        DRONE_RUNNER_PATH = lib.makeBinPath stepPackages;
+        DRONE_RUNNER_ROOT = "${stateDir}/work";
+        DRONE_RUNNER_ENVIRON = "SSL_CERT_FILE:/etc/ssl/certs/ca-certificates.crt,GIT_SSL_CAINFO:/etc/ssl/certs/ca-certificates.crt,LANG:C.UTF-8";
+        # Only this repository's pipelines run here: the runner is root-equivalent.
+        DRONE_LIMIT_REPOS = cfg.droneRepository;
+        DRONE_LIMIT_EVENTS = "custom,push";
+        DRONE_HTTP_BIND = "127.0.0.1:3000";
+        DRONE_UI_DISABLE = "true";
+      } // lib.optionalAttrs (rcfg.labels != { }) {
+        DRONE_RUNNER_LABELS = lib.concatStringsSep "," (lib.mapAttrsToList (k: v: "${k}:${v}") rcfg.labels);
+      } // rcfg.environment;
+
+      serviceConfig = sandbox // {
+        # drone-runner-exec loads the env file given to `daemon`: the RPC secret, as a credential.
+        ExecStart = "${lib.getExe rcfg.package} daemon %d/runner-env";
+        LoadCredential = [ "runner-env:${config.sops.templates."cc-ci-runner.env".path}" ];
+        Restart = "always";
+        RestartSec = 10;
+        # A stop (shutdown, a changed runner) sends SIGTERM to every process of the unit:
+        # stage-runner tears its run down on SIGTERM, which may take minutes.
+        TimeoutStopSec = "10min";
+      };
+    };
+  };
+}
