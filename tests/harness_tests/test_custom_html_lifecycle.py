@@ -105,3 +105,16 @@ def test_a_phase_without_its_seed_fails_not_skips(world, html_app):
     assert res.returncode == 1
     assert res.failed == ["test_seed_survives_upgrade"], str(res)
     assert "the phase that seeds it did not run" in res.output
+
+
+def test_world_uses_standin_traefik_when_built(world, html_app):
+    """The suites reach the app through the stand-in Traefik once that binary exists (the
+    Python proxy in standin_world.py is only a fallback for a tree without it)."""
+    import requests
+
+    if (world.bin / "standin-traefik").exists():
+        assert world.proxy_kind == "TraefikProxy"
+    r = requests.get(f"http://{html_app}/", proxies={"http": world.proxy.url}, timeout=10)
+    assert r.status_code == 200 and "<html" in r.text.lower()
+    r = requests.get("http://nothing.ci.example/", proxies={"http": world.proxy.url}, timeout=10)
+    assert r.status_code == 404
