@@ -51,7 +51,10 @@ mod tests {
     fn badge_says_status_and_escapes_title() {
         let s = svg("a<b>&'\"", Status::Failed);
         assert!(s.contains(">failing</text>"));
-        assert!(s.contains("<title>a&lt;b&gt;&amp;&#39;&quot;: cc-ci failing</title>"), "{s}");
+        assert!(
+            s.contains("<title>a&lt;b&gt;&amp;&#39;&quot;: cc-ci failing</title>"),
+            "{s}"
+        );
         assert!(!s.contains("<b>"));
         assert!(svg("x", Status::Untested).contains(">untested<"));
         assert!(svg("x", Status::Passed).contains(">passing<"));

@@ -110,7 +110,9 @@ impl Config {
 
     pub fn validate(f: File) -> Result<Config> {
         let url = |key: &str, v: &str| -> Result<String> {
-            if !(v.starts_with("http://") || v.starts_with("https://")) || v.contains(char::is_whitespace) {
+            if !(v.starts_with("http://") || v.starts_with("https://"))
+                || v.contains(char::is_whitespace)
+            {
                 bail!("{key} must be an http(s) URL, got {v:?}");
             }
             Ok(v.trim_end_matches('/').to_owned())

@@ -7,7 +7,10 @@ use std::borrow::Cow;
 
 /// Escapes for HTML text *and* quoted attributes (either quote), and for XML: `& < > " '`.
 pub fn html(s: &str) -> Cow<'_, str> {
-    if !s.bytes().any(|b| matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'')) {
+    if !s
+        .bytes()
+        .any(|b| matches!(b, b'&' | b'<' | b'>' | b'"' | b'\''))
+    {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 16);
@@ -79,7 +82,10 @@ mod tests {
 
     #[test]
     fn only_http_urls_are_links() {
-        assert_eq!(safe_url("https://git.example.org/a/b"), Some("https://git.example.org/a/b"));
+        assert_eq!(
+            safe_url("https://git.example.org/a/b"),
+            Some("https://git.example.org/a/b")
+        );
         assert_eq!(safe_url("HTTP://x"), Some("HTTP://x"));
         assert_eq!(safe_url("javascript:alert(1)"), None);
         assert_eq!(safe_url("data:text/html,<script>"), None);

@@ -12,7 +12,13 @@ use crate::model::{Recipe, Run, Status};
 pub const ENTRIES: usize = 50;
 
 /// `runs`: newest first, each with its recipe's name. `self_path` is relative to the site root.
-pub fn atom(cfg: &Config, title: &str, self_path: &str, runs: &[(&Recipe, &Run)], generated: i64) -> String {
+pub fn atom(
+    cfg: &Config,
+    title: &str,
+    self_path: &str,
+    runs: &[(&Recipe, &Run)],
+    generated: i64,
+) -> String {
     let site = &cfg.site_url;
     let updated = runs
         .iter()
@@ -36,11 +42,20 @@ pub fn atom(cfg: &Config, title: &str, self_path: &str, runs: &[(&Recipe, &Run)]
         let marks: Vec<String> = (0..4)
             .map(|i| format!("{} {}", crate::model::MARKED[i], run.mark(i).as_str()))
             .collect();
-        let status = if run.status == Status::Passed { "passed" } else { run.status.as_str() };
-        let title = format!("{} #{}: {status} (PR #{})", recipe.name, run.number(), run.params.pr);
-        let _ = write!(
+        let status = if run.status == Status::Passed {
+            "passed"
+        } else {
+            run.status.as_str()
+        };
+        let title = format!(
+            "{} #{}: {status} (PR #{})",
+            recipe.name,
+            run.number(),
+            run.params.pr
+        );
+        let _ = writeln!(
             out,
-            "<entry><title>{}</title><id>{}</id><link href=\"{}\"/><updated>{}</updated><summary>{}</summary></entry>\n",
+            "<entry><title>{}</title><id>{}</id><link href=\"{}\"/><updated>{}</updated><summary>{}</summary></entry>",
             xml(&title),
             xml(&link),
             xml(&link),

@@ -145,11 +145,16 @@ mod as_list {
     use super::*;
     use serde::{Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(m: &BTreeMap<i64, CachedBuild>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        m: &BTreeMap<i64, CachedBuild>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.collect_seq(m.values())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<i64, CachedBuild>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<i64, CachedBuild>, D::Error> {
         let v: Vec<CachedBuild> = Vec::deserialize(d)?;
         Ok(v.into_iter().map(|b| (b.number, b)).collect())
     }
@@ -173,7 +178,12 @@ impl Cache {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return fresh,
             Err(e) => {
-                emit(Level::Warn, "dashboard", "cache unreadable, starting afresh", &[("path", &path.display()), ("error", &e)]);
+                emit(
+                    Level::Warn,
+                    "dashboard",
+                    "cache unreadable, starting afresh",
+                    &[("path", &path.display()), ("error", &e)],
+                );
                 return fresh;
             }
         };
@@ -181,7 +191,12 @@ impl Cache {
             Ok(c) if c.schema == CACHE_SCHEMA && c.drone_repo == drone_repo => c,
             Ok(_) => fresh,
             Err(e) => {
-                emit(Level::Warn, "dashboard", "cache unparsable, starting afresh", &[("path", &path.display()), ("error", &e)]);
+                emit(
+                    Level::Warn,
+                    "dashboard",
+                    "cache unparsable, starting afresh",
+                    &[("path", &path.display()), ("error", &e)],
+                );
                 fresh
             }
         }
@@ -240,7 +255,10 @@ pub fn refresh(client: &DroneClient, cfg: &Config, cache: &mut Cache) -> Result<
         let short = items.len() < MAX_PER_PAGE as usize;
         for b in items {
             if b.number <= 0 {
-                bail!("drone listed a build with number {} on page {page}: not a Drone answer", b.number);
+                bail!(
+                    "drone listed a build with number {} on page {page}: not a Drone answer",
+                    b.number
+                );
             }
             if b.number <= newest {
                 reached = true;
@@ -258,7 +276,11 @@ pub fn refresh(client: &DroneClient, cfg: &Config, cache: &mut Cache) -> Result<
             Level::Warn,
             "dashboard",
             "max_pages reached; older builds are left out",
-            &[("max_pages", &cfg.max_pages), ("newest_cached", &newest), ("listed", &listed.len())],
+            &[
+                ("max_pages", &cfg.max_pages),
+                ("newest_cached", &newest),
+                ("listed", &listed.len()),
+            ],
         );
     }
     // Unfinished builds the pages did not reach: read singly, a few per run.
@@ -320,17 +342,30 @@ fn read_summary(results_dir: &Path, b: &CachedBuild) -> Option<Summary> {
     let mut s = match Summary::load(&path) {
         Ok(s) => s,
         Err(e) => {
-            emit(Level::Warn, "dashboard", "summary unreadable", &[("build", &b.number), ("error", &format!("{e:#}"))]);
+            emit(
+                Level::Warn,
+                "dashboard",
+                "summary unreadable",
+                &[("build", &b.number), ("error", &format!("{e:#}"))],
+            );
             return None;
         }
     };
-    let recipe = b.params.get(run::PARAM_RECIPE).map(String::as_str).unwrap_or("");
+    let recipe = b
+        .params
+        .get(run::PARAM_RECIPE)
+        .map(String::as_str)
+        .unwrap_or("");
     if s.build != b.number || s.recipe != recipe {
         emit(
             Level::Warn,
             "dashboard",
             "summary belongs to another run; ignored",
-            &[("build", &b.number), ("summary_build", &s.build), ("summary_recipe", &truncate(&s.recipe, 64))],
+            &[
+                ("build", &b.number),
+                ("summary_build", &s.build),
+                ("summary_recipe", &truncate(&s.recipe, 64)),
+            ],
         );
         return None;
     }
@@ -344,7 +379,13 @@ fn read_summary(results_dir: &Path, b: &CachedBuild) -> Option<Summary> {
         st.artifacts.retain(|a| artifact_path_ok(a));
         st.artifacts.truncate(MAX_ARTIFACTS);
     }
-    for field in [&mut s.src, &mut s.domain, &mut s.version, &mut s.upgrade_base, &mut s.sha] {
+    for field in [
+        &mut s.src,
+        &mut s.domain,
+        &mut s.version,
+        &mut s.upgrade_base,
+        &mut s.sha,
+    ] {
         *field = truncate(field, MAX_NAME).into_owned();
     }
     Some(s)
@@ -361,7 +402,8 @@ pub fn artifact_path_ok(p: &str) -> bool {
                 && c != "."
                 && c != ".."
                 && !c.starts_with('.')
-                && c.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         })
 }
 

@@ -137,15 +137,33 @@ pub fn generate(cfg: &Config) -> Result<Report> {
         }
     }
     let summary = render::summary_json(&links, &site, generated);
-    staging.write("summary.json", html_safe_json(&serde_json::to_string_pretty(&summary)?).as_bytes())?;
+    staging.write(
+        "summary.json",
+        html_safe_json(&serde_json::to_string_pretty(&summary)?).as_bytes(),
+    )?;
     let mut recent: Vec<(&model::Recipe, &Run)> = site
         .recipes
         .iter()
-        .flat_map(|r| r.runs.iter().filter(|x| x.build.is_done()).map(move |x| (r, x)))
+        .flat_map(|r| {
+            r.runs
+                .iter()
+                .filter(|x| x.build.is_done())
+                .map(move |x| (r, x))
+        })
         .collect();
     recent.sort_by_key(|(_, x)| std::cmp::Reverse(x.number()));
     recent.truncate(feed::ENTRIES);
-    staging.write("feed.atom", feed::atom(cfg, "cc-ci: recipe results", "feed.atom", &recent, generated).as_bytes())?;
+    staging.write(
+        "feed.atom",
+        feed::atom(
+            cfg,
+            "cc-ci: recipe results",
+            "feed.atom",
+            &recent,
+            generated,
+        )
+        .as_bytes(),
+    )?;
 
     for r in &site.recipes {
         let stamp = recipe_stamp(r);
@@ -158,9 +176,17 @@ pub fn generate(cfg: &Config) -> Result<Report> {
             reused += 1;
         } else {
             staging.write(&files[0], render::recipe_page(&links, r).as_bytes())?;
-            let runs: Vec<(&model::Recipe, &Run)> = r.runs.iter().filter(|x| x.build.is_done()).map(|x| (r, x)).collect();
+            let runs: Vec<(&model::Recipe, &Run)> = r
+                .runs
+                .iter()
+                .filter(|x| x.build.is_done())
+                .map(|x| (r, x))
+                .collect();
             let title = format!("cc-ci: {}", r.name);
-            staging.write(&files[1], feed::atom(cfg, &title, &files[1], &runs, generated).as_bytes())?;
+            staging.write(
+                &files[1],
+                feed::atom(cfg, &title, &files[1], &runs, generated).as_bytes(),
+            )?;
             staging.write(&files[2], badge::svg(r.name, r.status).as_bytes())?;
             rendered += 1;
         }
@@ -172,7 +198,13 @@ pub fn generate(cfg: &Config) -> Result<Report> {
             if let Some(old) = prev.runs.get(&n).filter(|e| e.stamp == stamp) {
                 if staging.reuse(&page) && old.files.iter().all(|f| staging.reuse(f)) {
                     reused += 1;
-                    manifest.runs.insert(n, RunEntry { stamp, files: old.files.clone() });
+                    manifest.runs.insert(
+                        n,
+                        RunEntry {
+                            stamp,
+                            files: old.files.clone(),
+                        },
+                    );
                     continue;
                 }
             }
@@ -188,7 +220,12 @@ pub fn generate(cfg: &Config) -> Result<Report> {
                                 copied.push((st.name.clone(), a.clone()));
                                 files.push(rel);
                             }
-                            Err(e) => emit(Level::Warn, "dashboard", "artifact left out", &[("build", &n), ("error", &format!("{e:#}"))]),
+                            Err(e) => emit(
+                                Level::Warn,
+                                "dashboard",
+                                "artifact left out",
+                                &[("build", &n), ("error", &format!("{e:#}"))],
+                            ),
                         }
                     }
                 }

@@ -145,8 +145,14 @@ impl Mark {
 /// The level ladder (docs/dashboard.md). A run climbs while each stage in turn passed.
 pub const LEVELS: [(&str, &str); 6] = [
     ("broken", "does not install"),
-    ("installs", "installs and answers its health check and install tests"),
-    ("upgrades", "upgrades from the previous release keeping its data"),
+    (
+        "installs",
+        "installs and answers its health check and install tests",
+    ),
+    (
+        "upgrades",
+        "upgrades from the previous release keeping its data",
+    ),
     ("restores", "backup and restore keep its data"),
     ("tested", "its own tests pass too"),
     ("stable", "level 4 in each of its last 5 finished runs"),
@@ -192,7 +198,11 @@ impl Run<'_> {
     }
 
     pub fn version(&self) -> &str {
-        self.build.summary.as_ref().map(|s| s.version.as_str()).unwrap_or("")
+        self.build
+            .summary
+            .as_ref()
+            .map(|s| s.version.as_str())
+            .unwrap_or("")
     }
 }
 
@@ -262,7 +272,7 @@ impl<'a> Site<'a> {
             runs.push(Run {
                 build: b,
                 params,
-                status: Status::from_drone(&b.status),
+                status: run_status(b),
                 level: None,
                 flaky: [false; 4],
             });
@@ -291,12 +301,34 @@ impl<'a> Site<'a> {
     }
 }
 
+/// Drone's verdict, unless the run's own summary says worse: a stage that failed or errored
+/// makes a run red even if its step's exit code said otherwise.
+fn run_status(b: &CachedBuild) -> Status {
+    let drone = Status::from_drone(&b.status);
+    if drone != Status::Passed {
+        return drone;
+    }
+    let stages = b.summary.iter().flat_map(|s| s.stages.iter());
+    let mut worst = Status::Passed;
+    for s in stages {
+        match s.status {
+            StageStatus::Failed => worst = Status::Failed,
+            StageStatus::Error if worst == Status::Passed => worst = Status::Error,
+            _ => {}
+        }
+    }
+    worst
+}
+
 /// The recipe's rung: its newest finished run's, and 5 (stable) when the last
 /// [`STABLE_RUNS`] finished runs all reached 4.
 fn recipe_level(runs: &[Run]) -> Option<u8> {
     let finished: Vec<u8> = runs.iter().filter_map(|r| r.level).collect();
     let latest = *finished.first()?;
-    if latest == 4 && finished.len() >= STABLE_RUNS && finished[..STABLE_RUNS].iter().all(|l| *l == 4) {
+    if latest == 4
+        && finished.len() >= STABLE_RUNS
+        && finished[..STABLE_RUNS].iter().all(|l| *l == 4)
+    {
         return Some(5);
     }
     Some(latest)
@@ -308,7 +340,12 @@ fn mark_flaky(runs: &mut [Run]) -> BTreeSet<&'static str> {
     let mut seen: HashMap<(&str, usize), (bool, bool)> = HashMap::new();
     for r in runs.iter() {
         for i in 0..MARKED.len() {
-            let e = seen.entry((r.build.params.get("REF").map(String::as_str).unwrap_or(""), i)).or_default();
+            let e = seen
+                .entry((
+                    r.build.params.get("REF").map(String::as_str).unwrap_or(""),
+                    i,
+                ))
+                .or_default();
             match r.mark(i) {
                 Mark::Passed => e.0 = true,
                 Mark::Failed => e.1 = true,

@@ -35,7 +35,8 @@ pub fn current(out_dir: &Path) -> Result<Option<PathBuf>> {
             link.display()
         ),
         Ok(_) => {
-            let target = fs::read_link(&link).with_context(|| format!("reading {}", link.display()))?;
+            let target =
+                fs::read_link(&link).with_context(|| format!("reading {}", link.display()))?;
             Ok(Some(out_dir.join(target)))
         }
     }
@@ -56,10 +57,14 @@ impl Staging {
             .and_then(|p| p.file_name())
             .map(|n| n.to_string_lossy().into_owned());
         let mut highest = 0;
-        for entry in fs::read_dir(out_dir).with_context(|| format!("listing {}", out_dir.display()))? {
+        for entry in
+            fs::read_dir(out_dir).with_context(|| format!("listing {}", out_dir.display()))?
+        {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(n) = site_number(&name) else { continue };
+            let Some(n) = site_number(&name) else {
+                continue;
+            };
             highest = highest.max(n);
             if Some(&name) != prev_name.as_ref() {
                 fs::remove_dir_all(entry.path())
@@ -89,7 +94,8 @@ impl Staging {
     fn parent_of(&mut self, path: &Path) -> Result<()> {
         if let Some(parent) = path.parent() {
             if !self.made.contains(parent) {
-                fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+                fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
                 self.made.insert(parent.to_owned());
             }
         }
@@ -100,8 +106,10 @@ impl Staging {
     pub fn write(&mut self, rel: &str, bytes: &[u8]) -> Result<()> {
         let path = self.dir.join(rel);
         self.parent_of(&path)?;
-        let mut f = fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-        f.write_all(bytes).with_context(|| format!("writing {}", path.display()))
+        let mut f =
+            fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        f.write_all(bytes)
+            .with_context(|| format!("writing {}", path.display()))
     }
 
     /// Hard-links `rel` from the previous site; `false` when there is nothing to link.
@@ -118,27 +126,40 @@ impl Staging {
     /// Copies a file from outside the site (a run's screenshot) to `rel`, refusing anything
     /// but a regular file under `max_bytes`.
     pub fn copy_in(&mut self, rel: &str, from: &Path, max_bytes: u64) -> Result<()> {
-        let meta = fs::symlink_metadata(from).with_context(|| format!("reading {}", from.display()))?;
+        let meta =
+            fs::symlink_metadata(from).with_context(|| format!("reading {}", from.display()))?;
         if !meta.file_type().is_file() {
             bail!("{} is not a regular file", from.display());
         }
         if meta.len() > max_bytes {
-            bail!("{} is {} bytes, over the {max_bytes}-byte limit", from.display(), meta.len());
+            bail!(
+                "{} is {} bytes, over the {max_bytes}-byte limit",
+                from.display(),
+                meta.len()
+            );
         }
         let to = self.dir.join(rel);
         self.parent_of(&to)?;
-        fs::copy(from, &to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        fs::copy(from, &to)
+            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
         Ok(())
     }
 
     /// Swaps `current` to the new site with one rename.
     pub fn publish(self) -> Result<PathBuf> {
-        let tmp = self.out_dir.join(format!(".{CURRENT}.tmp.{}", std::process::id()));
+        let tmp = self
+            .out_dir
+            .join(format!(".{CURRENT}.tmp.{}", std::process::id()));
         let _ = fs::remove_file(&tmp);
         std::os::unix::fs::symlink(&self.name, &tmp)
             .with_context(|| format!("creating symlink {}", tmp.display()))?;
-        fs::rename(&tmp, self.out_dir.join(CURRENT))
-            .with_context(|| format!("publishing {} as {}/current", self.name, self.out_dir.display()))?;
+        fs::rename(&tmp, self.out_dir.join(CURRENT)).with_context(|| {
+            format!(
+                "publishing {} as {}/current",
+                self.name,
+                self.out_dir.display()
+            )
+        })?;
         if let Ok(d) = fs::File::open(&self.out_dir) {
             let _ = d.sync_all();
         }

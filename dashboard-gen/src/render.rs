@@ -42,12 +42,19 @@ impl Links<'_> {
 }
 
 fn status_badge(s: Status) -> String {
-    format!("<span class=\"b {0}\">{1} {0}</span>", s.as_str(), s.symbol())
+    format!(
+        "<span class=\"b {0}\">{1} {0}</span>",
+        s.as_str(),
+        s.symbol()
+    )
 }
 
 fn level_cell(level: Option<u8>) -> String {
     match level {
-        Some(l) => format!("<span class=\"lv l{l}\">L{l}</span> {}", LEVELS[l as usize].0),
+        Some(l) => format!(
+            "<span class=\"lv l{l}\">L{l}</span> {}",
+            LEVELS[l as usize].0
+        ),
         None => "<span class=\"lv\">–</span>".into(),
     }
 }
@@ -55,18 +62,22 @@ fn level_cell(level: Option<u8>) -> String {
 /// The four stage marks of a run, each with its result (and skip reason) as title.
 fn marks(run: &Run) -> String {
     let mut out = String::with_capacity(200);
-    for i in 0..MARKED.len() {
+    for (i, stage) in MARKED.iter().enumerate() {
         let m = run.mark(i);
-        let reason = match (m, run.stage(MARKED[i])) {
+        let reason = match (m, run.stage(stage)) {
             (Mark::Skipped | Mark::Error, Some(s)) if !s.reason.is_empty() => {
                 format!(": {}", crate::escape::truncate(&s.reason, 120))
             }
             _ => String::new(),
         };
         let flaky = if run.flaky[i] { " (flaky)" } else { "" };
-        let title = format!("{} {}{reason}{flaky}", MARKED[i], m.as_str());
+        let title = format!("{stage} {}{reason}{flaky}", m.as_str());
         let title = esc(&title);
-        let class = if run.flaky[i] { format!("\"{} y\"", m.class()) } else { m.class().to_owned() };
+        let class = if run.flaky[i] {
+            format!("\"{} y\"", m.class())
+        } else {
+            m.class().to_owned()
+        };
         let _ = write!(out, "<i class={class} title=\"{title}\">{}</i>", m.symbol());
     }
     out
@@ -86,12 +97,18 @@ fn tested(links: &Links, r: &Recipe, run: &Run) -> String {
     let pr = esc(&links.pr(r, run.params.pr)).into_owned();
     let short = esc(run.params.sha.get(..7).unwrap_or(&run.params.sha)).into_owned();
     let version = esc(run.version()).into_owned();
-    format!("<a href=\"{pr}\">PR #{}</a> <code>{short}</code> {version}", run.params.pr)
+    format!(
+        "<a href=\"{pr}\">PR #{}</a> <code>{short}</code> {version}",
+        run.params.pr
+    )
 }
 
 fn when(run: &Run) -> String {
     let dur = run.duration_ms().map(duration_ms).unwrap_or_default();
-    format!("{} <small>{dur}</small>", display(run.when()).trim_end_matches(" UTC"))
+    format!(
+        "{} <small>{dur}</small>",
+        display(run.when()).trim_end_matches(" UTC")
+    )
 }
 
 fn page(title: &str, pre: &str, body: &str, footer: &str) -> String {
@@ -112,10 +129,22 @@ pub fn index_name(filter: Option<Status>, by_age: bool) -> String {
 }
 
 /// The overview: every enrolled recipe, or those with `filter` status, by name or by age.
-pub fn index(links: &Links, site: &Site, filter: Option<Status>, by_age: bool, generated: i64) -> String {
+pub fn index(
+    links: &Links,
+    site: &Site,
+    filter: Option<Status>,
+    by_age: bool,
+    generated: i64,
+) -> String {
     let mut body = String::with_capacity(64 * 1024 + site.recipes.len() * 700);
     body.push_str("<h1>Recipes</h1><nav class=filters aria-label=\"Filter by status\"><ul>");
-    let current = |f: Option<Status>| if f == filter { " aria-current=page" } else { "" };
+    let current = |f: Option<Status>| {
+        if f == filter {
+            " aria-current=page"
+        } else {
+            ""
+        }
+    };
     let _ = write!(
         body,
         "<li><a href=\"{}\"{}><b>{}</b> all</a></li>",
@@ -155,9 +184,9 @@ pub fn index(links: &Links, site: &Site, filter: Option<Status>, by_age: bool, g
     if rows.is_empty() {
         body.push_str("<p class=empty>No recipe has this status.</p>");
     } else {
-        let _ = write!(
+        let _ = writeln!(
             body,
-            "<table class=rs><thead><tr><th scope=col>Recipe</th><th scope=col>Status</th><th scope=col>Level</th><th scope=col>{}</th><th scope=col>Tested</th><th scope=col>When</th><th scope=col>Run</th></tr></thead><tbody>\n",
+            "<table class=rs><thead><tr><th scope=col>Recipe</th><th scope=col>Status</th><th scope=col>Level</th><th scope=col>{}</th><th scope=col>Tested</th><th scope=col>When</th><th scope=col>Run</th></tr></thead><tbody>",
             marks_head()
         );
         for r in rows {
@@ -176,7 +205,10 @@ fn index_row(out: &mut String, links: &Links, r: &Recipe) {
         String::new()
     } else {
         let stages: Vec<&str> = r.flaky.iter().copied().collect();
-        format!(" <span class=fl title=\"flaky: {}\">~ flaky</span>", stages.join(", "))
+        format!(
+            " <span class=fl title=\"flaky: {}\">~ flaky</span>",
+            stages.join(", ")
+        )
     };
     let _ = write!(
         out,
@@ -202,9 +234,13 @@ fn index_row(out: &mut String, links: &Links, r: &Recipe) {
 }
 
 fn levels_legend() -> String {
-    let mut s = String::from("<details class=legend><summary>Levels and marks</summary><ol start=0>");
+    let mut s =
+        String::from("<details class=legend><summary>Levels and marks</summary><ol start=0>");
     for (i, (name, what)) in LEVELS.iter().enumerate() {
-        let _ = write!(s, "<li><span class=\"lv l{i}\">L{i}</span> <b>{name}</b>: {what}</li>");
+        let _ = write!(
+            s,
+            "<li><span class=\"lv l{i}\">L{i}</span> <b>{name}</b>: {what}</li>"
+        );
     }
     s.push_str("</ol><p>Marks: <i class=p>✓</i> passed, <i class=f>✗</i> failed, <i class=s>↷</i> skipped (hover for why), <i class=e>!</i> error, <i class=r>●</i> running, <i class=n>–</i> not run; <i class=\"f y\">✗</i> underlined: flaky (passed and failed on the same ref).</p></details>");
     s
@@ -252,7 +288,8 @@ pub fn recipe_page(links: &Links, r: &Recipe) -> String {
     let page_url = format!("{site}/recipes/{}.html", r.name);
     let md = format!("[![cc-ci]({badge_url})]({page_url})");
     let md = esc(&md);
-    let html_snippet = format!("<a href=\"{page_url}\"><img src=\"{badge_url}\" alt=\"cc-ci status\"></a>");
+    let html_snippet =
+        format!("<a href=\"{page_url}\"><img src=\"{badge_url}\" alt=\"cc-ci status\"></a>");
     let html_snippet = esc(&html_snippet);
     let mut body = String::with_capacity(16 * 1024 + r.runs.len() * 800);
     let _ = write!(
@@ -264,16 +301,20 @@ pub fn recipe_page(links: &Links, r: &Recipe) -> String {
     );
     if !r.flaky.is_empty() {
         let stages: Vec<&str> = r.flaky.iter().copied().collect();
-        let _ = write!(body, " · <span class=fl>~ flaky: {}</span>", stages.join(", "));
+        let _ = write!(
+            body,
+            " · <span class=fl>~ flaky: {}</span>",
+            stages.join(", ")
+        );
     }
     body.push_str("</p>");
     if r.runs.is_empty() {
         body.push_str("<p class=empty>Never tested: no run of this recipe yet. Comment <code>!testme</code> on a pull request to start one.</p>");
     } else {
         let _ = write!(body, "<h2>History</h2><p>{}</p>", sparkline(r));
-        let _ = write!(
+        let _ = writeln!(
             body,
-            "<table class=rs><thead><tr><th scope=col>Run</th><th scope=col>Status</th><th scope=col>Level</th><th scope=col>{}</th><th scope=col>Tested</th><th scope=col>When</th><th scope=col>Drone</th></tr></thead><tbody>\n",
+            "<table class=rs><thead><tr><th scope=col>Run</th><th scope=col>Status</th><th scope=col>Level</th><th scope=col>{}</th><th scope=col>Tested</th><th scope=col>When</th><th scope=col>Drone</th></tr></thead><tbody>",
             marks_head()
         );
         for run in &r.runs {
@@ -327,7 +368,10 @@ pub fn run_page(links: &Links, r: &Recipe, run: &Run, artifacts: &[(String, Stri
         }
         None => format!("<code>{}</code>", esc(src_raw)),
     };
-    let dur = run.duration_ms().map(duration_ms).unwrap_or_else(|| "–".into());
+    let dur = run
+        .duration_ms()
+        .map(duration_ms)
+        .unwrap_or_else(|| "–".into());
     let _ = write!(
         body,
         "<dl class=facts><dt>Level reached</dt><dd>{}</dd><dt>Pull request</dt><dd><a href=\"{pr}\">#{}</a></dd><dt>Ref</dt><dd><code>{sha}</code></dd><dt>Version</dt><dd>{}</dd><dt>Upgraded from</dt><dd>{}</dd><dt>Source</dt><dd>{src}</dd><dt>App domain</dt><dd>{}</dd><dt>Started</dt><dd><time datetime=\"{}\">{}</time></dd><dt>Duration</dt><dd>{dur}</dd><dt>Drone</dt><dd><a href=\"{drone}\">build #{n}</a> ({})</dd></dl>",
@@ -345,23 +389,41 @@ pub fn run_page(links: &Links, r: &Recipe, run: &Run, artifacts: &[(String, Stri
         let _ = write!(body, "<p class=err>Drone: {e}</p>");
     }
     body.push_str("<h2>Stages</h2>");
-    match summary {
-        None => body.push_str("<p class=empty>No run summary was written for this build: the run ended before its first stage reported. The Drone logs below say why.</p>"),
-        Some(_) => {}
+    if summary.is_none() {
+        body.push_str("<p class=empty>No run summary was written for this build: the run ended before its first stage reported. The Drone logs below say why.</p>");
     }
     body.push_str("<table class=stages><thead><tr><th scope=col>Stage</th><th scope=col>Result</th><th scope=col>Duration</th><th scope=col>Tests</th><th scope=col>Why</th><th scope=col>Log</th></tr></thead><tbody>");
     for stage in STAGES {
         let res = run.stage(stage);
         let m = Mark::from_stage(res, b.is_done());
-        let flaky = MARKED.iter().position(|s| s == stage).is_some_and(|i| run.flaky[i]);
-        let fl = if flaky { " <span class=fl title=\"passed and failed on this ref\">~ flaky</span>" } else { "" };
+        let flaky = MARKED
+            .iter()
+            .position(|s| s == stage)
+            .is_some_and(|i| run.flaky[i]);
+        let fl = if flaky {
+            " <span class=fl title=\"passed and failed on this ref\">~ flaky</span>"
+        } else {
+            ""
+        };
         let (dur, tests, reason) = match res {
             Some(s) => (
                 duration_ms(s.duration_ms),
                 if s.tests.total > 0 {
-                    format!("{}/{} passed{}{}", s.tests.passed, s.tests.total,
-                        if s.tests.failed > 0 { format!(", {} failed", s.tests.failed) } else { String::new() },
-                        if s.tests.skipped > 0 { format!(", {} skipped", s.tests.skipped) } else { String::new() })
+                    format!(
+                        "{}/{} passed{}{}",
+                        s.tests.passed,
+                        s.tests.total,
+                        if s.tests.failed > 0 {
+                            format!(", {} failed", s.tests.failed)
+                        } else {
+                            String::new()
+                        },
+                        if s.tests.skipped > 0 {
+                            format!(", {} skipped", s.tests.skipped)
+                        } else {
+                            String::new()
+                        }
+                    )
                 } else {
                     String::new()
                 },
@@ -383,7 +445,11 @@ pub fn run_page(links: &Links, r: &Recipe, run: &Run, artifacts: &[(String, Stri
     }
     body.push_str("</tbody></table>");
     if let Some(s) = summary {
-        let failing: Vec<_> = s.stages.iter().filter(|st| !st.failures.is_empty()).collect();
+        let failing: Vec<_> = s
+            .stages
+            .iter()
+            .filter(|st| !st.failures.is_empty())
+            .collect();
         if !failing.is_empty() {
             body.push_str("<h2>Failures</h2>");
             for st in failing {
@@ -406,7 +472,10 @@ pub fn run_page(links: &Links, r: &Recipe, run: &Run, artifacts: &[(String, Stri
             if is_image(&a) {
                 let _ = write!(body, "<figure><a href=\"{href}\"><img src=\"{href}\" alt=\"{stage}: {a}\" loading=lazy></a><figcaption>{stage}: {a}</figcaption></figure>");
             } else {
-                let _ = write!(body, "<figure><a href=\"{href}\">{a}</a><figcaption>{stage}</figcaption></figure>");
+                let _ = write!(
+                    body,
+                    "<figure><a href=\"{href}\">{a}</a><figcaption>{stage}</figcaption></figure>"
+                );
             }
         }
         body.push_str("</div>");
@@ -425,7 +494,9 @@ pub fn run_page(links: &Links, r: &Recipe, run: &Run, artifacts: &[(String, Stri
 
 pub fn is_image(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
-    [".png", ".jpg", ".jpeg", ".webp", ".gif"].iter().any(|e| lower.ends_with(e))
+    [".png", ".jpg", ".jpeg", ".webp", ".gif"]
+        .iter()
+        .any(|e| lower.ends_with(e))
 }
 
 /// One small stylesheet: light and dark, narrow and wide, status by symbol as well as colour.
@@ -459,8 +530,8 @@ tbody th{font-weight:600}
 .b.failed,.b.error{border-width:2px}.b.untested,.b.cancelled{border-style:dashed}
 .lv{display:inline-block;min-width:1.9em;text-align:center;font-weight:700;font-size:12px;border-radius:.25rem;background:var(--soft);border:1px solid var(--line)}
 .l4,.l5{border-color:var(--p)}.l0{border-color:var(--f)}
-.ks i{display:inline-block;width:3.6em;text-align:center;font-style:normal}
-thead .ks i{font-size:11px}
+.ks i{display:inline-block;width:54px;text-align:center;font-style:normal}
+thead .ks i{font-size:11px;font-weight:600}
 tbody .ks i,.legend i,.stages i{font-weight:700;font-style:normal}
 i.p{color:var(--p)}i.f{color:var(--f)}i.e{color:var(--e)}i.r{color:var(--r)}i.s{color:var(--s)}i.n{color:var(--n)}
 i.y{text-decoration:underline wavy}
@@ -552,7 +623,12 @@ pub fn summary_json(links: &Links, site: &Site, generated: i64) -> serde_json::V
         .collect();
     let counts: serde_json::Map<String, serde_json::Value> = Status::ALL
         .iter()
-        .map(|s| (s.as_str().to_owned(), json!(site.counts.get(s).copied().unwrap_or(0))))
+        .map(|s| {
+            (
+                s.as_str().to_owned(),
+                json!(site.counts.get(s).copied().unwrap_or(0)),
+            )
+        })
         .collect();
     json!({
         "schema": 1,

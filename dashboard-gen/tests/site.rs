@@ -16,14 +16,24 @@ fn no_raw_script(w: &World) {
     for rel in files(&w.site()) {
         let bytes = std::fs::read(w.site().join(&rel)).unwrap();
         let text = String::from_utf8_lossy(&bytes);
-        assert!(!text.contains("<script"), "{} contains a raw <script", rel.display());
-        assert!(!text.contains("'quoted'"), "{} contains an unescaped quote", rel.display());
+        assert!(
+            !text.contains("<script"),
+            "{} contains a raw <script",
+            rel.display()
+        );
+        assert!(
+            !text.contains("'quoted'"),
+            "{} contains an unescaped quote",
+            rel.display()
+        );
     }
 }
 
 #[test]
 fn every_status_mark_level_and_outside_string() {
-    let recipes = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf"];
+    let recipes = [
+        "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf",
+    ];
     let w = World::new("content", &recipes, 4);
 
     // Outside strings with markup and quotes: the pipeline commit's message and author, a
@@ -43,36 +53,72 @@ fn every_status_mark_level_and_outside_string() {
         )
         .unwrap();
     let evil_branch = r#"br<script>"x"'quoted'"#;
-    w.drone.set_branch(OWNER, PIPELINE, evil_branch, evil_sha).unwrap();
+    w.drone
+        .set_branch(OWNER, PIPELINE, evil_branch, evil_sha)
+        .unwrap();
 
     // alpha: everything passed, a screenshot kept; built from the evil branch.
     let a = w.start("alpha", SHA, 4, Some(evil_branch), &[]);
     assert_eq!(w.wait(a), "success");
     let mut install = stage("install", Status::Passed);
-    install.tests = ccci::summary::Counts { total: 3, passed: 3, failed: 0, skipped: 0 };
-    install.artifacts = vec!["artifacts/install/index.png".into(), "artifacts/../../../etc/passwd".into()];
-    w.save_summary(&summary(a, "alpha", SHA, 4, vec![
-        install,
-        stage("upgrade", Status::Passed),
-        stage("backup", Status::Passed),
-        stage("recipe-tests", Status::Passed),
-    ]));
+    install.tests = ccci::summary::Counts {
+        total: 3,
+        passed: 3,
+        failed: 0,
+        skipped: 0,
+    };
+    install.artifacts = vec![
+        "artifacts/install/index.png".into(),
+        "artifacts/../../../etc/passwd".into(),
+    ];
+    w.save_summary(&summary(
+        a,
+        "alpha",
+        SHA,
+        4,
+        vec![
+            install,
+            stage("upgrade", Status::Passed),
+            stage("backup", Status::Passed),
+            stage("recipe-tests", Status::Passed),
+        ],
+    ));
     w.artifact(a, "artifacts/install/index.png", b"\x89PNG\r\n\x1a\nfake");
 
     // bravo: upgrade failed with evil test names and messages; the same ref passed upgrade
     // once before (flaky).
     let b0 = w.run("bravo", SHA2, 7, None);
-    w.save_summary(&summary(b0, "bravo", SHA2, 7, vec![
-        stage("install", Status::Passed),
-        stage("upgrade", Status::Passed),
-        stage("backup", Status::Passed),
-        stage("recipe-tests", Status::Passed),
-    ]));
+    w.save_summary(&summary(
+        b0,
+        "bravo",
+        SHA2,
+        7,
+        vec![
+            stage("install", Status::Passed),
+            stage("upgrade", Status::Passed),
+            stage("backup", Status::Passed),
+            stage("recipe-tests", Status::Passed),
+        ],
+    ));
     let b = w.run("bravo", SHA2, 7, Some("upgrade"));
     let mut up = stage("upgrade", Status::Failed);
-    up.failures = vec![failure(&format!("bravo/test_upgrade.py::test_{EVIL}"), &format!("AssertionError: {EVIL}\nsecond line"))];
-    up.tests = ccci::summary::Counts { total: 2, passed: 1, failed: 1, skipped: 0 };
-    w.save_summary(&summary(b, "bravo", SHA2, 7, vec![stage("install", Status::Passed), up]));
+    up.failures = vec![failure(
+        &format!("bravo/test_upgrade.py::test_{EVIL}"),
+        &format!("AssertionError: {EVIL}\nsecond line"),
+    )];
+    up.tests = ccci::summary::Counts {
+        total: 2,
+        passed: 1,
+        failed: 1,
+        skipped: 0,
+    };
+    w.save_summary(&summary(
+        b,
+        "bravo",
+        SHA2,
+        7,
+        vec![stage("install", Status::Passed), up],
+    ));
 
     // charlie: backup skipped with a reason (with markup and quotes in it).
     let c = w.run("charlie", SHA, 9, None);
@@ -80,33 +126,55 @@ fn every_status_mark_level_and_outside_string() {
     skip.reason = format!("no backup configured {EVIL}");
     let mut rt = stage("recipe-tests", Status::Skipped);
     rt.reason = "recipe has no tests/ directory".into();
-    w.save_summary(&summary(c, "charlie", SHA, 9, vec![
-        stage("install", Status::Passed),
-        stage("upgrade", Status::Passed),
-        skip,
-        rt,
-    ]));
+    w.save_summary(&summary(
+        c,
+        "charlie",
+        SHA,
+        9,
+        vec![
+            stage("install", Status::Passed),
+            stage("upgrade", Status::Passed),
+            skip,
+            rt,
+        ],
+    ));
 
     // echo: cancelled while running.
     let gate_e = w.dir.join("gate-echo");
     let e = w.start("echo", SHA, 11, None, &[("GATE", gate_e.to_str().unwrap())]);
-    w.drone.wait_build_until(OWNER, PIPELINE, e, WAIT, |b| b.status == "running").unwrap();
+    w.drone
+        .wait_build_until(OWNER, PIPELINE, e, WAIT, |b| b.status == "running")
+        .unwrap();
     w.client.cancel(OWNER, PIPELINE, e).unwrap();
     assert_eq!(w.wait(e), "killed");
 
     // foxtrot: error (the runner cannot create its workspace).
     let blocker = w.dir.join("not-a-dir");
     std::fs::write(&blocker, "").unwrap();
-    w.drone.set_runner(RunnerPatch { root: Some(blocker.join("x")), ..RunnerPatch::default() });
+    w.drone.set_runner(RunnerPatch {
+        root: Some(blocker.join("x")),
+        ..RunnerPatch::default()
+    });
     let f = w.run("foxtrot", SHA, 12, None);
-    w.drone.set_runner(RunnerPatch { root: Some(w.dir.join("runner")), ..RunnerPatch::default() });
+    w.drone.set_runner(RunnerPatch {
+        root: Some(w.dir.join("runner")),
+        ..RunnerPatch::default()
+    });
     assert_eq!(w.drone.build(OWNER, PIPELINE, f).unwrap().status, "error");
 
     // delta: running (held at install), install marked running in its summary.
     let gate = w.dir.join("gate-delta");
     let d = w.start("delta", SHA, 13, None, &[("GATE", gate.to_str().unwrap())]);
-    w.drone.wait_build_until(OWNER, PIPELINE, d, WAIT, |b| b.status == "running").unwrap();
-    w.save_summary(&summary(d, "delta", SHA, 13, vec![stage("install", Status::Running)]));
+    w.drone
+        .wait_build_until(OWNER, PIPELINE, d, WAIT, |b| b.status == "running")
+        .unwrap();
+    w.save_summary(&summary(
+        d,
+        "delta",
+        SHA,
+        13,
+        vec![stage("install", Status::Running)],
+    ));
 
     let out = w.gen_ok();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -126,89 +194,241 @@ fn every_status_mark_level_and_outside_string() {
             .lines()
             .find(|l| l.contains(&format!("href=\"recipes/{recipe}.html\"")))
             .unwrap_or_else(|| panic!("no row for {recipe}"));
-        assert!(row.starts_with(&format!("<tr class={status}>")), "{recipe}: {row}");
-        assert!(row.contains(&format!("</span> {status}</span>")) || row.contains(&format!(" {status}</span>")), "{recipe}: {row}");
+        assert!(
+            row.starts_with(&format!("<tr class={status}>")),
+            "{recipe}: {row}"
+        );
+        assert!(
+            row.contains(&format!("</span> {status}</span>"))
+                || row.contains(&format!(" {status}</span>")),
+            "{recipe}: {row}"
+        );
     }
-    let row = |r: &str| index.lines().find(|l| l.contains(&format!("recipes/{r}.html"))).unwrap().to_owned();
+    let row = |r: &str| {
+        index
+            .lines()
+            .find(|l| l.contains(&format!("recipes/{r}.html")))
+            .unwrap()
+            .to_owned()
+    };
     // Marks: one per stage, by text and shape.
     assert!(row("alpha").contains("title=\"install passed\">✓</i><i class=p title=\"upgrade passed\">✓</i><i class=p title=\"backup passed\">✓</i><i class=p title=\"recipe-tests passed\">✓</i>"), "{}", row("alpha"));
-    assert!(row("bravo").contains("<i class=\"f y\" title=\"upgrade failed (flaky)\">✗</i>"), "{}", row("bravo"));
-    assert!(row("bravo").contains("title=\"backup not run\">–</i>"), "{}", row("bravo"));
+    assert!(
+        row("bravo").contains("<i class=\"f y\" title=\"upgrade failed (flaky)\">✗</i>"),
+        "{}",
+        row("bravo")
+    );
+    assert!(
+        row("bravo").contains("title=\"backup not run\">–</i>"),
+        "{}",
+        row("bravo")
+    );
     assert!(row("bravo").contains("~ flaky"), "{}", row("bravo"));
     assert!(row("charlie").contains("<i class=s title=\"backup skipped: no backup configured &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;quoted&#39;\">↷</i>"), "{}", row("charlie"));
-    assert!(row("charlie").contains("title=\"recipe-tests skipped: recipe has no tests/ directory\""), "{}", row("charlie"));
-    assert!(row("delta").contains("<i class=r title=\"install running\">●</i>"), "{}", row("delta"));
+    assert!(
+        row("charlie").contains("title=\"recipe-tests skipped: recipe has no tests/ directory\""),
+        "{}",
+        row("charlie")
+    );
+    assert!(
+        row("delta").contains("<i class=r title=\"install running\">●</i>"),
+        "{}",
+        row("delta")
+    );
     assert!(row("golf").contains("never tested"), "{}", row("golf"));
     // Levels: derived from what passed, in order.
-    assert!(row("alpha").contains("<span class=\"lv l4\">L4</span> tested"), "{}", row("alpha"));
-    assert!(row("bravo").contains("<span class=\"lv l1\">L1</span> installs"), "{}", row("bravo"));
-    assert!(row("charlie").contains("<span class=\"lv l2\">L2</span> upgrades"), "{}", row("charlie"));
-    assert!(row("foxtrot").contains("<span class=\"lv l0\">L0</span> broken"), "{}", row("foxtrot"));
-    assert!(row("delta").contains("<span class=\"lv\">–</span>"), "{}", row("delta"));
+    assert!(
+        row("alpha").contains("<span class=\"lv l4\">L4</span> tested"),
+        "{}",
+        row("alpha")
+    );
+    assert!(
+        row("bravo").contains("<span class=\"lv l1\">L1</span> installs"),
+        "{}",
+        row("bravo")
+    );
+    assert!(
+        row("charlie").contains("<span class=\"lv l2\">L2</span> upgrades"),
+        "{}",
+        row("charlie")
+    );
+    assert!(
+        row("foxtrot").contains("<span class=\"lv l0\">L0</span> broken"),
+        "{}",
+        row("foxtrot")
+    );
+    assert!(
+        row("delta").contains("<span class=\"lv\">–</span>"),
+        "{}",
+        row("delta")
+    );
     // What was tested, links to history, the run, Drone and the PR.
-    assert!(row("alpha").contains(&format!("<a href=\"{GITEA}/recipes/alpha/pulls/4\">PR #4</a> <code>3f2e1d0</code> 1.1.0+1.27.2")), "{}", row("alpha"));
-    assert!(row("alpha").contains(&format!("<a href=\"runs/{a}.html\">#{a}</a> · <a href=\"{}/{OWNER}/{PIPELINE}/{a}\">Drone</a>", w.drone.url())), "{}", row("alpha"));
+    assert!(
+        row("alpha").contains(&format!(
+            "<a href=\"{GITEA}/recipes/alpha/pulls/4\">PR #4</a> <code>3f2e1d0</code> 1.1.0+1.27.2"
+        )),
+        "{}",
+        row("alpha")
+    );
+    assert!(
+        row("alpha").contains(&format!(
+            "<a href=\"runs/{a}.html\">#{a}</a> · <a href=\"{}/{OWNER}/{PIPELINE}/{a}\">Drone</a>",
+            w.drone.url()
+        )),
+        "{}",
+        row("alpha")
+    );
     // Counts and filters.
-    assert!(index.contains("<li class=passed><a href=\"passed.html\"><b>2</b> ✓ passed</a></li>"), "{index}");
-    assert!(index.contains("<li class=untested><a href=\"untested.html\"><b>1</b> ○ untested</a></li>"), "{index}");
+    assert!(
+        index.contains("<li class=passed><a href=\"passed.html\"><b>2</b> ✓ passed</a></li>"),
+        "{index}"
+    );
+    assert!(
+        index.contains("<li class=untested><a href=\"untested.html\"><b>1</b> ○ untested</a></li>"),
+        "{index}"
+    );
     let failed = w.read("failed.html");
     assert!(failed.contains("recipes/bravo.html") && !failed.contains("recipes/alpha.html"));
     assert!(w.read("untested.html").contains("recipes/golf.html"));
     let by_age = w.read("index-age.html");
     let pos = |r: &str| by_age.find(&format!("href=\"recipes/{r}.html\"")).unwrap();
-    assert!(pos("delta") < pos("alpha") && pos("alpha") < pos("golf"), "newest first, untested last");
+    assert!(
+        pos("delta") < pos("alpha") && pos("alpha") < pos("golf"),
+        "newest first, untested last"
+    );
 
     // A run page: stages, reasons, failures, screenshots, step logs.
     let run_b = w.read(&format!("runs/{b}.html"));
     assert!(run_b.contains("<code>bravo/test_upgrade.py::test_&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;quoted&#39;</code>"), "{run_b}");
-    assert!(run_b.contains("<pre>AssertionError: &lt;script&gt;"), "{run_b}");
+    assert!(
+        run_b.contains("<pre>AssertionError: &lt;script&gt;"),
+        "{run_b}"
+    );
     assert!(run_b.contains("1/2 passed, 1 failed"), "{run_b}");
-    for (i, st) in ["prepare", "install", "upgrade", "backup", "recipe-tests", "teardown"].iter().enumerate() {
-        assert!(run_b.contains(&format!("<tr><th scope=row>{st}</th>")), "{st}");
-        assert!(run_b.contains(&format!("href=\"{}/{OWNER}/{PIPELINE}/{b}/1/{}\">log</a>", w.drone.url(), i + 1)), "{st}");
+    for (i, st) in [
+        "prepare",
+        "install",
+        "upgrade",
+        "backup",
+        "recipe-tests",
+        "teardown",
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert!(
+            run_b.contains(&format!("<tr><th scope=row>{st}</th>")),
+            "{st}"
+        );
+        assert!(
+            run_b.contains(&format!(
+                "href=\"{}/{OWNER}/{PIPELINE}/{b}/1/{}\">log</a>",
+                w.drone.url(),
+                i + 1
+            )),
+            "{st}"
+        );
     }
     let run_a = w.read(&format!("runs/{a}.html"));
-    assert!(run_a.contains(&format!("<img src=\"{a}/artifacts/install/index.png\"")), "{run_a}");
-    assert!(!run_a.contains("passwd"), "a path outside artifacts/ is never copied or linked");
-    assert_eq!(std::fs::read(w.site().join(format!("runs/{a}/artifacts/install/index.png"))).unwrap(), b"\x89PNG\r\n\x1a\nfake");
-    assert!(run_a.contains("<dd>br&lt;script&gt;&quot;x&quot;&#39;quoted&#39;</dd>"), "branch escaped: {run_a}");
+    assert!(
+        run_a.contains(&format!("<img src=\"{a}/artifacts/install/index.png\"")),
+        "{run_a}"
+    );
+    assert!(
+        !run_a.contains("passwd"),
+        "a path outside artifacts/ is never copied or linked"
+    );
+    assert_eq!(
+        std::fs::read(
+            w.site()
+                .join(format!("runs/{a}/artifacts/install/index.png"))
+        )
+        .unwrap(),
+        b"\x89PNG\r\n\x1a\nfake"
+    );
+    assert!(
+        run_a.contains("<dd>br&lt;script&gt;&quot;x&quot;&#39;quoted&#39;</dd>"),
+        "branch escaped: {run_a}"
+    );
     assert!(run_a.contains("<pre>msg &lt;script&gt;"), "message escaped");
     assert!(run_a.contains("<dd>user&lt;script&gt;"), "author escaped");
     let run_c = w.read(&format!("runs/{c}.html"));
-    assert!(run_c.contains("<td>no backup configured &lt;script&gt;"), "{run_c}");
+    assert!(
+        run_c.contains("<td>no backup configured &lt;script&gt;"),
+        "{run_c}"
+    );
     let run_f = w.read(&format!("runs/{f}.html"));
     assert!(run_f.contains("No run summary was written"), "{run_f}");
 
     // Recipe pages: history newest first, sparkline, badge snippet.
     let page_b = w.read("recipes/bravo.html");
     let table = &page_b[page_b.find("<table").unwrap()..];
-    assert!(table.find(&format!("runs/{b}.html")).unwrap() < table.find(&format!("runs/{b0}.html")).unwrap());
-    assert!(page_b.contains("<svg class=spark") && page_b.contains("<title>last 2 runs of bravo: 1 passed</title>"));
+    assert!(
+        table.find(&format!("runs/{b}.html")).unwrap()
+            < table.find(&format!("runs/{b0}.html")).unwrap()
+    );
+    assert!(
+        page_b.contains("<svg class=spark")
+            && page_b.contains("<title>last 2 runs of bravo: 1 passed</title>")
+    );
     assert!(page_b.contains("[![cc-ci](https://ci.example.org/badges/bravo.svg)](https://ci.example.org/recipes/bravo.html)"));
     assert!(w.read("recipes/golf.html").contains("Never tested"));
 
     // Badges.
-    for (r, msg) in [("alpha", "passing"), ("bravo", "failing"), ("delta", "running"), ("golf", "untested"), ("foxtrot", "failing")] {
+    for (r, msg) in [
+        ("alpha", "passing"),
+        ("bravo", "failing"),
+        ("delta", "running"),
+        ("golf", "untested"),
+        ("foxtrot", "failing"),
+    ] {
         let svg = w.read(&format!("badges/{r}.svg"));
-        assert!(svg.contains(&format!(">{msg}</text>")) && svg.contains(&format!("<title>{r}: cc-ci {msg}</title>")), "{r}: {svg}");
+        assert!(
+            svg.contains(&format!(">{msg}</text>"))
+                && svg.contains(&format!("<title>{r}: cc-ci {msg}</title>")),
+            "{r}: {svg}"
+        );
         assert!(svg.contains(">cc-ci</text>"));
     }
 
     // summary.json for tools.
     let js: serde_json::Value = serde_json::from_str(&w.read("summary.json")).unwrap();
-    let rec = |name: &str| js["recipes"].as_array().unwrap().iter().find(|r| r["name"] == name).unwrap().clone();
+    let rec = |name: &str| {
+        js["recipes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap()
+            .clone()
+    };
     assert_eq!(rec("alpha")["level"], 4);
     assert_eq!(rec("bravo")["flaky"], serde_json::json!(["upgrade"]));
-    assert_eq!(rec("charlie")["latest"]["stages"]["backup"]["mark"], "skipped");
-    assert!(rec("charlie")["latest"]["stages"]["backup"]["reason"].as_str().unwrap().contains("<script>"), "raw in JSON, escaped only by JSON");
+    assert_eq!(
+        rec("charlie")["latest"]["stages"]["backup"]["mark"],
+        "skipped"
+    );
+    assert!(
+        rec("charlie")["latest"]["stages"]["backup"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("<script>"),
+        "raw in JSON, escaped only by JSON"
+    );
     assert_eq!(rec("golf")["status"], "untested");
     assert_eq!(rec("golf")["latest"], serde_json::Value::Null);
     assert_eq!(js["counts"]["running"], 1);
 
     // Feeds.
     let feed = w.read("feed.atom");
-    assert!(feed.starts_with("<?xml") && feed.contains(&format!("<id>https://ci.example.org/runs/{b}.html</id>")));
-    assert!(!feed.contains(&format!("runs/{d}.html")), "running builds are not in the feed yet");
+    assert!(
+        feed.starts_with("<?xml")
+            && feed.contains(&format!("<id>https://ci.example.org/runs/{b}.html</id>"))
+    );
+    assert!(
+        !feed.contains(&format!("runs/{d}.html")),
+        "running builds are not in the feed yet"
+    );
     assert!(w.read("recipes/bravo.atom").contains("bravo #"));
 
     no_raw_script(&w);
@@ -220,12 +440,14 @@ fn every_status_mark_level_and_outside_string() {
 #[test]
 fn stable_level_needs_five_green_runs() {
     let w = World::new("stable", &["alpha"], 4);
-    let all = || vec![
-        stage("install", Status::Passed),
-        stage("upgrade", Status::Passed),
-        stage("backup", Status::Passed),
-        stage("recipe-tests", Status::Passed),
-    ];
+    let all = || {
+        vec![
+            stage("install", Status::Passed),
+            stage("upgrade", Status::Passed),
+            stage("backup", Status::Passed),
+            stage("recipe-tests", Status::Passed),
+        ]
+    };
     for i in 0..5 {
         let n = w.run("alpha", SHA, 1, None);
         w.save_summary(&summary(n, "alpha", SHA, 1, all()));
@@ -234,22 +456,45 @@ fn stable_level_needs_five_green_runs() {
         let want = if i == 4 { 5 } else { 4 };
         assert_eq!(js["recipes"][0]["level"], want, "after {} runs", i + 1);
     }
-    assert!(w.read("index.html").contains("<span class=\"lv l5\">L5</span> stable"));
+    assert!(w
+        .read("index.html")
+        .contains("<span class=\"lv l5\">L5</span> stable"));
 }
 
 #[test]
 fn check_config_help_and_bad_config() {
     let w = World::new("cfg", &["alpha"], 1);
-    let out = std::process::Command::new(bin()).arg("--help").output().unwrap();
+    let out = std::process::Command::new(bin())
+        .arg("--help")
+        .output()
+        .unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && help.contains("\"drone_token_file\"") && help.contains("EXIT STATUS"));
-    let out = std::process::Command::new(bin()).args(["--config"]).arg(&w.config).arg("--check-config").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success()
+            && help.contains("\"drone_token_file\"")
+            && help.contains("EXIT STATUS")
+    );
+    let out = std::process::Command::new(bin())
+        .args(["--config"])
+        .arg(&w.config)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!w.out.exists(), "--check-config writes nothing");
     w.write_config(serde_json::json!({"recipes": {"Bad Name": "a/b"}}));
     let out = w.gen();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("recipe name"));
-    let out = std::process::Command::new(bin()).args(["--config"]).arg(&w.config).arg("--bogus").output().unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["--config"])
+        .arg(&w.config)
+        .arg("--bogus")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }

@@ -86,7 +86,9 @@ impl World {
         })
         .unwrap();
         drone.create_user("ci-bot", true, Some(TOKEN)).unwrap();
-        drone.create_user(OWNER, false, Some("owner-token")).unwrap();
+        drone
+            .create_user(OWNER, false, Some("owner-token"))
+            .unwrap();
         drone
             .create_repo(NewRepo::new(
                 OWNER,
@@ -153,7 +155,14 @@ impl World {
 
     /// Starts a build of the pipeline for `recipe` at `sha` from PR `pr`; `extra` params
     /// (FAIL, GATE) steer the steps. Returns the build number.
-    pub fn start(&self, recipe: &str, sha: &str, pr: u64, branch: Option<&str>, extra: &[(&str, &str)]) -> i64 {
+    pub fn start(
+        &self,
+        recipe: &str,
+        sha: &str,
+        pr: u64,
+        branch: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> i64 {
         let pr = pr.to_string();
         let src = format!("{GITEA}/recipes/{recipe}.git");
         let mut params = vec![
@@ -172,7 +181,10 @@ impl World {
     }
 
     pub fn wait(&self, n: i64) -> String {
-        self.drone.wait_build(OWNER, PIPELINE, n, WAIT).unwrap().status
+        self.drone
+            .wait_build(OWNER, PIPELINE, n, WAIT)
+            .unwrap()
+            .status
     }
 
     /// Starts and finishes a build; returns its number.
@@ -307,7 +319,10 @@ pub fn assert_links_resolve(site: &Path) {
         for attr in ["href=\"", "src=\""] {
             for piece in text.split(attr).skip(1) {
                 let target = piece.split('"').next().unwrap();
-                if target.starts_with("http://") || target.starts_with("https://") || target.starts_with('#') {
+                if target.starts_with("http://")
+                    || target.starts_with("https://")
+                    || target.starts_with('#')
+                {
                     continue;
                 }
                 let target = target.split('#').next().unwrap();

@@ -1,0 +1,286 @@
+//! Kindness to Drone and the atomic-publish promise: a second run asks only for what is new,
+//! Drone down or answering garbage keeps the old site and exits non-zero, and a generation
+//! killed mid-write leaves the published site whole.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ccci::summary::Status;
+use standins::http::{Fault, FaultRule};
+use support::*;
+
+fn pass4() -> Vec<ccci::summary::StageResult> {
+    ["install", "upgrade", "backup", "recipe-tests"]
+        .iter()
+        .map(|s| stage(s, Status::Passed))
+        .collect()
+}
+
+fn published(w: &World) -> std::path::PathBuf {
+    std::fs::read_link(w.out.join("current")).unwrap()
+}
+
+/// Every file of a site, with its bytes.
+fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    files(dir)
+        .into_iter()
+        .map(|f| {
+            let b = std::fs::read(dir.join(&f)).unwrap();
+            (f, b)
+        })
+        .collect()
+}
+
+#[test]
+fn second_run_asks_drone_only_for_new_and_unfinished_builds() {
+    let w = World::new("incr", &["alpha", "bravo"], 4);
+    let mut numbers = Vec::new();
+    for _ in 0..3 {
+        let n = w.run("alpha", SHA, 1, None);
+        w.save_summary(&summary(n, "alpha", SHA, 1, pass4()));
+        numbers.push(n);
+    }
+    // One build still running at the first generation.
+    let gate = w.dir.join("gate");
+    let running = w.start("bravo", SHA, 2, None, &[("GATE", gate.to_str().unwrap())]);
+    w.drone
+        .wait_build_until(OWNER, PIPELINE, running, WAIT, |b| b.status == "running")
+        .unwrap();
+    w.gen_ok();
+    assert!(w
+        .read("index.html")
+        .contains("<tr class=running><th scope=row><a href=\"recipes/bravo.html\">"));
+
+    // Nothing new: one list request.
+    w.drone.clear_requests();
+    w.gen_ok();
+    let reqs = w.api_requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert!(
+        reqs[0].starts_with("GET /api/repos/coop-cloud/cc-ci/builds"),
+        "{reqs:?}"
+    );
+
+    // The running build finishes and one new build arrives: still within 3 requests, and
+    // the site shows both.
+    std::fs::write(&gate, "").unwrap();
+    w.wait(running);
+    w.save_summary(&summary(running, "bravo", SHA, 2, pass4()));
+    let new = w.run("alpha", SHA2, 3, Some("backup"));
+    let mut bk = stage("backup", Status::Failed);
+    bk.failures = vec![failure(
+        "alpha/test_backup.py::test_restore",
+        "row count 0 != 3",
+    )];
+    w.save_summary(&summary(
+        new,
+        "alpha",
+        SHA2,
+        3,
+        vec![
+            stage("install", Status::Passed),
+            stage("upgrade", Status::Passed),
+            bk,
+        ],
+    ));
+    w.drone.clear_requests();
+    let out = w.gen_ok();
+    let reqs = w.api_requests();
+    assert!(reqs.len() <= 3, "{reqs:?}");
+    assert!(reqs.iter().all(|r| r.starts_with("GET ")), "{reqs:?}");
+    let index = w.read("index.html");
+    assert!(
+        index.contains("<tr class=passed><th scope=row><a href=\"recipes/bravo.html\">"),
+        "{index}"
+    );
+    assert!(
+        index.contains("<tr class=failed><th scope=row><a href=\"recipes/alpha.html\">"),
+        "{index}"
+    );
+    assert!(w
+        .read(&format!("runs/{new}.html"))
+        .contains("row count 0 != 3"));
+    // Unchanged pages were linked, not rendered again.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("reused=3"),
+        "the three old alpha runs are reused: {stderr}"
+    );
+    assert_links_resolve(&w.site());
+    // Older complete sites are cleaned up: the current one and the one before remain.
+    let sites: Vec<_> = std::fs::read_dir(&w.out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("site-"))
+        .collect();
+    assert_eq!(sites.len(), 2);
+    let _ = numbers;
+}
+
+#[test]
+fn drone_down_or_garbage_keeps_the_old_site_and_fails() {
+    let w = World::new("down", &["alpha"], 2);
+    let n = w.run("alpha", SHA, 1, None);
+    w.save_summary(&summary(n, "alpha", SHA, 1, pass4()));
+    w.write_config(serde_json::json!({"request_timeout_secs": 1}));
+    w.gen_ok();
+    let before = published(&w);
+    let snap = snapshot(&w.site());
+    let cache = std::fs::read(w.cache.join("builds.json")).unwrap();
+    w.run("alpha", SHA2, 2, Some("install"));
+
+    for (fault, expect) in [
+        (Fault::Status { status: 500 }, "HTTP 500"),
+        (Fault::MalformedJson, "malformed JSON"),
+        (Fault::Truncated, "builds"),
+        (Fault::Hang, "drone GET /api/repos/coop-cloud/cc-ci/builds"),
+    ] {
+        w.drone.clear_faults();
+        w.drone
+            .inject(FaultRule::new("/api/repos/*/*/builds", fault.clone()));
+        let t = Instant::now();
+        let out = w.gen();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{fault:?}: {stderr}");
+        assert!(
+            stderr.contains("ERROR dashboard:") && stderr.contains(expect),
+            "{fault:?}: {stderr}"
+        );
+        assert!(stderr.contains("left as it was"), "{stderr}");
+        assert!(
+            !stderr.contains(TOKEN),
+            "the token never appears in an error"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{fault:?}: bounded by the request timeout"
+        );
+        assert_eq!(
+            published(&w),
+            before,
+            "{fault:?}: the published site is unchanged"
+        );
+        assert_eq!(
+            snapshot(&w.site()),
+            snap,
+            "{fault:?}: every file of the old site is intact"
+        );
+        assert_eq!(
+            std::fs::read(w.cache.join("builds.json")).unwrap(),
+            cache,
+            "{fault:?}: cache untouched"
+        );
+    }
+    // Drone back: the next run catches up.
+    w.drone.clear_faults();
+    w.gen_ok();
+    assert!(w.read("index.html").contains("<tr class=failed>"));
+}
+
+#[test]
+fn killed_mid_write_leaves_the_published_site_whole() {
+    let recipes: Vec<String> = (0..40).map(|i| format!("recipe-{i}")).collect();
+    let names: Vec<&str> = recipes.iter().map(String::as_str).collect();
+    let w = World::new("kill", &names, 32);
+    let n = w.run("recipe-0", SHA, 1, None);
+    w.save_summary(&summary(n, "recipe-0", SHA, 1, pass4()));
+    w.gen_ok();
+    let before = published(&w);
+    let snap = snapshot(&w.site());
+
+    // A large second generation: 1200 new runs, each with a screenshot to copy.
+    let mut last = 0;
+    for i in 0..1200 {
+        let r = &recipes[i % recipes.len()];
+        last = w.start(r, SHA, 1 + i as u64 % 7, None, &[]);
+    }
+    w.wait(last);
+    w.drone.wait_idle(WAIT).unwrap();
+    let png = vec![7u8; 200 * 1024];
+    for n in 2..=last {
+        let Some(b) = w.drone.build(OWNER, PIPELINE, n) else {
+            continue;
+        };
+        let recipe = b.params["RECIPE"].clone();
+        let mut st = pass4();
+        st[0].artifacts = vec!["artifacts/install/index.png".into()];
+        w.save_summary(&summary(
+            n,
+            &recipe,
+            SHA,
+            b.params["PR"].parse().unwrap(),
+            st,
+        ));
+        w.artifact(n, "artifacts/install/index.png", &png);
+    }
+
+    let mut child = std::process::Command::new(bin())
+        .arg("--config")
+        .arg(&w.config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once the new site directory holds some run pages, i.e. mid-write.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut killed_mid_write = false;
+    while Instant::now() < deadline {
+        let partial = std::fs::read_dir(&w.out)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("site-")
+                    && *p != w.out.join(&before)
+            });
+        if let Some(p) = partial {
+            let runs = std::fs::read_dir(p.join("runs"))
+                .map(|d| d.count())
+                .unwrap_or(0);
+            if runs >= 20 {
+                child.kill().unwrap();
+                killed_mid_write = true;
+                break;
+            }
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = child.wait();
+    assert!(
+        killed_mid_write,
+        "the generation ended before it could be killed mid-write"
+    );
+    assert_eq!(
+        published(&w),
+        before,
+        "current still points at the old site"
+    );
+    assert_eq!(
+        snapshot(&w.site()),
+        snap,
+        "the old site is complete and unchanged"
+    );
+    assert_links_resolve(&w.site());
+
+    // The next run removes the partial directory and publishes everything.
+    w.gen_ok();
+    assert_ne!(published(&w), before);
+    assert!(w.site().join(format!("runs/{last}.html")).exists());
+    assert!(w
+        .site()
+        .join(format!("runs/{last}/artifacts/install/index.png"))
+        .exists());
+    let sites = std::fs::read_dir(&w.out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("site-"))
+        .count();
+    assert_eq!(sites, 2, "the killed run's partial site is gone");
+}
