@@ -76,7 +76,7 @@ in
             type = types.str;
             default = "${stateDir}/site";
             readOnly = true;
-            description = "The published site (served by cc-ci-dashboard-web).";
+            description = "dashboard-gen's output: complete sites and the symlink `current` to the newest (served by cc-ci-dashboard-web).";
           };
           cache_dir = mkOption {
             type = types.str;
@@ -123,10 +123,17 @@ in
       description = "cc-ci dashboard generator";
     };
     users.groups.cc-ci-dashboard = { };
-    systemd.tmpfiles.settings."10-cc-ci".${stateDir}.d = {
-      user = "cc-ci-dashboard";
-      group = "cc-ci-dashboard";
-      mode = "0755";
+    systemd.tmpfiles.settings."10-cc-ci" = {
+      ${stateDir}.d = {
+        user = "cc-ci-dashboard";
+        group = "cc-ci-dashboard";
+        mode = "0755";
+      };
+      ${dcfg.settings.out_dir}.d = {
+        user = "cc-ci-dashboard";
+        group = "cc-ci-dashboard";
+        mode = "0755";
+      };
     };
 
     systemd.services.${unit} = {
@@ -173,8 +180,8 @@ in
         IMAGE_REF = "${image.imageName}:${image.imageTag}";
         SERVICE_NAME = "cc-ci-dashboard";
         NETWORK_NAME = cfg.abra.network;
-        SITE_PARENT = stateDir;
-        SITE_NAME = baseNameOf dcfg.settings.out_dir;
+        SITE_DIR = dcfg.settings.out_dir;
+        CURRENT = "current";
         DOMAIN = cfg.domain;
         ENTRYPOINT = "web-secure";
         PORT = toString port;

@@ -137,10 +137,10 @@ in
         default = 900;
         description = "Seconds an app may take to deploy and answer through the proxy (stage-runner's `deploy_timeout_secs`).";
       };
-      stage = mkOption {
+      command = mkOption {
         type = types.ints.positive;
-        default = 3600;
-        description = "Seconds one stage (install, upgrade, …) may take (stage-runner's `stage_timeout_secs`).";
+        default = 1800;
+        description = "Seconds one abra command or one pytest phase of a stage may take (stage-runner's `command_timeout_secs`).";
       };
       build = mkOption {
         type = types.ints.positive;

@@ -20,7 +20,6 @@ let
 
   stateDir = "/var/lib/cc-ci-runner";
   resultsDir = "/var/lib/cc-ci-results";
-  giteaHost = lib.removePrefix "http://" (lib.removePrefix "https://" cfg.giteaUrl);
   stageRunnerConfig = json.generate "stage-runner.json" cfg.stageRunner.settings;
 
   # Drone's exec runner hands its steps only PATH (DRONE_RUNNER_PATH) and USER from the host.
@@ -41,7 +40,18 @@ let
     pkgs.util-linux
     pkgs.procps
     pkgs.curl
+    # The self-test pipeline runs `nix develop`.
+    config.nix.package
   ] ++ rcfg.extraPackages;
+
+  # What steps find in their environment besides PATH (DRONE_RUNNER_ENVIRON). .drone.yml's steps
+  # read their config's path from CCCI_CONFIG.
+  stepEnvironment = {
+    CCCI_CONFIG = "/etc/cc-ci/stage-runner.json";
+    SSL_CERT_FILE = "/etc/ssl/certs/ca-certificates.crt";
+    GIT_SSL_CAINFO = "/etc/ssl/certs/ca-certificates.crt";
+    LANG = "C.UTF-8";
+  } // rcfg.stepEnvironment;
 
   runnerUser = {
     User = "cc-ci-runner";
@@ -106,6 +116,15 @@ in
       type = types.listOf types.package;
       default = [ ];
       description = "More programs on the PATH of pipeline steps.";
+    };
+
+    stepEnvironment = mkOption {
+      type = types.attrsOf (types.strMatching "[^,]*");
+      default = { };
+      description = ''
+        More environment variables for pipeline steps (`DRONE_RUNNER_ENVIRON`; values may not
+        hold a comma). Steps get only these, PATH and Drone's own variables.
+      '';
     };
 
     environment = mkOption {
@@ -198,11 +217,16 @@ in
           defaultText = literalExpression "config.services.cc-ci.timeouts.deploy";
           description = "See services.cc-ci.timeouts.deploy.";
         };
-        stage_timeout_secs = mkOption {
+        command_timeout_secs = mkOption {
           type = types.ints.positive;
-          default = cfg.timeouts.stage;
-          defaultText = literalExpression "config.services.cc-ci.timeouts.stage";
-          description = "See services.cc-ci.timeouts.stage.";
+          default = cfg.timeouts.command;
+          defaultText = literalExpression "config.services.cc-ci.timeouts.command";
+          description = "See services.cc-ci.timeouts.command.";
+        };
+        tls_verify = mkOption {
+          type = types.bool;
+          default = true;
+          description = "Whether the tests verify the apps' certificates (the wildcard certificate is a real one).";
         };
         janitor_max_age_secs = mkOption {
           type = types.ints.positive;
@@ -210,18 +234,19 @@ in
           defaultText = literalExpression "config.services.cc-ci.janitor.maxAge";
           description = "See services.cc-ci.janitor.maxAge.";
         };
-        allowed_src_hosts = mkOption {
+        allowed_src = mkOption {
           type = types.listOf types.str;
-          default = [ giteaHost ];
-          defaultText = literalExpression "[ host of config.services.cc-ci.giteaUrl ]";
-          description = "Hosts a pull request's source may be fetched from.";
+          default = [ "${cfg.giteaUrl}/" ];
+          defaultText = literalExpression ''[ "''${config.services.cc-ci.giteaUrl}/" ]'';
+          description = "URL prefixes a pull request's source repository may be fetched from.";
         };
       };
     };
     default = { };
     description = ''
-      Settings of cc-ci-stage-runner, written to /etc/cc-ci/stage-runner.json (no secrets in it).
-      The documented keys are options; any other key the binary accepts may be added.
+      Settings of cc-ci-stage-runner (`cc-ci-stage-runner --help` documents every key), written
+      to /etc/cc-ci/stage-runner.json, the path .drone.yml's steps name; no secrets in it. The
+      binary rejects unknown keys.
     '';
   };
 
@@ -273,7 +298,7 @@ in
         DRONE_RUNNER_CAPACITY = toString cfg.maxConcurrentTests;
         DRONE_RUNNER_PATH = lib.makeBinPath stepPackages;
         DRONE_RUNNER_ROOT = "${stateDir}/work";
-        DRONE_RUNNER_ENVIRON = "SSL_CERT_FILE:/etc/ssl/certs/ca-certificates.crt,GIT_SSL_CAINFO:/etc/ssl/certs/ca-certificates.crt,LANG:C.UTF-8";
+        DRONE_RUNNER_ENVIRON = lib.concatStringsSep "," (lib.mapAttrsToList (k: v: "${k}:${v}") stepEnvironment);
         # Only this repository's pipelines run here: the runner is root-equivalent.
         DRONE_LIMIT_REPOS = cfg.droneRepository;
         DRONE_LIMIT_EVENTS = "custom,push";

@@ -1,16 +1,17 @@
 # cc-ci-dashboard-web: serves the generated dashboard through the host's Traefik as a one-replica
 # swarm service: a static file server (image built by Nix, loaded from the store, never pulled)
-# with the dashboard's state directory bind-mounted read-only. The directory is mounted, not the
-# site itself, because dashboard-gen publishes by swapping the site directory: a mount of the
-# site would keep serving the old one.
+# with dashboard-gen's output directory bind-mounted read-only. dashboard-gen publishes by
+# swapping the symlink `current` to a new complete site; the server's root is the output
+# directory and Traefik prefixes every path with /current, so each request follows the symlink
+# as it is now (a mount of, or a server rooted at, the symlink would stay on the old site).
 # The service carries a label with a fingerprint of its declared specification; it is
 # recreated only when that fingerprint differs. Environment: IMAGE_STREAM, IMAGE_REF,
-# SERVICE_NAME, NETWORK_NAME, SITE_PARENT, SITE_NAME, DOMAIN, ENTRYPOINT, PORT, CONVERGE_TIMEOUT.
+# SERVICE_NAME, NETWORK_NAME, SITE_DIR, CURRENT, DOMAIN, ENTRYPOINT, PORT, CONVERGE_TIMEOUT.
 
-: "${IMAGE_STREAM:?}" "${IMAGE_REF:?}" "${SERVICE_NAME:?}" "${NETWORK_NAME:?}" "${SITE_PARENT:?}" "${SITE_NAME:?}" "${DOMAIN:?}"
+: "${IMAGE_STREAM:?}" "${IMAGE_REF:?}" "${SERVICE_NAME:?}" "${NETWORK_NAME:?}" "${SITE_DIR:?}" "${CURRENT:?}" "${DOMAIN:?}"
 require_swarm
 require_network "$NETWORK_NAME"
-[ -d "$SITE_PARENT" ] || die "$SITE_PARENT does not exist; see cc-ci-dashboard-gen.service"
+[ -d "$SITE_DIR" ] || die "$SITE_DIR does not exist; see cc-ci-dashboard-gen.service"
 
 if ! docker image inspect "$IMAGE_REF" >/dev/null 2>&1; then
   info "loading image image=$IMAGE_REF"
@@ -23,16 +24,18 @@ args=(
   --replicas 1
   --constraint node.role==manager
   --network "$NETWORK_NAME"
-  --mount "type=bind,source=$SITE_PARENT,target=/srv,readonly"
+  --mount "type=bind,source=$SITE_DIR,target=/srv,readonly"
   --label traefik.enable=true
   --label "traefik.swarm.network=$NETWORK_NAME"
   --label "traefik.docker.network=$NETWORK_NAME"
   --label "traefik.http.routers.$router.rule=Host(\`$DOMAIN\`)"
   --label "traefik.http.routers.$router.entrypoints=$ENTRYPOINT"
   --label "traefik.http.routers.$router.tls=true"
+  --label "traefik.http.routers.$router.middlewares=$router-current"
+  --label "traefik.http.middlewares.$router-current.addprefix.prefix=/$CURRENT"
   --label "traefik.http.services.$router.loadbalancer.server.port=$PORT"
   "$IMAGE_REF"
-  --host 0.0.0.0 --port "$PORT" --root "/srv/$SITE_NAME"
+  --host 0.0.0.0 --port "$PORT" --root /srv
 )
 spec=$(printf '%s\n' "${args[@]}" | sha256sum | cut -c1-32)
 

@@ -20,7 +20,7 @@
     maxConcurrentTests = 2;
     timeouts = {
       deploy = 900;
-      stage = 3600;
+      command = 1800;
       build = 180;
     };
     dashboard.interval = 5;
