@@ -19,6 +19,7 @@ let
     # No tag: it is derived from the image's contents, so a changed image is loaded anew.
     config = {
       Entrypoint = [ (lib.getExe pkgs.static-web-server) ];
+      # Overridden at run time by the owner of the site (cc-ci-dashboard-web).
       User = "65534:65534";
       ExposedPorts."${toString port}/tcp" = { };
     };
@@ -115,7 +116,8 @@ in
     environment.etc."cc-ci/dashboard-gen.json".source = configFile;
 
     # A dedicated user rather than DynamicUser: the site's directory is also mounted into the
-    # web service, and must exist (tmpfiles) before the generator first ran.
+    # web service, which runs as this user, and must exist (tmpfiles) before the generator
+    # first ran.
     users.users.cc-ci-dashboard = {
       isSystemUser = true;
       group = "cc-ci-dashboard";
@@ -127,12 +129,12 @@ in
       ${stateDir}.d = {
         user = "cc-ci-dashboard";
         group = "cc-ci-dashboard";
-        mode = "0755";
+        mode = "0700";
       };
       ${dcfg.settings.out_dir}.d = {
         user = "cc-ci-dashboard";
         group = "cc-ci-dashboard";
-        mode = "0755";
+        mode = "0700";
       };
     };
 
@@ -151,11 +153,8 @@ in
         ExecStart = "${lib.getExe' cfg.package "cc-ci-dashboard-gen"} --config /etc/cc-ci/dashboard-gen.json";
         LoadCredential = [ "drone-token:${config.sops.secrets."cc-ci/drone-token".path}" ];
         SupplementaryGroups = [ "cc-ci-results" ];
-        # The site is public and is read by the web server's container (another user), so it is
-        # the one thing cc-ci writes world-readable.
-        UMask = "0022";
         StateDirectory = "cc-ci-dashboard";
-        StateDirectoryMode = "0755";
+        StateDirectoryMode = "0700";
         CacheDirectory = "cc-ci-dashboard";
         CacheDirectoryMode = "0700";
         TimeoutStartSec = "10min";
@@ -181,12 +180,16 @@ in
         SERVICE_NAME = "cc-ci-dashboard";
         NETWORK_NAME = cfg.abra.network;
         SITE_DIR = dcfg.settings.out_dir;
+        # The file server runs as the generator's user, so the site stays private to it.
+        SITE_USER = "cc-ci-dashboard";
         CURRENT = "current";
         DOMAIN = cfg.domain;
         ENTRYPOINT = "web-secure";
         PORT = toString port;
         CONVERGE_TIMEOUT = "120";
       };
+      # Root without capabilities could not look into the generator's private directory.
+      serviceConfig.CapabilityBoundingSet = [ "CAP_DAC_READ_SEARCH" ];
     };
   };
 }

@@ -6,9 +6,9 @@
 # as it is now (a mount of, or a server rooted at, the symlink would stay on the old site).
 # The service carries a label with a fingerprint of its declared specification; it is
 # recreated only when that fingerprint differs. Environment: IMAGE_STREAM, IMAGE_REF,
-# SERVICE_NAME, NETWORK_NAME, SITE_DIR, CURRENT, DOMAIN, ENTRYPOINT, PORT, CONVERGE_TIMEOUT.
+# SERVICE_NAME, NETWORK_NAME, SITE_DIR, SITE_USER, CURRENT, DOMAIN, ENTRYPOINT, PORT, CONVERGE_TIMEOUT.
 
-: "${IMAGE_STREAM:?}" "${IMAGE_REF:?}" "${SERVICE_NAME:?}" "${NETWORK_NAME:?}" "${SITE_DIR:?}" "${CURRENT:?}" "${DOMAIN:?}"
+: "${IMAGE_STREAM:?}" "${IMAGE_REF:?}" "${SERVICE_NAME:?}" "${NETWORK_NAME:?}" "${SITE_DIR:?}" "${SITE_USER:?}" "${CURRENT:?}" "${DOMAIN:?}"
 require_swarm
 require_network "$NETWORK_NAME"
 [ -d "$SITE_DIR" ] || die "$SITE_DIR does not exist; see cc-ci-dashboard-gen.service"
@@ -18,9 +18,12 @@ if ! docker image inspect "$IMAGE_REF" >/dev/null 2>&1; then
   "$IMAGE_STREAM" | docker load >/dev/null
 fi
 
+# The server reads the site as its owner: nothing of it need be readable by anyone else.
+owner="$(id -u "$SITE_USER"):$(id -g "$SITE_USER")" || die "no user $SITE_USER"
 router=$SERVICE_NAME
 args=(
   --name "$SERVICE_NAME"
+  --user "$owner"
   --replicas 1
   --constraint node.role==manager
   --network "$NETWORK_NAME"
