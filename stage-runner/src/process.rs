@@ -124,6 +124,17 @@ pub fn say(redactor: &Redactor, line: &str) {
     emit(&l);
 }
 
+/// Wall time spent waiting on children and on the app, so a stage can report its own
+/// overhead (what stage-runner itself costs, excluding abra, git, pytest and the app).
+pub static OUTSIDE_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn outside(since: Instant) {
+    OUTSIDE_MS.fetch_add(
+        since.elapsed().as_millis() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
 /// Children currently running, by process group, so an abort can end them all.
 static GROUPS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
@@ -203,6 +214,7 @@ pub fn run(cmd: Cmd, redactor: &Redactor) -> Result<Output> {
     );
     let err = pump(child.stderr.take().expect("piped"), redactor.clone(), None);
     let deadline = Instant::now() + cmd.timeout;
+    let spawned = Instant::now();
     let result = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Ok(status.code()),
@@ -240,6 +252,7 @@ pub fn run(cmd: Cmd, redactor: &Redactor) -> Result<Output> {
             let _ = h.join();
         }
     }
+    outside(spawned);
     let code = result?;
     let stdout = kept
         .map(|k| std::mem::take(&mut *k.lock().unwrap()))

@@ -767,6 +767,7 @@ impl Ctx {
 pub fn run_stage(ctx: &mut Ctx, stage: &str) -> Outcome {
     let started = now();
     let t = Instant::now();
+    process::OUTSIDE_MS.store(0, std::sync::atomic::Ordering::Relaxed);
     let _ = ctx.record(
         stage,
         started,
@@ -792,11 +793,15 @@ pub fn run_stage(ctx: &mut Ctx, stage: &str) -> Outcome {
             ..Outcome::passed()
         },
     };
+    let took = t.elapsed();
+    let outside = process::OUTSIDE_MS.load(std::sync::atomic::Ordering::Relaxed);
     let line = format!(
-        "stage {stage}: {}{}{}",
+        "stage {stage}: {}{}{} (took {} ms, stage-runner's own share {} ms)",
         o.status.as_str(),
         if o.reason.is_empty() { "" } else { " — " },
-        o.reason
+        o.reason,
+        took.as_millis(),
+        (took.as_millis() as u64).saturating_sub(outside)
     );
     ctx.say(&line);
     if let Err(e) = ctx.record(stage, started, t.elapsed(), &o) {

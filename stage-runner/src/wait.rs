@@ -33,6 +33,7 @@ pub fn until_up(
     }
     let agent: ureq::Agent = cfg.build().into();
     let start = Instant::now();
+    let _counted = Counted(start);
     let mut last_report = Instant::now();
     let mut last;
     say(
@@ -78,5 +79,14 @@ pub fn until_up(
             last_report = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Counts the wait as time outside stage-runner, however it ends.
+struct Counted(Instant);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        crate::process::outside(self.0);
     }
 }

@@ -19,8 +19,12 @@ pub fn bin_dir() -> &'static Path {
         let exe = PathBuf::from(env!("CARGO_BIN_EXE_cc-ci-stage-runner"));
         let dir = exe.parent().unwrap().to_path_buf();
         if !dir.join("abra").exists() {
+            let mut args = vec!["build", "-q", "-p", "cc-ci-standins", "--bins"];
+            if dir.ends_with("release") {
+                args.push("--release");
+            }
             let ok = Command::new(env!("CARGO"))
-                .args(["build", "-q", "-p", "cc-ci-standins", "--bins"])
+                .args(&args)
                 .current_dir(REPO)
                 .status()
                 .unwrap();
