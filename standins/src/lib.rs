@@ -7,5 +7,6 @@ pub mod abra;
 pub mod drone;
 pub mod gitea;
 pub mod http;
+pub mod local;
 pub mod runner;
 pub mod traefik;

@@ -1,0 +1,381 @@
+//! The whole cc-ci loop on one machine: stand-in Gitea, Drone (its exec runner running this
+//! repository's real `.drone.yml`), abra's swarm and Traefik, plus the real bridge,
+//! stage-runner and dashboard-gen, wired through the same config files the NixOS modules
+//! write. `dev/local` runs it for a person; the end-to-end tests drive it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use crate::drone::{ConfigSource, Drone, DroneOpts, NewRepo, Perm};
+use crate::gitea::{Gitea, HookSpec, HookVersion, Options, PullSpec};
+use crate::traefik::Traefik;
+
+pub const BOT: &str = "cc-ci-bot";
+pub const ORG: &str = "coop-cloud";
+pub const RECIPE: &str = "custom-html";
+pub const MAINTAINER: &str = "alice";
+pub const OUTSIDER: &str = "eve";
+const HOOK_SECRET: &str = "local-webhook-secret";
+
+/// How a local world is set up.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    /// Everything lives under here; removed by [`World::stop`].
+    pub dir: PathBuf,
+    /// The cc-ci checkout: its committed `.drone.yml` and `tests/` are used.
+    pub repo: PathBuf,
+    /// Where the workspace's binaries are (`target/debug`).
+    pub bin: PathBuf,
+    /// Deliver webhooks to the bridge (else polling only).
+    pub webhooks: bool,
+    pub poll_secs: u64,
+    /// Seconds between dashboard generations; 0 = never on a timer.
+    pub dashboard_secs: u64,
+    /// Concurrent stages on the runner.
+    pub capacity: usize,
+}
+
+pub struct World {
+    pub setup: Setup,
+    pub gitea: Gitea,
+    pub drone: Drone,
+    pub proxy: Traefik,
+    pub pr: i64,
+    pub sha: String,
+    pub bridge_listen: String,
+    bridge: Option<Child>,
+    dashboard: Option<std::thread::JoinHandle<()>>,
+    stop_dashboard: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn git(dir: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "bob")
+        .env("GIT_AUTHOR_EMAIL", "bob@example.org")
+        .env("GIT_COMMITTER_NAME", "bob")
+        .env("GIT_COMMITTER_EMAIL", "bob@example.org")
+        .output()
+        .with_context(|| format!("running git {args:?}"))?;
+    if !out.status.success() {
+        bail!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p)?;
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl World {
+    pub fn start(setup: Setup) -> Result<World> {
+        let d = &setup.dir;
+        std::fs::create_dir_all(d)?;
+        let swarm = d.join("swarm");
+        let host_abra = d.join("abra");
+        let catalogue = d.join("catalogue");
+        let forge = d.join("forge");
+        crate::abra::catalogue::build(&crate::abra::catalogue::source_dir(), &catalogue)?;
+        let out = Command::new(setup.bin.join("abra"))
+            .args(["server", "add", "--local"])
+            .env("ABRA_DIR", &host_abra)
+            .env("STANDIN_SWARM_DIR", &swarm)
+            .output()
+            .context("running the stand-in abra (is the workspace built?)")?;
+        if !out.status.success() {
+            bail!("abra server add: {}", String::from_utf8_lossy(&out.stderr));
+        }
+
+        // The forge's git side: what a clone URL of the stand-in Gitea points at.
+        let bare = forge.join(ORG).join(format!("{RECIPE}.git"));
+        std::fs::create_dir_all(bare.parent().unwrap())?;
+        git(d, &["clone", "-q", "--bare", &catalogue.join(RECIPE).display().to_string(), &bare.display().to_string()])?;
+        let work = d.join("pr-work");
+        git(d, &["clone", "-q", &bare.display().to_string(), &work.display().to_string()])?;
+        git(&work, &["checkout", "-q", "-b", "tidy-readme"])?;
+        write(&work.join("README.md"), "# custom-html\n\nStatic HTML behind Traefik, as tidied up in a PR.\n")?;
+        git(&work, &["commit", "-qam", "Tidy the README"])?;
+        git(&work, &["push", "-q", "origin", "tidy-readme"])?;
+        let sha = git(&work, &["rev-parse", "HEAD"])?;
+
+        let gitea = Gitea::start_with(Options {
+            port: 0,
+            root_url: Some(format!("file://{}/", forge.display())),
+            tz_offset_secs: 0,
+        })?;
+        for u in [BOT, MAINTAINER, OUTSIDER, "bob"] {
+            gitea.create_user(u)?;
+        }
+        gitea.create_org(ORG)?;
+        gitea.set_member(ORG, BOT, false)?;
+        gitea.set_member(ORG, MAINTAINER, false)?;
+        gitea.create_repo(ORG, RECIPE, false)?;
+        gitea.push_branch(ORG, RECIPE, "tidy-readme", &sha)?;
+        let pr = gitea.open_pull(
+            ORG,
+            RECIPE,
+            &PullSpec {
+                poster: "bob".into(),
+                title: "Tidy the README".into(),
+                body: "A small change to see cc-ci at work.".into(),
+                head_repo: None,
+                head_branch: "tidy-readme".into(),
+                head_sha: sha.clone(),
+                base_branch: None,
+            },
+        )?;
+        let gitea_token = gitea.create_token(
+            BOT,
+            &["read:issue", "write:issue", "write:repository", "read:organization", "write:notification"],
+        )?;
+
+        let config_dir = d.join("etc");
+        let stage_cfg = config_dir.join("stage-runner.json");
+        let mut environ = BTreeMap::new();
+        environ.insert("CCCI_CONFIG".to_owned(), stage_cfg.display().to_string());
+        let drone = Drone::start(DroneOpts {
+            runner_capacity: setup.capacity,
+            runner_root: Some(d.join("runner")),
+            runner_environ: environ,
+            ..Default::default()
+        })?;
+        drone.create_user(ORG, false, None)?;
+        let drone_token = drone.create_user(BOT, false, None)?;
+        // The real .drone.yml, read from this repository's commits, as Drone reads it.
+        drone.create_repo(NewRepo::new(ORG, "cc-ci", ConfigSource::Git { path: setup.repo.clone() }))?;
+        drone.set_permission(ORG, "cc-ci", BOT, Perm { read: true, write: true, admin: false })?;
+        let branch = git(&setup.repo, &["rev-parse", "--abbrev-ref", "HEAD"])?;
+        let head = git(&setup.repo, &["rev-parse", "HEAD"])?;
+        drone.set_branch(ORG, "cc-ci", "main", &head)?;
+        let _ = branch;
+
+        let proxy = Traefik::start(0, &swarm)?;
+        let site = d.join("site");
+        let results = d.join("results");
+        write(&config_dir.join("gitea-token"), &gitea_token)?;
+        write(&config_dir.join("drone-token"), &drone_token)?;
+        write(&config_dir.join("webhook-secret"), HOOK_SECRET)?;
+        write(
+            &stage_cfg,
+            &json!({
+                "server": "default",
+                "base_domain": "ci.test",
+                "state_dir": d.join("state"),
+                "results_dir": results,
+                "tests_dir": setup.repo.join("tests"),
+                "abra": setup.bin.join("abra"),
+                "abra_dir": host_abra,
+                "python": setup.repo.join(".venv/bin/python"),
+                "chromium": "/usr/bin/chromium",
+                "http_proxy": proxy.url(),
+                "scheme": "http",
+                "tls_verify": false,
+                "deploy_timeout_secs": 120,
+                "command_timeout_secs": 600,
+                "janitor_max_age_secs": 3600,
+                "allowed_src": [format!("file://{}/", forge.display())],
+                "abra_env": {"STANDIN_SWARM_DIR": swarm, "STANDIN_ABRA_CATALOGUE": catalogue},
+            })
+            .to_string(),
+        )?;
+        let bridge_listen = format!("127.0.0.1:{}", free_port()?);
+        let mut recipes = serde_json::Map::new();
+        recipes.insert(RECIPE.into(), json!(format!("{ORG}/{RECIPE}")));
+        write(
+            &config_dir.join("bridge.json"),
+            &json!({
+                "gitea_url": gitea.url(),
+                "bot_user": BOT,
+                "gitea_token_file": config_dir.join("gitea-token"),
+                "drone_url": drone.url(),
+                "drone_token_file": config_dir.join("drone-token"),
+                "drone_repo": format!("{ORG}/cc-ci"),
+                "drone_branch": "main",
+                "recipes": recipes,
+                "orgs": [ORG],
+                "poll_interval_secs": setup.poll_secs,
+                "sweep_interval_secs": setup.poll_secs * 4,
+                "follow_interval_secs": 1,
+                "request_timeout_secs": 5,
+                "listen": bridge_listen,
+                "webhook_secret_files": if setup.webhooks { vec![config_dir.join("webhook-secret")] } else { vec![] },
+                "state_dir": d.join("bridge-state"),
+                "dashboard_url": format!("file://{}/current", site.display()),
+            })
+            .to_string(),
+        )?;
+        write(
+            &config_dir.join("dashboard-gen.json"),
+            &json!({
+                "drone_url": drone.url(),
+                "drone_token_file": config_dir.join("drone-token"),
+                "drone_repo": format!("{ORG}/cc-ci"),
+                "gitea_url": gitea.root_url().trim_end_matches('/'),
+                "recipes": recipes,
+                "results_dir": results,
+                "out_dir": site,
+                "cache_dir": d.join("dashboard-cache"),
+                "site_url": format!("file://{}/current", site.display()),
+            })
+            .to_string(),
+        )?;
+        std::fs::create_dir_all(d.join("bridge-state"))?;
+        if setup.webhooks {
+            gitea.add_webhook(
+                ORG,
+                RECIPE,
+                &HookSpec {
+                    url: format!("http://{bridge_listen}/hook"),
+                    secret: HOOK_SECRET.into(),
+                    version: HookVersion::V1_24,
+                    events: vec!["issue_comment".into()],
+                },
+            )?;
+        }
+        let mut w = World {
+            setup,
+            gitea,
+            drone,
+            proxy,
+            pr,
+            sha,
+            bridge_listen,
+            bridge: None,
+            dashboard: None,
+            stop_dashboard: Default::default(),
+        };
+        w.start_bridge()?;
+        if w.setup.dashboard_secs > 0 {
+            w.start_dashboard_timer();
+        }
+        Ok(w)
+    }
+
+    pub fn config(&self, name: &str) -> PathBuf {
+        self.setup.dir.join("etc").join(name)
+    }
+
+    pub fn start_bridge(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.setup.dir.join("bridge.log"))?;
+        let child = Command::new(self.setup.bin.join("cc-ci-bridge"))
+            .arg("--config")
+            .arg(self.config("bridge.json"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting cc-ci-bridge")?;
+        self.bridge = Some(child);
+        let end = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&self.bridge_listen).is_err() {
+            if Instant::now() > end {
+                bail!("the bridge did not listen on {}", self.bridge_listen);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill_bridge(&mut self) {
+        if let Some(mut c) = self.bridge.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Runs dashboard-gen once; its error, if any.
+    pub fn generate_dashboard(&self) -> Result<()> {
+        run_dashboard(&self.setup.bin, &self.config("dashboard-gen.json"))
+    }
+
+    fn start_dashboard_timer(&mut self) {
+        let bin = self.setup.bin.clone();
+        let cfg = self.config("dashboard-gen.json");
+        let every = Duration::from_secs(self.setup.dashboard_secs);
+        let stop = self.stop_dashboard.clone();
+        self.dashboard = Some(std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = run_dashboard(&bin, &cfg);
+                let until = Instant::now() + every;
+                while Instant::now() < until && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }));
+    }
+
+    /// Posts a comment on the demo PR as `user`; returns its id.
+    pub fn comment(&self, user: &str, body: &str) -> Result<i64> {
+        self.gitea.comment(ORG, RECIPE, self.pr, user, body)
+    }
+
+    pub fn builds(&self) -> Vec<crate::drone::Build> {
+        (1..).map_while(|n| self.drone.build(ORG, "cc-ci", n)).collect()
+    }
+
+    /// The bot's comments on the demo PR, oldest first, read through the public API.
+    pub fn bot_comments(&self) -> Result<Vec<(i64, String)>> {
+        let url = format!("{}/repos/{ORG}/{RECIPE}/issues/{}/comments", self.gitea.api_url(), self.pr);
+        let list: Vec<serde_json::Value> = ureq::get(&url)
+            .call()
+            .context("listing PR comments")?
+            .body_mut()
+            .read_json()
+            .context("reading PR comments")?;
+        Ok(list
+            .iter()
+            .filter(|c| c["user"]["login"] == BOT)
+            .map(|c| (c["id"].as_i64().unwrap_or(0), c["body"].as_str().unwrap_or("").to_owned()))
+            .collect())
+    }
+
+    pub fn site(&self) -> PathBuf {
+        self.setup.dir.join("site").join("current")
+    }
+
+    pub fn bridge_log(&self) -> String {
+        std::fs::read_to_string(self.setup.dir.join("bridge.log")).unwrap_or_default()
+    }
+
+    /// Stops everything and removes every trace: apps, the swarm, the directory.
+    pub fn stop(mut self) {
+        self.stop_dashboard
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.dashboard.take() {
+            let _ = h.join();
+        }
+        self.kill_bridge();
+        let _ = self.drone.wait_idle(Duration::from_secs(60));
+        crate::abra::swarm::stop_all(&self.setup.dir.join("swarm"));
+        let _ = std::fs::remove_dir_all(&self.setup.dir);
+    }
+}
+
+fn run_dashboard(bin: &Path, cfg: &Path) -> Result<()> {
+    let out = Command::new(bin.join("cc-ci-dashboard-gen"))
+        .arg("--config")
+        .arg(cfg)
+        .output()
+        .context("starting cc-ci-dashboard-gen")?;
+    if !out.status.success() {
+        bail!("dashboard-gen: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
