@@ -48,6 +48,8 @@ pub struct World {
     pub pr: i64,
     pub sha: String,
     pub bridge_listen: String,
+    /// The dashboard as the host serves it.
+    pub site_server: crate::http::Server,
     bridge: Option<Child>,
     dashboard: Option<std::thread::JoinHandle<()>>,
     stop_dashboard: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -164,6 +166,8 @@ impl World {
 
         let proxy = Traefik::start(0, &swarm)?;
         let site = d.join("site");
+        let site_server = serve_site(site.join("current"))?;
+        let site_url = site_server.url();
         let results = d.join("results");
         write(&config_dir.join("gitea-token"), &gitea_token)?;
         write(&config_dir.join("drone-token"), &drone_token)?;
@@ -213,7 +217,7 @@ impl World {
                 "listen": bridge_listen,
                 "webhook_secret_files": if setup.webhooks { vec![config_dir.join("webhook-secret")] } else { vec![] },
                 "state_dir": d.join("bridge-state"),
-                "dashboard_url": format!("file://{}/current", site.display()),
+                "dashboard_url": site_url,
             })
             .to_string(),
         )?;
@@ -223,12 +227,12 @@ impl World {
                 "drone_url": drone.url(),
                 "drone_token_file": config_dir.join("drone-token"),
                 "drone_repo": format!("{ORG}/cc-ci"),
-                "gitea_url": gitea.root_url().trim_end_matches('/'),
+                "gitea_url": gitea.url(),
                 "recipes": recipes,
                 "results_dir": results,
                 "out_dir": site,
                 "cache_dir": d.join("dashboard-cache"),
-                "site_url": format!("file://{}/current", site.display()),
+                "site_url": site_url,
             })
             .to_string(),
         )?;
@@ -253,6 +257,7 @@ impl World {
             pr,
             sha,
             bridge_listen,
+            site_server,
             bridge: None,
             dashboard: None,
             stop_dashboard: Default::default(),
@@ -378,4 +383,35 @@ fn run_dashboard(bin: &Path, cfg: &Path) -> Result<()> {
         bail!("dashboard-gen: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(())
+}
+
+/// Serves the published site (`<out_dir>/current`) read-only, as the host's web server does.
+fn serve_site(root: PathBuf) -> Result<crate::http::Server> {
+    use crate::http::{Response, Server};
+    let handler = move |req: &crate::http::Request| {
+        let rel = req.path.trim_start_matches('/');
+        if rel.split('/').any(|s| s == "..") || req.method != "GET" {
+            return Response::text(404, "404 page not found\n");
+        }
+        let mut path = root.join(rel);
+        if path.is_dir() {
+            path = path.join("index.html");
+        }
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let kind = match path.extension().and_then(|e| e.to_str()) {
+                    Some("html") => "text/html; charset=utf-8",
+                    Some("css") => "text/css",
+                    Some("svg") => "image/svg+xml",
+                    Some("png") => "image/png",
+                    Some("json") => "application/json",
+                    Some("atom") => "application/atom+xml",
+                    _ => "application/octet-stream",
+                };
+                Response::new(200).header("Content-Type", kind).body(bytes)
+            }
+            Err(_) => Response::text(404, "404 page not found\n"),
+        }
+    };
+    Ok(Server::start(0, std::sync::Arc::new(handler))?)
 }

@@ -164,12 +164,15 @@ fn follow(world: &World, clock: &Clock, number: i64) -> Result<bool> {
                 });
                 if done && final_comment {
                     clock.say(&format!("build #{number} finished: {}", b.status));
+                    for st in b.stages.iter().filter(|st| !st.error.is_empty()) {
+                        clock.say(&format!("stage {} error: {}", st.name, st.error));
+                    }
                     match world.generate_dashboard() {
                         Ok(()) => {
-                            let site = world.site();
-                            clock.say(&format!("dashboard: {}", site.join("index.html").display()));
-                            clock.say(&format!("run page:  {}", site.join(format!("runs/{number}.html")).display()));
-                            clock.say(&format!("badge:     {}", site.join("badges/custom-html.svg").display()));
+                            let url = world.site_server.url();
+                            clock.say(&format!("dashboard: {url}/  ({})", world.site().display()));
+                            clock.say(&format!("run page:  {url}/runs/{number}.html"));
+                            clock.say(&format!("badge:     {url}/badges/custom-html.svg"));
                         }
                         Err(e) => clock.say(&format!("dashboard not generated: {e:#}")),
                     }
