@@ -50,8 +50,13 @@ pub struct CachedBuild {
     pub created: i64,
     pub started: i64,
     pub finished: i64,
+    /// The summary without failures and artifacts (run pages read the full one from disk
+    /// when they are rendered): what the overview and history need, kept small.
     #[serde(default)]
     pub summary: Option<Summary>,
+    /// A hash of the full summary, so a change in what was left out still changes the stamp.
+    #[serde(default)]
+    pub summary_hash: u64,
     /// The build was done when its summary was read: nothing about it changes any more.
     #[serde(default)]
     pub settled: bool,
@@ -88,6 +93,7 @@ impl CachedBuild {
             started: b.started,
             finished: b.finished,
             summary: None,
+            summary_hash: 0,
             settled: false,
             stamp: 0,
         }
@@ -322,7 +328,18 @@ pub fn refresh(client: &DroneClient, cfg: &Config, cache: &mut Cache) -> Result<
     // Summaries: re-read for every build not settled (new, running, or just finished).
     for b in cache.builds.values_mut().filter(|b| !b.settled) {
         let before = b.stamp;
-        b.summary = read_summary(&cfg.results_dir, b);
+        let full = read_summary(&cfg.results_dir, b);
+        b.summary_hash = full
+            .as_ref()
+            .map(|s| fnv1a(&serde_json::to_vec(s).unwrap_or_default()))
+            .unwrap_or(0);
+        b.summary = full.map(|mut s| {
+            for st in &mut s.stages {
+                st.failures = Vec::new();
+                st.artifacts = Vec::new();
+            }
+            s
+        });
         b.settled = b.is_done();
         b.restamp();
         if b.stamp != before {
@@ -334,7 +351,7 @@ pub fn refresh(client: &DroneClient, cfg: &Config, cache: &mut Cache) -> Result<
 }
 
 /// The build's summary when it is there and belongs to it; trimmed to what pages show.
-fn read_summary(results_dir: &Path, b: &CachedBuild) -> Option<Summary> {
+pub fn read_summary(results_dir: &Path, b: &CachedBuild) -> Option<Summary> {
     let path = Summary::path(results_dir, b.number);
     if !path.exists() {
         return None;

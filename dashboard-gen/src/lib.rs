@@ -210,7 +210,12 @@ pub fn generate(cfg: &Config) -> Result<Report> {
             }
             let mut copied = Vec::new();
             let mut files = Vec::new();
-            if let Some(s) = &run.build.summary {
+            let full = run
+                .build
+                .summary
+                .as_ref()
+                .and_then(|_| fetch::read_summary(&cfg.results_dir, run.build));
+            if let Some(s) = &full {
                 for st in &s.stages {
                     for a in &st.artifacts {
                         let rel = format!("runs/{n}/{a}");
@@ -230,7 +235,17 @@ pub fn generate(cfg: &Config) -> Result<Report> {
                     }
                 }
             }
-            staging.write(&page, render::run_page(&links, r, run, &copied).as_bytes())?;
+            staging.write(
+                &page,
+                render::run_page(
+                    &links,
+                    r,
+                    run,
+                    full.as_ref().or(run.build.summary.as_ref()),
+                    &copied,
+                )
+                .as_bytes(),
+            )?;
             rendered += 1;
             manifest.runs.insert(n, RunEntry { stamp, files });
         }

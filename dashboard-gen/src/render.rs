@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use ccci::summary::STAGES;
+use ccci::summary::{Summary, STAGES};
 
 use crate::clock::{display, duration_ms, rfc3339};
 use crate::config::Config;
@@ -343,7 +343,14 @@ pub fn recipe_page(links: &Links, r: &Recipe) -> String {
 }
 
 /// `artifacts`: (stage, path) of the files copied beside the page, under `runs/<build>/`.
-pub fn run_page(links: &Links, r: &Recipe, run: &Run, artifacts: &[(String, String)]) -> String {
+/// `summary`: the run's full summary (read afresh from the results directory).
+pub fn run_page(
+    links: &Links,
+    r: &Recipe,
+    run: &Run,
+    summary: Option<&Summary>,
+    artifacts: &[(String, String)],
+) -> String {
     let b = run.build;
     let n = run.number();
     let name = esc(r.name).into_owned();
@@ -356,7 +363,6 @@ pub fn run_page(links: &Links, r: &Recipe, run: &Run, artifacts: &[(String, Stri
         "<p class=crumbs><a href=\"../index.html\">All recipes</a> › <a href=\"../recipes/{name}.html\">{name}</a></p><h1>{name} #{n} {}</h1>",
         status_badge(run.status)
     );
-    let summary = b.summary.as_ref();
     let version = esc(run.version()).into_owned();
     let base = esc(summary.map(|s| s.upgrade_base.as_str()).unwrap_or("")).into_owned();
     let domain = esc(summary.map(|s| s.domain.as_str()).unwrap_or("")).into_owned();
@@ -394,7 +400,7 @@ pub fn run_page(links: &Links, r: &Recipe, run: &Run, artifacts: &[(String, Stri
     }
     body.push_str("<table class=stages><thead><tr><th scope=col>Stage</th><th scope=col>Result</th><th scope=col>Duration</th><th scope=col>Tests</th><th scope=col>Why</th><th scope=col>Log</th></tr></thead><tbody>");
     for stage in STAGES {
-        let res = run.stage(stage);
+        let res = summary.and_then(|s| s.stage(stage));
         let m = Mark::from_stage(res, b.is_done());
         let flaky = MARKED
             .iter()
