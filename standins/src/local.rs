@@ -79,7 +79,9 @@ fn write(path: &Path, text: &str) -> Result<()> {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 impl World {
@@ -104,11 +106,31 @@ impl World {
         // The forge's git side: what a clone URL of the stand-in Gitea points at.
         let bare = forge.join(ORG).join(format!("{RECIPE}.git"));
         std::fs::create_dir_all(bare.parent().unwrap())?;
-        git(d, &["clone", "-q", "--bare", &catalogue.join(RECIPE).display().to_string(), &bare.display().to_string()])?;
+        git(
+            d,
+            &[
+                "clone",
+                "-q",
+                "--bare",
+                &catalogue.join(RECIPE).display().to_string(),
+                &bare.display().to_string(),
+            ],
+        )?;
         let work = d.join("pr-work");
-        git(d, &["clone", "-q", &bare.display().to_string(), &work.display().to_string()])?;
+        git(
+            d,
+            &[
+                "clone",
+                "-q",
+                &bare.display().to_string(),
+                &work.display().to_string(),
+            ],
+        )?;
         git(&work, &["checkout", "-q", "-b", "tidy-readme"])?;
-        write(&work.join("README.md"), "# custom-html\n\nStatic HTML behind Traefik, as tidied up in a PR.\n")?;
+        write(
+            &work.join("README.md"),
+            "# custom-html\n\nStatic HTML behind Traefik, as tidied up in a PR.\n",
+        )?;
         git(&work, &["commit", "-qam", "Tidy the README"])?;
         git(&work, &["push", "-q", "origin", "tidy-readme"])?;
         let sha = git(&work, &["rev-parse", "HEAD"])?;
@@ -141,7 +163,13 @@ impl World {
         )?;
         let gitea_token = gitea.create_token(
             BOT,
-            &["read:issue", "write:issue", "write:repository", "read:organization", "write:notification"],
+            &[
+                "read:issue",
+                "write:issue",
+                "write:repository",
+                "read:organization",
+                "write:notification",
+            ],
         )?;
 
         let config_dir = d.join("etc");
@@ -157,14 +185,37 @@ impl World {
         drone.create_user(ORG, false, None)?;
         let drone_token = drone.create_user(BOT, false, None)?;
         // The real .drone.yml, read from this repository's commits, as Drone reads it.
-        drone.create_repo(NewRepo::new(ORG, "cc-ci", ConfigSource::Git { path: setup.repo.clone() }))?;
-        drone.set_permission(ORG, "cc-ci", BOT, Perm { read: true, write: true, admin: false })?;
+        drone.create_repo(NewRepo::new(
+            ORG,
+            "cc-ci",
+            ConfigSource::Git {
+                path: setup.repo.clone(),
+            },
+        ))?;
+        drone.set_permission(
+            ORG,
+            "cc-ci",
+            BOT,
+            Perm {
+                read: true,
+                write: true,
+                admin: false,
+            },
+        )?;
         let branch = git(&setup.repo, &["rev-parse", "--abbrev-ref", "HEAD"])?;
         let head = git(&setup.repo, &["rev-parse", "HEAD"])?;
         drone.set_branch(ORG, "cc-ci", "main", &head)?;
         let _ = branch;
 
-        let proxy = Traefik::start(0, &swarm)?;
+        // Its per-request lines would drown the run's story; the apps' logs are in the swarm.
+        let proxy = Traefik::start_with(
+            0,
+            &swarm,
+            crate::traefik::Options {
+                log: false,
+                ..Default::default()
+            },
+        )?;
         let site = d.join("site");
         let site_server = serve_site(site.join("current"))?;
         let site_url = site_server.url();
@@ -332,12 +383,18 @@ impl World {
     }
 
     pub fn builds(&self) -> Vec<crate::drone::Build> {
-        (1..).map_while(|n| self.drone.build(ORG, "cc-ci", n)).collect()
+        (1..)
+            .map_while(|n| self.drone.build(ORG, "cc-ci", n))
+            .collect()
     }
 
     /// The bot's comments on the demo PR, oldest first, read through the public API.
     pub fn bot_comments(&self) -> Result<Vec<(i64, String)>> {
-        let url = format!("{}/repos/{ORG}/{RECIPE}/issues/{}/comments", self.gitea.api_url(), self.pr);
+        let url = format!(
+            "{}/repos/{ORG}/{RECIPE}/issues/{}/comments",
+            self.gitea.api_url(),
+            self.pr
+        );
         let list: Vec<serde_json::Value> = ureq::get(&url)
             .call()
             .context("listing PR comments")?
@@ -347,7 +404,12 @@ impl World {
         Ok(list
             .iter()
             .filter(|c| c["user"]["login"] == BOT)
-            .map(|c| (c["id"].as_i64().unwrap_or(0), c["body"].as_str().unwrap_or("").to_owned()))
+            .map(|c| {
+                (
+                    c["id"].as_i64().unwrap_or(0),
+                    c["body"].as_str().unwrap_or("").to_owned(),
+                )
+            })
             .collect())
     }
 
@@ -380,7 +442,10 @@ fn run_dashboard(bin: &Path, cfg: &Path) -> Result<()> {
         .output()
         .context("starting cc-ci-dashboard-gen")?;
     if !out.status.success() {
-        bail!("dashboard-gen: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "dashboard-gen: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }

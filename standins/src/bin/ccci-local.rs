@@ -127,13 +127,16 @@ fn follow(world: &World, clock: &Clock, number: i64) -> Result<bool> {
             return Ok(false);
         }
         let comments = world.bot_comments()?;
+        let headline = |body: &str| {
+            body.lines()
+                .find(|l| !l.starts_with("<!--") && !l.trim().is_empty())
+                .unwrap_or("")
+                .to_owned()
+        };
         for (id, body) in &comments {
-            if !last_comments.iter().any(|(i, b)| i == id && b == body) {
-                let first = body
-                    .lines()
-                    .find(|l| !l.starts_with("<!--") && !l.trim().is_empty())
-                    .unwrap_or("");
-                clock.say(&format!("PR comment {id}: {first}"));
+            let before = last_comments.iter().find(|(i, _)| i == id);
+            if before.is_none_or(|(_, b)| headline(b) != headline(body)) {
+                clock.say(&format!("PR comment {id}: {}", headline(body)));
             }
         }
         last_comments = comments;
@@ -151,14 +154,21 @@ fn follow(world: &World, clock: &Clock, number: i64) -> Result<bool> {
                 let steps: Vec<String> = b
                     .stages
                     .iter()
-                    .flat_map(|s| s.steps.iter().map(|st| format!("{}:{}", st.name, st.status)))
+                    .flat_map(|s| {
+                        s.steps
+                            .iter()
+                            .map(|st| format!("{}:{}", st.name, st.status))
+                    })
                     .collect();
                 let steps = steps.join(" ");
                 if steps != last_steps && !steps.is_empty() {
                     clock.say(&format!("build #{number}: {steps}"));
                     last_steps = steps;
                 }
-                let done = !matches!(b.status.as_str(), "pending" | "running" | "waiting_on_dependencies" | "blocked");
+                let done = !matches!(
+                    b.status.as_str(),
+                    "pending" | "running" | "waiting_on_dependencies" | "blocked"
+                );
                 let final_comment = last_comments.iter().any(|(_, body)| {
                     body.contains(&format!("run [#{number}]")) && body.contains("Reproduce")
                 });
