@@ -18,9 +18,9 @@ CONFIGURATION (JSON; every setting lives here, tokens only in files):
     {
       "gitea_url": "https://git.coopcloud.tech",
       "bot_user": "cc-ci-bot",
-      "gitea_token_file": "/run/credentials/cc-ci-bridge/gitea-token",
+      "gitea_token_file": "/run/credentials/cc-ci-bridge.service/gitea-token",
       "drone_url": "https://drone.ci.coopcloud.tech",
-      "drone_token_file": "/run/credentials/cc-ci-bridge/drone-token",
+      "drone_token_file": "/run/credentials/cc-ci-bridge.service/drone-token",
       "drone_repo": "coop-cloud/cc-ci",
       "drone_branch": "main",                       (optional; Drone's default branch)
       "recipes": {"custom-html": "coop-cloud/custom-html"},
@@ -31,7 +31,7 @@ CONFIGURATION (JSON; every setting lives here, tokens only in files):
       "follow_interval_secs": 5,                    (how often runs are checked in Drone)
       "request_timeout_secs": 10,
       "listen": "127.0.0.1:8088",                   (/hook, /healthz, /metrics)
-      "webhook_secret_files": ["/run/credentials/cc-ci-bridge/webhook-secret"],
+      "webhook_secret_files": ["/run/credentials/cc-ci-bridge.service/webhook-secret"],
       "state_dir": "/var/lib/cc-ci-bridge",
       "dashboard_url": "https://ci.coopcloud.tech"
     }
