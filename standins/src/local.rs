@@ -126,15 +126,6 @@ impl World {
                 &work.display().to_string(),
             ],
         )?;
-        git(&work, &["checkout", "-q", "-b", "tidy-readme"])?;
-        write(
-            &work.join("README.md"),
-            "# custom-html\n\nStatic HTML behind Traefik, as tidied up in a PR.\n",
-        )?;
-        git(&work, &["commit", "-qam", "Tidy the README"])?;
-        git(&work, &["push", "-q", "origin", "tidy-readme"])?;
-        let sha = git(&work, &["rev-parse", "HEAD"])?;
-
         let gitea = Gitea::start_with(Options {
             port: 0,
             root_url: Some(format!("file://{}/", forge.display())),
@@ -147,20 +138,6 @@ impl World {
         gitea.set_member(ORG, BOT, false)?;
         gitea.set_member(ORG, MAINTAINER, false)?;
         gitea.create_repo(ORG, RECIPE, false)?;
-        gitea.push_branch(ORG, RECIPE, "tidy-readme", &sha)?;
-        let pr = gitea.open_pull(
-            ORG,
-            RECIPE,
-            &PullSpec {
-                poster: "bob".into(),
-                title: "Tidy the README".into(),
-                body: "A small change to see cc-ci at work.".into(),
-                head_repo: None,
-                head_branch: "tidy-readme".into(),
-                head_sha: sha.clone(),
-                base_branch: None,
-            },
-        )?;
         let gitea_token = gitea.create_token(
             BOT,
             &[
@@ -176,6 +153,9 @@ impl World {
         let stage_cfg = config_dir.join("stage-runner.json");
         let mut environ = BTreeMap::new();
         environ.insert("CCCI_CONFIG".to_owned(), stage_cfg.display().to_string());
+        // As the NixOS runner module does: the steps find cc-ci-stage-runner on PATH.
+        let path = std::env::var("PATH").unwrap_or_default();
+        environ.insert("PATH".to_owned(), format!("{}:{path}", setup.bin.display()));
         let drone = Drone::start(DroneOpts {
             runner_capacity: setup.capacity,
             runner_root: Some(d.join("runner")),
@@ -305,19 +285,58 @@ impl World {
             gitea,
             drone,
             proxy,
-            pr,
-            sha,
+            pr: 0,
+            sha: String::new(),
             bridge_listen,
             site_server,
             bridge: None,
             dashboard: None,
             stop_dashboard: Default::default(),
         };
+        let (pr, sha) = w.open_pr("tidy-readme", "Tidy the README", |dir| {
+            write(
+                &dir.join("README.md"),
+                "# custom-html\n\nStatic HTML behind Traefik, as tidied up in a PR.\n",
+            )
+        })?;
+        w.pr = pr;
+        w.sha = sha;
         w.start_bridge()?;
         if w.setup.dashboard_secs > 0 {
             w.start_dashboard_timer();
         }
         Ok(w)
+    }
+
+    /// Opens a PR from `branch`, whose one commit on top of the recipe's main is what `edit`
+    /// makes of the checkout; returns its number and head sha.
+    pub fn open_pr(
+        &self,
+        branch: &str,
+        title: &str,
+        edit: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<(i64, String)> {
+        let work = self.setup.dir.join("pr-work");
+        git(&work, &["checkout", "-q", "-B", branch, "origin/HEAD"])?;
+        edit(&work)?;
+        git(&work, &["commit", "-qam", title])?;
+        git(&work, &["push", "-q", "-f", "origin", branch])?;
+        let sha = git(&work, &["rev-parse", "HEAD"])?;
+        self.gitea.push_branch(ORG, RECIPE, branch, &sha)?;
+        let pr = self.gitea.open_pull(
+            ORG,
+            RECIPE,
+            &PullSpec {
+                poster: "bob".into(),
+                title: title.into(),
+                body: String::new(),
+                head_repo: None,
+                head_branch: branch.into(),
+                head_sha: sha.clone(),
+                base_branch: None,
+            },
+        )?;
+        Ok((pr, sha))
     }
 
     pub fn config(&self, name: &str) -> PathBuf {
@@ -379,7 +398,11 @@ impl World {
 
     /// Posts a comment on the demo PR as `user`; returns its id.
     pub fn comment(&self, user: &str, body: &str) -> Result<i64> {
-        self.gitea.comment(ORG, RECIPE, self.pr, user, body)
+        self.comment_on(self.pr, user, body)
+    }
+
+    pub fn comment_on(&self, pr: i64, user: &str, body: &str) -> Result<i64> {
+        self.gitea.comment(ORG, RECIPE, pr, user, body)
     }
 
     pub fn builds(&self) -> Vec<crate::drone::Build> {
