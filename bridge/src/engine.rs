@@ -680,7 +680,12 @@ impl Engine {
             .state
             .runs
             .iter()
-            .filter(|(n, r)| **n != number && r.repo == intent.repo && r.pr == intent.pr)
+            .filter(|(n, r)| {
+                **n != number
+                    && r.repo == intent.repo
+                    && r.pr == intent.pr
+                    && r.superseded_by.is_none()
+            })
             .map(|(n, _)| *n)
             .collect();
         let mut run = Run {
@@ -740,10 +745,11 @@ impl Engine {
         if let Some(run) = self.state.runs.get_mut(&old) {
             run.superseded_by = Some(newer);
         }
+        self.save();
+        // The run stays followed until its comment says it was superseded: update_run forgets
+        // it only once that is written, and follow retries when Drone or Gitea failed here.
         let build = self.drone.get_build(&dr.owner, &dr.name, old).ok();
         self.update_run(old, build, 0);
-        self.state.runs.remove(&old);
-        self.save();
     }
 
     fn find_status_comment(&self, intent: &Intent, build: i64) -> Option<i64> {
