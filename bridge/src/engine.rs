@@ -688,7 +688,7 @@ impl Engine {
             })
             .map(|(n, _)| *n)
             .collect();
-        let mut run = Run {
+        let run = Run {
             repo: intent.repo.clone(),
             pr: intent.pr,
             recipe: intent.recipe.clone(),
@@ -698,9 +698,7 @@ impl Engine {
             last_body: String::new(),
             superseded_by: None,
         };
-        if adopted {
-            run.status_comment = self.find_status_comment(intent, b.number).unwrap_or(0);
-        }
+        // An adopted build may have its comment already: update_run looks for it by marker.
         self.state.runs.insert(number, run);
         self.state.intents.remove(&id);
         self.decided(id);
@@ -752,14 +750,14 @@ impl Engine {
         self.update_run(old, build, 0);
     }
 
-    fn find_status_comment(&self, intent: &Intent, build: i64) -> Option<i64> {
-        let repo = Repo::parse(&intent.repo).ok()?;
+    /// The bot's comment carrying the run's marker. An error is not "none": posting a second
+    /// comment because the search failed is exactly the duplicate the marker is there to stop.
+    fn find_status_comment(&self, repo: &Repo, pr: i64, build: i64) -> Result<Option<i64>> {
         let mark = comment::marker(build);
         let comments = self
             .gitea
-            .issue_comments(&repo.owner, &repo.name, intent.pr, None)
-            .ok()?;
-        comments
+            .issue_comments(&repo.owner, &repo.name, pr, None)?;
+        Ok(comments
             .iter()
             .find(|c| {
                 c.body.contains(&mark)
@@ -767,7 +765,7 @@ impl Engine {
                         .as_ref()
                         .is_some_and(|u| u.login.eq_ignore_ascii_case(&self.cfg.bot_user))
             })
-            .map(|c| c.id)
+            .map(|c| c.id))
     }
 
     /// Renders the run's comment and writes it if it changed; forgets finished runs.
@@ -796,20 +794,20 @@ impl Engine {
         let finished = ccci::drone::is_done(&build.status) || run.superseded_by.is_some();
         let mut status_comment = run.status_comment;
         if status_comment == 0 {
-            // A crash may have come after the post and before the save.
-            status_comment = self
-                .find_status_comment(
-                    &Intent {
-                        repo: run.repo.clone(),
-                        pr: run.pr,
-                        recipe: run.recipe.clone(),
-                        sha: run.sha.clone(),
-                        src: String::new(),
-                        at: 0,
-                    },
-                    number,
-                )
-                .unwrap_or(0);
+            // A crash (or a lost answer) may have come after the post and before the save.
+            match self.find_status_comment(&repo, run.pr, number) {
+                Ok(found) => status_comment = found.unwrap_or(0),
+                Err(e) => {
+                    self.metrics.api_error("gitea", &e);
+                    log(
+                        Level::Warn,
+                        "looking for the run's PR comment failed; will retry",
+                        &[("build", &number), ("error", &format!("{e:#}"))],
+                    );
+                    self.save();
+                    return;
+                }
+            }
         }
         if body != run.last_body || status_comment == 0 {
             let result = if status_comment == 0 {
