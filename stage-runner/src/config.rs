@@ -39,7 +39,8 @@ pub struct Config {
     pub scheme: String,
     #[serde(default = "default_tls_verify")]
     pub tls_verify: bool,
-    /// How long an app may take to answer after a deploy.
+    /// How long an app may take to answer after a deploy; caps a recipe's own
+    /// `deploy_timeout_secs`.
     #[serde(default = "default_deploy_timeout")]
     pub deploy_timeout_secs: u64,
     /// Bound on one abra command or one pytest phase.

@@ -316,11 +316,14 @@ impl Ctx {
     }
 
     fn wait_up(&self) -> Result<()> {
+        // The recipe says how long it needs; the host's setting caps it.
         let limit = Duration::from_secs(
             self.run
                 .ci
                 .deploy_timeout_secs
-                .unwrap_or(self.cfg.deploy_timeout_secs),
+                .map_or(self.cfg.deploy_timeout_secs, |t| {
+                    t.min(self.cfg.deploy_timeout_secs)
+                }),
         );
         let url = format!("{}{}", self.base_url(), self.run.ci.health_path);
         wait::until_up(

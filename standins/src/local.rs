@@ -38,6 +38,8 @@ pub struct Setup {
     pub dashboard_secs: u64,
     /// Concurrent stages on the runner.
     pub capacity: usize,
+    /// stage-runner's cap on waiting for a deployed app to answer.
+    pub deploy_timeout_secs: u64,
 }
 
 pub struct World {
@@ -218,7 +220,7 @@ impl World {
                 "http_proxy": proxy.url(),
                 "scheme": "http",
                 "tls_verify": false,
-                "deploy_timeout_secs": 120,
+                "deploy_timeout_secs": setup.deploy_timeout_secs,
                 "command_timeout_secs": 600,
                 "janitor_max_age_secs": 3600,
                 "allowed_src": [format!("file://{}/", forge.display())],
@@ -276,7 +278,9 @@ impl World {
                     url: format!("http://{bridge_listen}/hook"),
                     secret: HOOK_SECRET.into(),
                     version: HookVersion::V1_24,
-                    events: vec!["issue_comment".into()],
+                    // Gitea files PR comments under `pull_request_comment`; a hook on
+                    // `issue_comment` alone only hears comments on issues.
+                    events: vec!["pull_request_comment".into()],
                 },
             )?;
         }
@@ -413,10 +417,13 @@ impl World {
 
     /// The bot's comments on the demo PR, oldest first, read through the public API.
     pub fn bot_comments(&self) -> Result<Vec<(i64, String)>> {
+        self.bot_comments_on(self.pr)
+    }
+
+    pub fn bot_comments_on(&self, pr: i64) -> Result<Vec<(i64, String)>> {
         let url = format!(
-            "{}/repos/{ORG}/{RECIPE}/issues/{}/comments",
-            self.gitea.api_url(),
-            self.pr
+            "{}/repos/{ORG}/{RECIPE}/issues/{pr}/comments",
+            self.gitea.api_url()
         );
         let list: Vec<serde_json::Value> = ureq::get(&url)
             .call()

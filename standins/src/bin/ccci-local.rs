@@ -70,6 +70,7 @@ fn run(mut args: pico_args::Arguments) -> Result<bool> {
         poll_secs: 2,
         dashboard_secs: 5,
         capacity: 2,
+        deploy_timeout_secs: 120,
     })?;
     clock.say(&format!(
         "up: Gitea {}  Drone {}  proxy {}  bridge {}",

@@ -1,0 +1,243 @@
+//! The whole loop, end to end: a comment on the stand-in Gitea → the real bridge → the
+//! stand-in Drone running this repository's committed `.drone.yml` → the real stage-runner
+//! with the real suites → the PR comment and the dashboard. Every binary as deployed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use standins::local::{Setup, World, MAINTAINER};
+
+const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// The workspace's binaries, built once for this test run.
+fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_BIN_EXE_abra"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let mut args = vec!["build", "-q", "--workspace", "--bins"];
+        if dir.ends_with("release") {
+            args.push("--release");
+        }
+        let ok = Command::new(env!("CARGO"))
+            .args(&args)
+            .current_dir(REPO)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "building the workspace");
+        dir
+    })
+}
+
+fn world(name: &str, webhooks: bool, poll_secs: u64) -> World {
+    let dir = std::env::temp_dir().join(format!("e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    World::start(Setup {
+        dir,
+        repo: PathBuf::from(REPO).canonicalize().unwrap(),
+        bin: bin_dir().to_owned(),
+        webhooks,
+        poll_secs,
+        dashboard_secs: 0,
+        capacity: 2,
+        // A broken app never answers: fail it fast.
+        deploy_timeout_secs: 20,
+    })
+    .unwrap()
+}
+
+fn wait<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn final_comment(w: &World, pr: i64, build: i64) -> String {
+    wait("the final PR comment", Duration::from_secs(180), || {
+        w.bot_comments_on(pr)
+            .unwrap()
+            .into_iter()
+            .find_map(|(_, body)| {
+                (body.contains(&format!("run [#{build}]")) && body.contains("Reproduce"))
+                    .then_some(body)
+            })
+    })
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn webhook_run_goes_green_everywhere_and_leaves_nothing() {
+    let w = world("green", true, 30);
+    let t0 = Instant::now();
+    let c = w.comment(MAINTAINER, "!testme").unwrap();
+    let b = wait("a build", Duration::from_secs(2), || {
+        w.builds().into_iter().next()
+    });
+    eprintln!("comment → build: {:?}", t0.elapsed());
+    assert_eq!(b.params["RECIPE"], "custom-html");
+    assert_eq!(b.params["REF"], w.sha);
+    assert_eq!(b.params["PR"], w.pr.to_string());
+    assert_eq!(b.params["COMMENT"], c.to_string());
+    let body = final_comment(&w, w.pr, b.number);
+    assert!(body.contains("**passed**"), "{body}");
+    assert!(body.contains(&format!("--ref {}", w.sha)), "{body}");
+    let b = w.drone.build("coop-cloud", "cc-ci", b.number).unwrap();
+    assert_eq!(b.status, "success");
+    let steps: Vec<(String, String)> = b.stages[0]
+        .steps
+        .iter()
+        .map(|s| (s.name.clone(), s.status.clone()))
+        .collect();
+    let names: Vec<&str> = steps.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "prepare",
+            "install",
+            "upgrade",
+            "backup",
+            "recipe-tests",
+            "teardown"
+        ]
+    );
+    assert!(steps.iter().all(|(_, s)| s == "success"), "{steps:?}");
+    // The install step really ran the install tests with the params the bridge sent.
+    let log = w
+        .drone
+        .step_log("coop-cloud", "cc-ci", b.number, 1, 2)
+        .unwrap_or_default();
+    let text: String = log.iter().map(|l| l.out.as_str()).collect();
+    assert!(text.contains("phase install"), "{text}");
+    assert!(
+        text.contains(&w.sha[..10]) || text.contains("custom-html-"),
+        "{text}"
+    );
+
+    w.generate_dashboard().unwrap();
+    let site = w.site();
+    let index = read(&site.join("index.html"));
+    assert!(index.contains("custom-html"));
+    assert!(index.to_lowercase().contains("passed") || index.to_lowercase().contains("passing"));
+    assert!(read(&site.join("recipes/custom-html.html")).contains(&format!("{}", b.number)));
+    let run = read(&site.join(format!("runs/{}.html", b.number)));
+    for stage in ["install", "upgrade", "backup"] {
+        assert!(run.contains(stage), "run page lacks {stage}");
+    }
+    assert!(read(&site.join("badges/custom-html.svg")).contains("passing"));
+    assert!(
+        std::fs::read_dir(w.setup.dir.join("state/runs")).map_or(true, |mut d| d.next().is_none()),
+        "run directories left"
+    );
+    let swarm = read(&w.setup.dir.join("swarm/state.json"));
+    let v: serde_json::Value = serde_json::from_str(&swarm).unwrap();
+    assert!(
+        v["stacks"].as_object().is_none_or(|m| m.is_empty()),
+        "{swarm}"
+    );
+    w.stop();
+}
+
+#[test]
+fn polling_alone_finds_the_comment_within_one_interval() {
+    let w = world("poll", false, 3);
+    // Let the bridge's first cycle pass, so the comment waits for the next one.
+    std::thread::sleep(Duration::from_secs(1));
+    let t0 = Instant::now();
+    w.comment(MAINTAINER, "!testme").unwrap();
+    let b = wait("a build from polling", Duration::from_secs(3 + 2), || {
+        w.builds().into_iter().next()
+    });
+    eprintln!("comment → build by polling: {:?}", t0.elapsed());
+    let body = final_comment(&w, w.pr, b.number);
+    assert!(body.contains("**passed**"), "{body}");
+    w.stop();
+}
+
+#[test]
+fn a_broken_release_is_red_everywhere() {
+    let w = world("red", true, 30);
+    // The PR swaps the image for one that serves no page: the install tests must catch it.
+    let (pr, _) = w
+        .open_pr("break-it", "Switch the image", |dir| {
+            let p = dir.join("compose.yml");
+            let text = std::fs::read_to_string(&p)?;
+            std::fs::write(
+                &p,
+                text.replace("image: nginx:1.27.2", "image: busybox:1.36"),
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    w.comment_on(pr, MAINTAINER, "!testme").unwrap();
+    let b = wait("a build", Duration::from_secs(5), || {
+        w.builds().into_iter().next()
+    });
+    let body = final_comment(&w, pr, b.number);
+    assert!(
+        body.contains("**failed**") || body.contains("**could not run**"),
+        "{body}"
+    );
+    assert!(body.contains("| install | ❌ failed |"), "{body}");
+    w.generate_dashboard().unwrap();
+    let site = w.site();
+    assert!(read(&site.join("badges/custom-html.svg")).contains("failing"));
+    let run = read(&site.join(format!("runs/{}.html", b.number)));
+    assert!(
+        run.to_lowercase().contains("failed"),
+        "run page shows the failure"
+    );
+    w.stop();
+}
+
+#[test]
+fn a_new_testme_supersedes_the_run_in_flight() {
+    let w = world("supersede", true, 30);
+    w.comment(MAINTAINER, "!testme").unwrap();
+    // Wait until the first run is deploying, then ask again.
+    wait("the first run's install", Duration::from_secs(30), || {
+        let b = w.drone.build("coop-cloud", "cc-ci", 1)?;
+        b.stages
+            .first()?
+            .steps
+            .iter()
+            .any(|s| s.name == "install" && s.status == "running")
+            .then_some(())
+    });
+    w.comment(MAINTAINER, "!testme").unwrap();
+    let superseded = wait("the superseded comment", Duration::from_secs(30), || {
+        w.bot_comments()
+            .unwrap()
+            .into_iter()
+            .find_map(|(_, b)| (b.contains("run [#1]") && b.contains("superseded")).then_some(b))
+    });
+    assert!(superseded.contains("by run #2"), "{superseded}");
+    let first = w.drone.build("coop-cloud", "cc-ci", 1).unwrap();
+    assert_eq!(first.status, "killed", "cancelled in Drone");
+    let body = final_comment(&w, w.pr, 2);
+    assert!(body.contains("**passed**"), "{body}");
+    // The cancelled run tore itself down (its shell was killed; stage-runner noticed).
+    wait("the swarm to be empty", Duration::from_secs(60), || {
+        let text = std::fs::read_to_string(w.setup.dir.join("swarm/state.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        v["stacks"]
+            .as_object()
+            .is_none_or(|m| m.is_empty())
+            .then_some(())
+    });
+    w.stop();
+}
