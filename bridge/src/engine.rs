@@ -725,29 +725,49 @@ impl Engine {
 
     fn supersede(&mut self, old: i64, newer: i64) {
         let dr = self.cfg.drone_repo.clone();
-        match self.drone.cancel(&dr.owner, &dr.name, old) {
-            Ok(_) => log(
-                Level::Info,
-                "cancelled superseded run",
-                &[("build", &old), ("by", &newer)],
-            ),
-            Err(e) => {
-                self.metrics.api_error("drone", &e);
-                log(
-                    Level::Warn,
-                    "cancelling superseded run failed",
-                    &[("build", &old), ("error", &format!("{e:#}"))],
-                );
+        // A run that has already ended keeps its own outcome: only a pending or running one
+        // is cancelled and said to be superseded.
+        if let Ok(b) = self.drone.get_build(&dr.owner, &dr.name, old) {
+            if ccci::drone::is_done(&b.status) {
+                self.update_run(old, Some(b), 0);
+                return;
             }
         }
+        // Saved before the cancel, so a restart in between still cancels it (see follow).
         if let Some(run) = self.state.runs.get_mut(&old) {
             run.superseded_by = Some(newer);
         }
         self.save();
-        // The run stays followed until its comment says it was superseded: update_run forgets
-        // it only once that is written, and follow retries when Drone or Gitea failed here.
-        let build = self.drone.get_build(&dr.owner, &dr.name, old).ok();
+        let build = self
+            .cancel(old, newer)
+            .or_else(|| self.drone.get_build(&dr.owner, &dr.name, old).ok());
+        // The run stays followed until its comment says it was superseded and Drone says it
+        // ended: update_run forgets it only then, and follow retries whatever failed here.
         self.update_run(old, build, 0);
+    }
+
+    /// Cancels a superseded run in Drone; the build as Drone answered, when it did.
+    fn cancel(&mut self, old: i64, newer: i64) -> Option<Build> {
+        let dr = self.cfg.drone_repo.clone();
+        match self.drone.cancel(&dr.owner, &dr.name, old) {
+            Ok(b) => {
+                log(
+                    Level::Info,
+                    "cancelled superseded run",
+                    &[("build", &old), ("by", &newer)],
+                );
+                Some(b)
+            }
+            Err(e) => {
+                self.metrics.api_error("drone", &e);
+                log(
+                    Level::Warn,
+                    "cancelling superseded run failed; will retry",
+                    &[("build", &old), ("error", &format!("{e:#}"))],
+                );
+                None
+            }
+        }
     }
 
     /// The bot's comment carrying the run's marker. An error is not "none": posting a second
@@ -782,16 +802,20 @@ impl Engine {
             self.cfg.drone_url, self.cfg.drone_repo.owner, self.cfg.drone_repo.name, number
         );
         let dash = format!("{}/runs/{number}.html", self.cfg.dashboard_url);
+        // A run that ended on its own before the cancel reached Drone keeps its own outcome.
+        let superseded_by = run
+            .superseded_by
+            .filter(|_| !ccci::drone::is_done(&build.status) || build.status == "killed");
         let view = comment::RunView {
             build_link: &link,
             dashboard_run: &dash,
             recipe: &run.recipe,
             sha: &run.sha,
             queued_ahead,
-            superseded_by: run.superseded_by,
+            superseded_by,
         };
         let body = comment::status(&build, &view, now());
-        let finished = ccci::drone::is_done(&build.status) || run.superseded_by.is_some();
+        let finished = ccci::drone::is_done(&build.status);
         let mut status_comment = run.status_comment;
         if status_comment == 0 {
             // A crash (or a lost answer) may have come after the post and before the save.
@@ -874,7 +898,15 @@ impl Engine {
         let numbers: Vec<i64> = self.state.runs.keys().copied().collect();
         for n in numbers {
             match self.drone.get_build(&dr.owner, &dr.name, n) {
-                Ok(b) => {
+                Ok(mut b) => {
+                    let superseded_by = self.state.runs.get(&n).and_then(|r| r.superseded_by);
+                    if let Some(newer) = superseded_by.filter(|_| !ccci::drone::is_done(&b.status))
+                    {
+                        // The cancel failed or a crash came before it: cancel again.
+                        if let Some(cancelled) = self.cancel(n, newer) {
+                            b = cancelled;
+                        }
+                    }
                     let ahead = waiting.iter().filter(|w| **w < n).count();
                     self.update_run(n, Some(b), ahead);
                 }
