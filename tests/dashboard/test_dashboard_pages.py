@@ -263,7 +263,9 @@ def test_images_decode_and_layout_fits(site, browser):
     ctx = browser.new_context(viewport={"width": 1440, "height": 900})
     page = ctx.new_page()
     page.goto(site + "recipes/custom-html.html", wait_until="load")
-    page.click("table.rs tbody tr >> nth=0 >> th a")
+    # The click navigates: wait for the run page and its images before counting them.
+    with page.expect_navigation(wait_until="load"):
+        page.click("table.rs tbody tr >> nth=0 >> th a")
     n = page.eval_on_selector_all("img", "imgs => imgs.filter(i => i.naturalWidth > 0).length")
     assert n >= 1, "the run's screenshot is shown"
     ctx.close()
