@@ -455,8 +455,12 @@ impl Ctx {
         Ok(o)
     }
 
-    /// Why a stage after install cannot run: it needs the live app install left.
-    fn needs_install(&self) -> Result<Option<Outcome>> {
+    /// Why a stage after install does not run: skipped in `ci.json`, or no live app because
+    /// install did not pass.
+    fn precheck(&self, stage: &str) -> Result<Option<Outcome>> {
+        if let Some(why) = self.run.ci.skip.get(stage) {
+            return Ok(Some(Outcome::skipped(why.clone())));
+        }
         let s = Summary::load(&self.summary_path())?;
         Ok(match s.stage("install").map(|st| st.status) {
             Some(Status::Passed) => None,
@@ -466,10 +470,7 @@ impl Ctx {
     }
 
     pub fn upgrade(&mut self) -> Result<Outcome> {
-        if let Some(why) = self.run.ci.skip.get("upgrade") {
-            return Ok(Outcome::skipped(why.clone()));
-        }
-        if let Some(o) = self.needs_install()? {
+        if let Some(o) = self.precheck("upgrade")? {
             return Ok(o);
         }
         let Some(base) = self.run.upgrade_base.clone() else {
@@ -503,10 +504,7 @@ impl Ctx {
     }
 
     pub fn backup(&mut self) -> Result<Outcome> {
-        if let Some(why) = self.run.ci.skip.get("backup") {
-            return Ok(Outcome::skipped(why.clone()));
-        }
-        if let Some(o) = self.needs_install()? {
+        if let Some(o) = self.precheck("backup")? {
             return Ok(o);
         }
         let d = self.run.domain.clone();
@@ -540,10 +538,7 @@ impl Ctx {
     }
 
     pub fn recipe_tests(&mut self) -> Result<Outcome> {
-        if let Some(why) = self.run.ci.skip.get("recipe-tests") {
-            return Ok(Outcome::skipped(why.clone()));
-        }
-        if let Some(o) = self.needs_install()? {
+        if let Some(o) = self.precheck("recipe-tests")? {
             return Ok(o);
         }
         let src = self.abra().recipe_dir(&self.run.recipe).join("tests");
