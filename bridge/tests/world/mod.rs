@@ -389,7 +389,9 @@ impl World {
                     url: url.into(),
                     secret: self.webhook_secrets[0].clone(),
                     version: HookVersion::V1_24,
-                    events: vec!["issue_comment".into()],
+                    // Gitea files PR comments under `pull_request_comment`
+                    // (routers/api/v1/utils/hook.go); `issue_comment` alone hears only issues.
+                    events: vec!["pull_request_comment".into()],
                 },
             )
             .unwrap();
