@@ -159,7 +159,7 @@ fn repo_comments_since_is_inclusive_on_update_time() {
     w.g.edit_comment(c1, "alice", "one, edited").unwrap();
 
     let since = |t: i64| {
-        let ts = standins::gitea::util::format_rfc3339(t, 0);
+        let ts = standins::gitea::clock::format_rfc3339(t, 0);
         call(
             "GET",
             &w.api(&format!("/repos/acme/app/issues/comments?since={ts}")),
@@ -721,7 +721,7 @@ fn hmac256(key: &[u8], data: &[u8]) -> String {
     use hmac::{Hmac, KeyInit, Mac};
     let mut m = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).unwrap();
     m.update(data);
-    standins::gitea::util::hex(&m.finalize().into_bytes())
+    standins::gitea::digest::hex(&m.finalize().into_bytes())
 }
 
 // services/webhook/deliver.go addDefaultHeaders + Deliver; services/webhook/notifier.go
@@ -757,7 +757,8 @@ fn webhook_signature_headers_and_shapes() {
             req.request.header("X-Hub-Signature-256").unwrap(),
             format!("sha256={sig}")
         );
-        let sha1 = standins::gitea::util::hex(&standins::gitea::util::hmac_sha1(b"s3cret", body));
+        let sha1 =
+            standins::gitea::digest::hex(&standins::gitea::digest::hmac_sha1(b"s3cret", body));
         assert_eq!(
             req.request.header("X-Hub-Signature").unwrap(),
             format!("sha1={sha1}")

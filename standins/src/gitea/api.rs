@@ -5,8 +5,9 @@
 
 use serde_json::{json, Value};
 
+use super::clock::parse_rfc3339;
+use super::digest::base64_decode;
 use super::render;
-use super::util::{base64_decode, parse_rfc3339};
 use super::{Parts, Repo, State, User};
 use crate::http::{Request, Response};
 

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::digest::{go_html_escape, hex, hmac_sha1, hmac_sha256, uuid};
 use super::render;
-use super::util::{go_html_escape, hex, hmac_sha1, hmac_sha256, uuid};
 use super::{Parts, State};
 
 const DELIVER_TIMEOUT: Duration = Duration::from_secs(5);

@@ -7,10 +7,11 @@
 //! served as JSON under `/_standin/` (see [`control`]).
 
 mod api;
+pub mod clock;
 pub mod control;
+pub mod digest;
 mod hooks;
 mod render;
-pub mod util;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -176,11 +177,11 @@ pub(crate) struct State {
 
 impl State {
     pub fn now(&self) -> i64 {
-        self.fixed_now.unwrap_or_else(util::real_now)
+        self.fixed_now.unwrap_or_else(clock::real_now)
     }
 
     pub fn time(&self, unix: i64) -> String {
-        util::format_rfc3339(unix, self.tz_offset)
+        clock::format_rfc3339(unix, self.tz_offset)
     }
 
     pub fn next(&mut self) -> i64 {
@@ -659,7 +660,7 @@ impl Parts {
                 bail!("unknown token scope {sc:?}");
             }
         }
-        let token = util::token();
+        let token = digest::token();
         s.tokens.push(Token {
             token: token.clone(),
             user_id,
@@ -920,7 +921,7 @@ impl Parts {
         let i = find_issue(&s, owner, repo, index)?;
         let by = find_user(&s, by)?;
         let now = s.now();
-        let commit = util::token();
+        let commit = digest::token();
         let issue = &mut s.issues[i];
         let pull = issue
             .pull
