@@ -66,6 +66,8 @@ pub struct Engine {
     /// Notification thread id → the `updated_at` already processed (idle polls skip it).
     seen_threads: HashMap<i64, i64>,
     retrying: HashMap<i64, Retrying>,
+    /// Run updates not yet written to the state file (see `flush`).
+    dirty: bool,
 }
 
 pub fn now() -> i64 {
@@ -112,6 +114,7 @@ impl Engine {
             metrics,
             seen_threads: HashMap::new(),
             retrying: HashMap::new(),
+            dirty: false,
         })
     }
 
@@ -120,6 +123,7 @@ impl Engine {
     }
 
     fn save(&mut self) {
+        self.dirty = false;
         self.metrics
             .followed_runs
             .store(self.state.runs.len() as u64, Ordering::Relaxed);
@@ -721,6 +725,7 @@ impl Engine {
             self.supersede(n, b.number);
         }
         self.update_run(number, Some(b.clone()), 0);
+        self.flush();
     }
 
     fn supersede(&mut self, old: i64, newer: i64) {
@@ -828,11 +833,12 @@ impl Engine {
                         "looking for the run's PR comment failed; will retry",
                         &[("build", &number), ("error", &format!("{e:#}"))],
                     );
-                    self.save();
                     return;
                 }
             }
         }
+        // Saved only when something changed: an idle follow cycle costs no disk write.
+        let mut changed = false;
         if body != run.last_body || status_comment == 0 {
             let result = if status_comment == 0 {
                 self.gitea
@@ -849,6 +855,7 @@ impl Engine {
                         r.status_comment = cid;
                         r.last_body = body;
                     }
+                    changed = true;
                 }
                 Err(e) => {
                     self.metrics.api_error("gitea", &e);
@@ -857,7 +864,6 @@ impl Engine {
                         "writing the run's PR comment failed",
                         &[("build", &number), ("error", &format!("{e:#}"))],
                     );
-                    self.save();
                     return;
                 }
             }
@@ -874,8 +880,20 @@ impl Engine {
                 ],
             );
             self.state.runs.remove(&number);
+            changed = true;
         }
-        self.save();
+        if changed {
+            self.dirty = true;
+        }
+    }
+
+    /// Writes run updates left by `update_run`. Deferring them is safe: a crash before the
+    /// write loses only a status comment's id, found again by its marker, or a finished run,
+    /// whose final comment is then written again unchanged.
+    fn flush(&mut self) {
+        if self.dirty {
+            self.save();
+        }
     }
 
     /// Follows every run: one list request for queue positions, one read per run.
@@ -920,6 +938,7 @@ impl Engine {
                 }
             }
         }
+        self.flush();
     }
 
     fn reply(&self, repo: &Repo, pr: i64, text: &str) {
