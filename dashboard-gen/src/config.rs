@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use ccci::run::check_recipe_name;
 use ccci::secret::Secret;
 
 /// The file as written. Field names are the config keys `--help` documents.
@@ -52,35 +51,7 @@ fn default_max_pages() -> u32 {
     120
 }
 
-/// A repository `owner/name`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Repo {
-    pub owner: String,
-    pub name: String,
-}
-
-impl Repo {
-    pub fn parse(s: &str) -> Result<Repo> {
-        let ok_part = |p: &str| {
-            !p.is_empty()
-                && p != "."
-                && p != ".."
-                && p.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        };
-        match s.split_once('/') {
-            Some((o, n)) if ok_part(o) && ok_part(n) => Ok(Repo {
-                owner: o.into(),
-                name: n.into(),
-            }),
-            _ => bail!("{s:?} is not a repository of the form owner/name"),
-        }
-    }
-
-    pub fn full(&self) -> String {
-        format!("{}/{}", self.owner, self.name)
-    }
-}
+pub use ccci::config::Repo;
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -101,33 +72,13 @@ pub struct Config {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config {}", path.display()))?;
-        let file: File = serde_json::from_str(&text)
-            .with_context(|| format!("parsing config {}", path.display()))?;
+        let file: File = ccci::config::load_json(path)?;
         Config::validate(file).with_context(|| format!("config {}", path.display()))
     }
 
     pub fn validate(f: File) -> Result<Config> {
-        let url = |key: &str, v: &str| -> Result<String> {
-            if !(v.starts_with("http://") || v.starts_with("https://"))
-                || v.contains(char::is_whitespace)
-            {
-                bail!("{key} must be an http(s) URL, got {v:?}");
-            }
-            Ok(v.trim_end_matches('/').to_owned())
-        };
-        let mut recipes = BTreeMap::new();
-        for (recipe, repo) in &f.recipes {
-            check_recipe_name(recipe).context("recipes")?;
-            recipes.insert(
-                recipe.clone(),
-                Repo::parse(repo).with_context(|| format!("recipes.{recipe}"))?,
-            );
-        }
-        if recipes.is_empty() {
-            bail!("recipes: no recipe is enrolled");
-        }
+        let url = ccci::config::http_url;
+        let recipes = ccci::config::recipes(&f.recipes)?;
         if f.history == 0 || f.history > 1000 {
             bail!("history must be between 1 and 1000 runs, got {}", f.history);
         }

@@ -87,10 +87,7 @@ fn default_janitor_age() -> u64 {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config {}", path.display()))?;
-        let cfg: Config = serde_json::from_str(&text)
-            .with_context(|| format!("parsing config {}", path.display()))?;
+        let cfg: Config = ccci::config::load_json(path)?;
         cfg.validate()
             .with_context(|| format!("config {}", path.display()))?;
         Ok(cfg)
