@@ -164,7 +164,7 @@ impl Engine {
                 next_fast = Instant::now() + self.cfg.poll_interval;
             }
             if t >= next_follow {
-                self.follow();
+                self.follow(Some(&rx));
                 next_follow = Instant::now() + self.cfg.follow_interval;
             }
         }
@@ -896,8 +896,9 @@ impl Engine {
         }
     }
 
-    /// Follows every run: one list request for queue positions, one read per run.
-    pub fn follow(&mut self) {
+    /// Follows every run: one list request for queue positions, one read per run. Webhook
+    /// comments that arrive meanwhile are handled between runs, not after all of them.
+    pub fn follow(&mut self, incoming: Option<&Receiver<Incoming>>) {
         if self.state.runs.is_empty() {
             return;
         }
@@ -915,6 +916,13 @@ impl Engine {
         };
         let numbers: Vec<i64> = self.state.runs.keys().copied().collect();
         for n in numbers {
+            while let Some(inc) = incoming.and_then(|rx| rx.try_recv().ok()) {
+                self.handle(&inc.repo, &inc.comment, inc.edited, inc.source);
+            }
+            if !self.state.runs.contains_key(&n) {
+                // Forgotten meanwhile (superseded by a comment just handled, and ended).
+                continue;
+            }
             match self.drone.get_build(&dr.owner, &dr.name, n) {
                 Ok(mut b) => {
                     let superseded_by = self.state.runs.get(&n).and_then(|r| r.superseded_by);
