@@ -493,3 +493,104 @@ fn sigterm_of_stage_runner_tears_the_run_down() {
         false,
     );
 }
+
+#[test]
+fn local_runs_every_stage_on_your_own_server_and_cleans_up() {
+    let w = World::new("local");
+    let out = w
+        .command("local", &[])
+        .args(["custom-html", "--ref", &w.sha, "--src", &w.src()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for stage in ["install", "upgrade", "backup", "recipe-tests", "teardown"] {
+        assert!(
+            text.contains(&format!("stage {stage}: ")),
+            "{stage} did not run:\n{text}"
+        );
+    }
+    let results: Vec<_> = std::fs::read_dir(w.dir.join("results"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(results.len(), 1);
+    assert!(results[0].starts_with('l'), "a local run id: {results:?}");
+    assert_eq!(w.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn the_janitor_never_touches_apps_it_did_not_create() {
+    let w = World::new("janitor-foreign");
+    // The proxy, Drone, the dashboard: apps on the same server that no run created.
+    let abra = |args: &[&str]| {
+        let out = std::process::Command::new(world::bin_dir().join("abra"))
+            .args(args)
+            .env("ABRA_DIR", &w.host_abra)
+            .env("STANDIN_SWARM_DIR", &w.swarm)
+            .env("STANDIN_ABRA_CATALOGUE", &w.catalogue)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "abra {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    abra(&["recipe", "fetch", "custom-html"]);
+    abra(&[
+        "app",
+        "new",
+        "custom-html",
+        "--server",
+        "default",
+        "--domain",
+        "dashboard.ci.test",
+    ]);
+    abra(&["app", "secret", "generate", "dashboard.ci.test", "--all"]);
+    abra(&["app", "deploy", "dashboard.ci.test", "--no-converge-checks"]);
+    let j = w
+        .command("janitor", &[])
+        .args(["--janitor-max-age-secs", "0"])
+        .output()
+        .unwrap();
+    assert!(j.status.success(), "{}", String::from_utf8_lossy(&j.stdout));
+    assert_eq!(
+        w.stacks(),
+        vec!["dashboard_ci_test".to_owned()],
+        "the janitor left it alone"
+    );
+    abra(&["app", "undeploy", "dashboard.ci.test"]);
+}
+
+#[test]
+fn a_recipe_s_own_tests_run_without_ci_credentials() {
+    let mut w = World::new("own-tests");
+    let repo = w.forge.join("custom-html");
+    std::fs::create_dir_all(repo.join("tests")).unwrap();
+    std::fs::write(
+        repo.join("tests/test_own.py"),
+        r#"import os
+
+def test_no_ci_credentials_and_the_app_answers(http):
+    assert not [k for k in os.environ if k.startswith("DRONE") or k in ("RECIPE", "REF", "SRC")]
+    assert http.get("/").status_code == 200
+"#,
+    )
+    .unwrap();
+    world::git(&repo, &["add", "tests"]);
+    world::git(&repo, &["commit", "-qm", "PR: the recipe's own tests"]);
+    w.sha = world::git(&repo, &["rev-parse", "HEAD"]);
+    // Drone's environment, credentials and all, as the runner would give the step.
+    let mut env = w.params(13);
+    env.push(("DRONE_TOKEN".into(), "not-for-recipe-tests".into()));
+    for stage in ["prepare", "install", "recipe-tests", "teardown"] {
+        let s = w.stage(stage, &env);
+        assert_eq!(s.code, 0, "{stage}: {}", s.stdout);
+    }
+    let sum = w.summary(13);
+    let rt = sum.stage("recipe-tests").unwrap();
+    assert_eq!(rt.status.as_str(), "passed", "{}", rt.reason);
+    assert_eq!(rt.tests.passed, 1);
+    assert_eq!(w.leftovers(), Vec::<String>::new());
+}
