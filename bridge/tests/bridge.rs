@@ -326,3 +326,41 @@ fn check_config_validates_and_help_explains() {
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("webhook_secret_files") && help.contains("USAGE"));
 }
+
+#[test]
+fn a_pr_from_a_deleted_fork_is_fetched_from_the_base_repository() {
+    let mut w = World::new("forkgone", QUICK, &[]);
+    w.gitea.fork_repo("coop-cloud/custom-html", "bob").unwrap();
+    w.gitea
+        .push_branch("bob", "custom-html", "bump", SHA)
+        .unwrap();
+    let pr = w
+        .gitea
+        .open_pull(
+            "coop-cloud",
+            "custom-html",
+            &standins::gitea::PullSpec {
+                poster: "bob".into(),
+                title: "From a fork".into(),
+                body: String::new(),
+                head_repo: Some("bob/custom-html".into()),
+                head_branch: "bump".into(),
+                head_sha: SHA.into(),
+                base_branch: None,
+            },
+        )
+        .unwrap();
+    // The fork is gone; Gitea answers head.repo null (services/convert/pull.go).
+    w.gitea.delete_repo("bob", "custom-html").unwrap();
+    w.start();
+    w.say(pr, "alice", "!testme");
+    w.wait_bot_comment(pr, "**passed**", Duration::from_secs(20));
+    let b = &w.builds()[0];
+    // refs/pull/N/head in the base repository always holds the PR head.
+    assert!(
+        b.params["SRC"].ends_with("/coop-cloud/custom-html.git"),
+        "{}",
+        b.params["SRC"]
+    );
+    assert_eq!(b.params["REF"], SHA);
+}
