@@ -60,6 +60,15 @@ fn seed(test: &str) -> u64 {
     seed
 }
 
+/// A knob for the scale of a run: `bench/reliability.sh` turns these up (500 comments on 20
+/// PRs, 20 kills) where CI keeps them small.
+fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Who says what, and whether it must start a run. Weights repeat entries.
 const MENU: &[(&str, &str, bool)] = &[
     ("alice", "!testme", true),
@@ -247,6 +256,22 @@ fn quiet(w: &World, posted: &[Posted]) -> bool {
         && empty("runs")
 }
 
+/// The settling bound, grown with the number of comments.
+fn bound(base_secs: u64, posted: &[Posted]) -> Duration {
+    Duration::from_secs(base_secs) + Duration::from_millis(200 * posted.len() as u64)
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// Waits (bounded) for the world to settle, then asserts it is exactly-once.
 fn settle_and_check(w: &World, prs: &[i64], posted: &[Posted], bound: Duration) {
     let start = Instant::now();
@@ -292,6 +317,16 @@ fn settle_and_check(w: &World, prs: &[i64], posted: &[Posted], bound: Duration) 
         log.matches("resuming intent").count(),
         log.matches("will retry").count(),
     );
+    let count = |needle: &str| last.iter().filter(|p| p.contains(needle)).count();
+    eprintln!(
+        "exactly-once: comments {}, builds expected {triggers}, builds made {}, duplicates {}, \
+         missed {}, wrongly triggered {}",
+        posted.len(),
+        w.builds().len(),
+        count(" builds: "),
+        count("has no build"),
+        count("must not trigger"),
+    );
     assert!(
         last.is_empty(),
         "not exactly once after {bound:?}:\n  {}",
@@ -309,7 +344,7 @@ fn crash_world(name: &str) -> (World, Vec<i64>) {
         ..Default::default()
     });
     w.add_hook("custom-html", &w.hook_url());
-    let prs: Vec<i64> = (0..4).map(|_| w.open_pr()).collect();
+    let prs: Vec<i64> = (0..knob("CRASH_PRS", 4)).map(|_| w.open_pr()).collect();
     (w, prs)
 }
 
@@ -320,7 +355,7 @@ fn sigkill_at_random_points_leaves_every_testme_with_one_build_and_one_comment()
     let mut kill_rng = Rng::new(seed);
     let mut comment_rng = Rng::new(seed ^ 0x9E37_79B9_7F4A_7C15);
     w.start();
-    let kills = 12 + kill_rng.below(7) as usize;
+    let kills = knob("CRASH_KILLS", 12 + kill_rng.below(7) as usize);
     // Creating a build and posting a comment take a while, as on a busy host: the work is
     // done when the answer is held back, which widens the windows a kill must not break.
     w.drone
@@ -343,7 +378,16 @@ fn sigkill_at_random_points_leaves_every_testme_with_one_build_and_one_comment()
     let (tx, rx) = mpsc::channel();
     let mut aimed = 0;
     let posted = std::thread::scope(|s| {
-        let streamer = s.spawn(|| stream(gitea, &prs, &mut comment_rng, 48, 450, Some(tx)));
+        let streamer = s.spawn(|| {
+            stream(
+                gitea,
+                &prs,
+                &mut comment_rng,
+                knob("CRASH_COMMENTS", 48),
+                450,
+                Some(tx),
+            )
+        });
         for _ in 0..kills {
             while rx.try_recv().is_ok() {}
             // A third of the kills land anywhere; the rest within 400 ms of an authorised `!testme`,
@@ -362,7 +406,7 @@ fn sigkill_at_random_points_leaves_every_testme_with_one_build_and_one_comment()
         streamer.join().unwrap()
     });
     eprintln!("crash: {kills} SIGKILLs, {aimed} of them just after a !testme");
-    settle_and_check(&w, &prs, &posted, Duration::from_secs(40));
+    settle_and_check(&w, &prs, &posted, bound(40, &posted));
 }
 
 #[test]
@@ -388,8 +432,21 @@ fn one_request_in_ten_failing_still_gives_exactly_once() {
             .inject(FaultRule::new("/api/**", fault.clone()).probability(p));
     }
     w.start();
-    let posted = stream(&w.gitea, &prs, &mut comment_rng, 40, 400, None);
-    settle_and_check(&w, &prs, &posted, Duration::from_secs(60));
+    let rss_before = rss_kb(w.pid());
+    let posted = stream(
+        &w.gitea,
+        &prs,
+        &mut comment_rng,
+        knob("CRASH_COMMENTS", 40),
+        400,
+        None,
+    );
+    settle_and_check(&w, &prs, &posted, bound(60, &posted));
+    eprintln!(
+        "faults: bridge VmRSS {} kB before the comments, {} kB after",
+        rss_before,
+        rss_kb(w.pid())
+    );
     let all: Vec<_> = w
         .gitea
         .requests()
