@@ -603,7 +603,9 @@ impl Engine {
         });
         entry.attempts += 1;
         let attempts = entry.attempts;
-        let backoff = Duration::from_secs((2u64 << attempts.min(9)).min(600));
+        // 4 s, 8 s, … capped at 2 min: a maintainer waits at most that long once Gitea or
+        // Drone is back, and the PR hears within about six minutes if it never comes back.
+        let backoff = Duration::from_secs((2u64 << attempts.min(9)).min(120));
         entry.next_at = Instant::now() + backoff;
         log(
             Level::Warn,

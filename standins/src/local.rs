@@ -452,7 +452,15 @@ impl World {
     }
 
     /// Stops everything and removes every trace: apps, the swarm, the directory.
-    pub fn stop(mut self) {
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for World {
+    /// Also when a test fails: no bridge, runner or app outlives the world. The directory
+    /// stays after a panic, for its logs.
+    fn drop(&mut self) {
         self.stop_dashboard
             .store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(h) = self.dashboard.take() {
@@ -461,7 +469,9 @@ impl World {
         self.kill_bridge();
         let _ = self.drone.wait_idle(Duration::from_secs(60));
         crate::abra::swarm::stop_all(&self.setup.dir.join("swarm"));
-        let _ = std::fs::remove_dir_all(&self.setup.dir);
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.setup.dir);
+        }
     }
 }
 
