@@ -30,11 +30,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    pub fn passed_now() -> Outcome {
-        Outcome::passed()
-    }
-
-    fn passed() -> Outcome {
+    pub fn passed() -> Outcome {
         Outcome {
             status: Status::Passed,
             reason: String::new(),
