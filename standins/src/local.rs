@@ -57,20 +57,9 @@ pub struct World {
     stop_dashboard: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// The stand-in abra's git (fixed identity, no user config needed), output trimmed.
 fn git(dir: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "bob")
-        .env("GIT_AUTHOR_EMAIL", "bob@example.org")
-        .env("GIT_COMMITTER_NAME", "bob")
-        .env("GIT_COMMITTER_EMAIL", "bob@example.org")
-        .output()
-        .with_context(|| format!("running git {args:?}"))?;
-    if !out.status.success() {
-        bail!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    Ok(crate::abra::recipe::git(dir, args)?.trim().to_owned())
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
@@ -184,10 +173,8 @@ impl World {
                 admin: false,
             },
         )?;
-        let branch = git(&setup.repo, &["rev-parse", "--abbrev-ref", "HEAD"])?;
         let head = git(&setup.repo, &["rev-parse", "HEAD"])?;
         drone.set_branch(ORG, "cc-ci", "main", &head)?;
-        let _ = branch;
 
         // Its per-request lines would drown the run's story; the apps' logs are in the swarm.
         let proxy = Traefik::start_with(
