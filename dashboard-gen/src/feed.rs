@@ -51,7 +51,7 @@ pub fn atom(
             "{} #{}: {status} (PR #{})",
             recipe.name,
             run.number(),
-            run.params.pr
+            run.build.pr
         );
         let _ = writeln!(
             out,
@@ -60,7 +60,7 @@ pub fn atom(
             xml(&link),
             xml(&link),
             rfc3339(run.build.finished.max(run.when())),
-            xml(&format!("ref {} · {}", &run.params.sha[..7.min(run.params.sha.len())], marks.join(", ")))
+            xml(&format!("ref {} · {}", &run.build.sha[..7.min(run.build.sha.len())], marks.join(", ")))
         );
     }
     out.push_str("</feed>\n");

@@ -1,8 +1,10 @@
 //! Reading Drone incrementally: finished builds are kept in a cache file, and a run asks
 //! Drone only for builds newer than the newest cached one plus those still unfinished.
-//! Each build's run summary is read beside it from the results directory.
+//! Each build's run summary is read beside it from the results directory; the cache keeps a
+//! digest of it (what the overview needs), and run pages read the whole summary again.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -10,14 +12,14 @@ use serde::{Deserialize, Serialize};
 
 use ccci::drone::{self, DroneClient, MAX_PER_PAGE};
 use ccci::log::{emit, Level};
-use ccci::run;
-use ccci::summary::Summary;
+use ccci::run::RunParams;
+use ccci::summary::{Status as StageStatus, Summary};
 
 use crate::config::Config;
 use crate::escape::truncate;
 
 /// Bump when [`CachedBuild`] changes shape; an older cache is then read afresh from Drone.
-const CACHE_SCHEMA: u32 = 1;
+const CACHE_SCHEMA: u32 = 2;
 /// Unfinished builds older than the first pages are re-read one by one, at most this many a
 /// run (a build stuck in `running` for days must not cost a request per run each).
 const MAX_SINGLE_READS: usize = 20;
@@ -27,34 +29,41 @@ const MAX_MESSAGE: usize = 4000;
 const MAX_NAME: usize = 400;
 const MAX_ARTIFACTS: usize = 40;
 
-/// What the site needs of a Drone build, plus its run summary.
+/// One cc-ci run as the site needs it: the Drone build's fields, its run params, and a digest
+/// of its run summary. Builds that are no cc-ci run (params missing or invalid) are not kept.
+/// Empty strings are left out of the cache file: 10,000 of these are read on every run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CachedBuild {
     pub number: i64,
     pub status: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub error: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub trigger: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sender: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
     /// The branch of the pipeline repo Drone built.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub branch: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub author_login: String,
+    /// The run params (`ccci::run::RunParams`, validated when the build was read).
+    pub recipe: String,
+    #[serde(rename = "ref")]
+    pub sha: String,
+    pub pr: u64,
+    pub src: String,
     #[serde(default)]
-    pub params: BTreeMap<String, String>,
+    pub comment: u64,
     pub created: i64,
     pub started: i64,
     pub finished: i64,
-    /// The summary without failures and artifacts (run pages read the full one from disk
-    /// when they are rendered): what the overview and history need, kept small.
-    #[serde(default)]
-    pub summary: Option<Summary>,
-    /// A hash of the full summary, so a change in what was left out still changes the stamp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Digest>,
+    /// A hash of the full summary, so a change in what the digest leaves out still changes
+    /// the stamp.
     #[serde(default)]
     pub summary_hash: u64,
     /// The build was done when its summary was read: nothing about it changes any more.
@@ -65,30 +74,93 @@ pub struct CachedBuild {
     pub stamp: u64,
 }
 
+/// What the overview, history and feeds need of a run summary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Digest {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    pub stages: Vec<StageMark>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageMark {
+    pub name: String,
+    pub status: StageStatus,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+impl Digest {
+    fn of(s: &Summary) -> Digest {
+        Digest {
+            version: s.version.clone(),
+            stages: s
+                .stages
+                .iter()
+                .map(|st| StageMark {
+                    name: st.name.clone(),
+                    status: st.status,
+                    reason: st.reason.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn stage(&self, name: &str) -> Option<&StageMark> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+
+    /// A summary of what the digest knows, for a run page whose summary file has gone.
+    pub fn as_summary(&self, b: &CachedBuild) -> Summary {
+        Summary {
+            schema: ccci::summary::SCHEMA,
+            build: b.number,
+            recipe: b.recipe.clone(),
+            sha: b.sha.clone(),
+            pr: b.pr,
+            src: b.src.clone(),
+            version: self.version.clone(),
+            stages: self
+                .stages
+                .iter()
+                .map(|m| ccci::summary::StageResult {
+                    name: m.name.clone(),
+                    status: m.status,
+                    reason: m.reason.clone(),
+                    started: 0,
+                    duration_ms: 0,
+                    tests: Default::default(),
+                    failures: Vec::new(),
+                    artifacts: Vec::new(),
+                })
+                .collect(),
+            domain: String::new(),
+            upgrade_base: String::new(),
+            started: b.started,
+            finished: b.finished,
+        }
+    }
+}
+
 impl CachedBuild {
-    fn from_drone(b: &drone::Build) -> CachedBuild {
-        let keep = [
-            run::PARAM_RECIPE,
-            run::PARAM_REF,
-            run::PARAM_PR,
-            run::PARAM_SRC,
-            run::PARAM_COMMENT,
-        ];
-        CachedBuild {
+    /// `None` when the build is no cc-ci run.
+    fn from_drone(b: &drone::Build) -> Option<CachedBuild> {
+        let params = RunParams::from_lookup(|k| b.params.get(k).cloned()).ok()?;
+        let cut = |s: &str, n| truncate(s, n).into_owned();
+        Some(CachedBuild {
             number: b.number,
             status: b.status.clone(),
-            error: truncate(&b.error, MAX_MESSAGE).into_owned(),
-            trigger: truncate(&b.trigger, MAX_NAME).into_owned(),
-            sender: truncate(&b.sender, MAX_NAME).into_owned(),
-            message: truncate(&b.message, MAX_MESSAGE).into_owned(),
-            branch: truncate(&b.source, MAX_NAME).into_owned(),
-            author_login: truncate(&b.author_login, MAX_NAME).into_owned(),
-            params: b
-                .params
-                .iter()
-                .filter(|(k, _)| keep.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), truncate(v, MAX_NAME).into_owned()))
-                .collect(),
+            error: cut(&b.error, MAX_MESSAGE),
+            trigger: cut(&b.trigger, MAX_NAME),
+            sender: cut(&b.sender, MAX_NAME),
+            message: cut(&b.message, MAX_MESSAGE),
+            branch: cut(&b.source, MAX_NAME),
+            author_login: cut(&b.author_login, MAX_NAME),
+            recipe: params.recipe,
+            sha: params.sha,
+            pr: params.pr,
+            src: cut(&params.src, MAX_NAME),
+            comment: params.comment,
             created: b.created,
             started: b.started,
             finished: b.finished,
@@ -96,31 +168,30 @@ impl CachedBuild {
             summary_hash: 0,
             settled: false,
             stamp: 0,
-        }
+        })
     }
 
     /// The Drone side only (what a list page can tell), to see whether Drone changed it.
     fn same_drone_fields(&self, other: &CachedBuild) -> bool {
-        self.status == other.status
-            && self.error == other.error
-            && self.message == other.message
-            && self.branch == other.branch
-            && self.params == other.params
-            && self.started == other.started
-            && self.finished == other.finished
-            && self.sender == other.sender
-            && self.trigger == other.trigger
-            && self.author_login == other.author_login
-            && self.created == other.created
+        let strip = |b: &CachedBuild| CachedBuild {
+            summary: None,
+            summary_hash: 0,
+            settled: false,
+            stamp: 0,
+            ..b.clone()
+        };
+        strip(self) == strip(other)
     }
 
     pub fn is_done(&self) -> bool {
         drone::is_done(&self.status)
     }
 
-    /// The run params, when the build is a cc-ci run at all.
-    pub fn run_params(&self) -> Option<run::RunParams> {
-        run::RunParams::from_lookup(|k| self.params.get(k).cloned()).ok()
+    pub fn version(&self) -> &str {
+        self.summary
+            .as_ref()
+            .map(|s| s.version.as_str())
+            .unwrap_or("")
     }
 
     fn restamp(&mut self) {
@@ -208,22 +279,28 @@ impl Cache {
         }
     }
 
+    /// Replaces the cache file by rename. Not fsynced: a cache lost to a power cut is only a
+    /// slower next run.
     pub fn save(&self, cache_dir: &Path) -> Result<()> {
-        let bytes = serde_json::to_vec(self).context("serialising the build cache")?;
-        ccci::fsx::write_atomic(&Cache::file(cache_dir), &bytes)
+        std::fs::create_dir_all(cache_dir)?;
+        let tmp = cache_dir.join(format!(".builds.json.tmp.{}", std::process::id()));
+        let mut w = BufWriter::with_capacity(1 << 18, std::fs::File::create(&tmp)?);
+        serde_json::to_writer(&mut w, self).context("serialising the build cache")?;
+        w.flush()?;
+        drop(w);
+        std::fs::rename(&tmp, Cache::file(cache_dir))?;
+        Ok(())
     }
 
-    /// Keeps, per recipe, the newest `keep` builds and every unsettled one; builds that are no
-    /// cc-ci run (no valid params) are dropped once settled.
+    /// Keeps, per recipe, the newest `keep` builds and every unsettled one.
     pub fn prune(&mut self, keep: usize) {
-        let mut per_recipe: BTreeMap<String, usize> = BTreeMap::new();
+        let mut per_recipe: BTreeMap<&str, usize> = BTreeMap::new();
         let mut drop = Vec::new();
         for (n, b) in self.builds.iter().rev() {
             if !b.settled {
                 continue;
             }
-            let recipe = b.params.get(run::PARAM_RECIPE).cloned().unwrap_or_default();
-            let seen = per_recipe.entry(recipe).or_default();
+            let seen = per_recipe.entry(&b.recipe).or_default();
             *seen += 1;
             if *seen > keep {
                 drop.push(*n);
@@ -250,7 +327,9 @@ pub fn refresh(client: &DroneClient, cfg: &Config, cache: &mut Cache) -> Result<
     let (owner, name) = (&cfg.drone_repo.owner, &cfg.drone_repo.name);
     let mut out = Refresh::default();
     let newest = cache.newest;
-    let mut listed: BTreeMap<i64, drone::Build> = BTreeMap::new();
+    // Numbers listed this run; each page is merged as it arrives, so at most one page of
+    // Drone's (large) build objects is held at a time.
+    let mut listed: BTreeSet<i64> = BTreeSet::new();
     let mut reached = newest == 0;
     let mut complete = false;
     for page in 1..=cfg.max_pages {
@@ -259,18 +338,22 @@ pub fn refresh(client: &DroneClient, cfg: &Config, cache: &mut Cache) -> Result<
             .list_builds(owner, name, page, MAX_PER_PAGE)
             .with_context(|| format!("listing builds of {}/{name} (page {page})", owner))?;
         let short = items.len() < MAX_PER_PAGE as usize;
-        for b in items {
+        for b in &items {
             if b.number <= 0 {
                 bail!(
                     "drone listed a build with number {} on page {page}: not a Drone answer",
                     b.number
                 );
             }
+        }
+        for b in items {
             if b.number <= newest {
                 reached = true;
             }
             // Offset paging: a build created meanwhile shifts the rest; the first copy wins.
-            listed.entry(b.number).or_insert(b);
+            if listed.insert(b.number) {
+                merge(cache, &b);
+            }
         }
         if short || (reached && newest > 0) {
             complete = true;
@@ -293,7 +376,7 @@ pub fn refresh(client: &DroneClient, cfg: &Config, cache: &mut Cache) -> Result<
     let stale: Vec<i64> = cache
         .builds
         .values()
-        .filter(|b| !b.is_done() && !listed.contains_key(&b.number))
+        .filter(|b| !b.is_done() && !listed.contains(&b.number))
         .map(|b| b.number)
         .take(MAX_SINGLE_READS)
         .collect();
@@ -305,41 +388,18 @@ pub fn refresh(client: &DroneClient, cfg: &Config, cache: &mut Cache) -> Result<
         if b.number != n {
             bail!("drone answered build #{} when asked for #{n}", b.number);
         }
-        listed.insert(n, b);
+        listed.insert(n);
+        merge(cache, &b);
     }
-    if let Some(max) = listed.keys().next_back() {
+    if let Some(max) = listed.last() {
         cache.newest = cache.newest.max(*max);
-    }
-    for (n, b) in &listed {
-        let fresh = CachedBuild::from_drone(b);
-        match cache.builds.get_mut(n) {
-            Some(old) if old.same_drone_fields(&fresh) => {}
-            Some(old) => {
-                let summary = old.summary.take();
-                *old = fresh;
-                old.summary = summary;
-                old.settled = false;
-            }
-            None => {
-                cache.builds.insert(*n, fresh);
-            }
-        }
     }
     // Summaries: re-read for every build not settled (new, running, or just finished).
     for b in cache.builds.values_mut().filter(|b| !b.settled) {
         let before = b.stamp;
-        let full = read_summary(&cfg.results_dir, b);
-        b.summary_hash = full
-            .as_ref()
-            .map(|s| fnv1a(&serde_json::to_vec(s).unwrap_or_default()))
-            .unwrap_or(0);
-        b.summary = full.map(|mut s| {
-            for st in &mut s.stages {
-                st.failures = Vec::new();
-                st.artifacts = Vec::new();
-            }
-            s
-        });
+        let full = load_summary(&cfg.results_dir, b);
+        b.summary_hash = full.as_ref().map(|(_, h)| *h).unwrap_or(0);
+        b.summary = full.as_ref().map(|(s, _)| Digest::of(s));
         b.settled = b.is_done();
         b.restamp();
         if b.stamp != before {
@@ -350,13 +410,41 @@ pub fn refresh(client: &DroneClient, cfg: &Config, cache: &mut Cache) -> Result<
     Ok(out)
 }
 
+/// Takes a listed build into the cache; one that changed in Drone is read again.
+fn merge(cache: &mut Cache, b: &drone::Build) {
+    let Some(fresh) = CachedBuild::from_drone(b) else {
+        cache.builds.remove(&b.number);
+        return;
+    };
+    match cache.builds.get_mut(&b.number) {
+        Some(old) if old.same_drone_fields(&fresh) => {}
+        Some(old) => {
+            let summary = old.summary.take();
+            *old = fresh;
+            old.summary = summary;
+        }
+        None => {
+            cache.builds.insert(b.number, fresh);
+        }
+    }
+}
+
 /// The build's summary when it is there and belongs to it; trimmed to what pages show.
 pub fn read_summary(results_dir: &Path, b: &CachedBuild) -> Option<Summary> {
+    load_summary(results_dir, b).map(|(s, _)| s)
+}
+
+/// [`read_summary`], and a hash of the file.
+fn load_summary(results_dir: &Path, b: &CachedBuild) -> Option<(Summary, u64)> {
     let path = Summary::path(results_dir, b.number);
-    if !path.exists() {
-        return None;
-    }
-    let mut s = match Summary::load(&path) {
+    let parsed = match std::fs::read(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
+        Ok(bytes) => serde_json::from_slice::<Summary>(&bytes)
+            .with_context(|| format!("parsing {}", path.display()))
+            .map(|s| (s, fnv1a(&bytes))),
+    };
+    let (mut s, hash) = match parsed {
         Ok(s) => s,
         Err(e) => {
             emit(
@@ -368,12 +456,7 @@ pub fn read_summary(results_dir: &Path, b: &CachedBuild) -> Option<Summary> {
             return None;
         }
     };
-    let recipe = b
-        .params
-        .get(run::PARAM_RECIPE)
-        .map(String::as_str)
-        .unwrap_or("");
-    if s.build != b.number || s.recipe != recipe {
+    if s.build != b.number || s.recipe != b.recipe {
         emit(
             Level::Warn,
             "dashboard",
@@ -405,7 +488,7 @@ pub fn read_summary(results_dir: &Path, b: &CachedBuild) -> Option<Summary> {
     ] {
         *field = truncate(field, MAX_NAME).into_owned();
     }
-    Some(s)
+    Some((s, hash))
 }
 
 /// An artifact path the site may copy and link: `artifacts/…`, plain components only.

@@ -30,7 +30,7 @@ use publish::Staging;
 use render::Links;
 
 /// Bump when the pages' markup changes, so every page is rendered afresh once.
-const RENDER_VERSION: u32 = 1;
+const RENDER_VERSION: u32 = 2;
 /// Screenshots larger than this are not copied into the site.
 const MAX_ARTIFACT_BYTES: u64 = 20 * 1024 * 1024;
 const MANIFEST: &str = ".manifest.json";
@@ -45,20 +45,14 @@ pub struct Report {
     pub site: PathBuf,
 }
 
-/// Which stamp each page of a site was rendered from, so the next run can link the pages
+/// Which stamp each page of a site was rendered from, so the next run can keep the pages
 /// that would come out the same.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Manifest {
     key: u64,
     recipes: BTreeMap<String, u64>,
-    runs: BTreeMap<i64, RunEntry>,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct RunEntry {
-    stamp: u64,
-    /// Files copied beside the page, relative to the site.
-    files: Vec<String>,
+    /// Build → (stamp, served from the site's live pages).
+    runs: BTreeMap<i64, (u64, bool)>,
 }
 
 fn render_key(cfg: &Config) -> u64 {
@@ -77,16 +71,12 @@ fn render_key(cfg: &Config) -> u64 {
     fnv1a(s.as_bytes())
 }
 
-fn run_stamp(run: &Run) -> u64 {
-    let mut bytes = run.build.stamp.to_le_bytes().to_vec();
-    bytes.extend(run.flaky.iter().map(|f| u8::from(*f)));
-    fnv1a(&bytes)
-}
-
+/// A recipe page shows each run's stamp, its flaky marks, the level and the status.
 fn recipe_stamp(r: &model::Recipe) -> u64 {
-    let mut bytes = Vec::with_capacity(r.runs.len() * 8 + 8);
+    let mut bytes = Vec::with_capacity(r.runs.len() * 12 + 8);
     for run in &r.runs {
-        bytes.extend(run_stamp(run).to_le_bytes());
+        bytes.extend(run.build.stamp.to_le_bytes());
+        bytes.extend(run.flaky.iter().map(|f| u8::from(*f)));
     }
     bytes.push(r.level.unwrap_or(255));
     bytes.extend(r.status.as_str().bytes());
@@ -123,11 +113,23 @@ pub fn generate(cfg: &Config) -> Result<Report> {
         .and_then(|b| serde_json::from_slice(&b).ok())
         .filter(|m: &Manifest| m.key == key)
         .unwrap_or_default();
+    // A finished run's page the published site lists is never rewritten in place; if one
+    // would change, every page goes into a new store.
+    let changed_finished = site.recipes.iter().flat_map(|r| &r.runs).any(|run| {
+        prev.runs
+            .get(&run.number())
+            .is_some_and(|(stamp, live)| !live && *stamp != run.build.stamp)
+    });
+    let fresh = staging
+        .open_store(prev.key != key || changed_finished)?
+        .fresh;
+    let prev_runs = if fresh { BTreeMap::new() } else { prev.runs };
     let mut manifest = Manifest {
         key,
         ..Manifest::default()
     };
     let (mut rendered, mut reused) = (0usize, 0usize);
+    let mut promote = Vec::new();
 
     staging.write("style.css", render::STYLE.as_bytes())?;
     for filter in std::iter::once(None).chain(Status::ALL.into_iter().map(Some)) {
@@ -193,65 +195,66 @@ pub fn generate(cfg: &Config) -> Result<Report> {
         manifest.recipes.insert(r.name.to_owned(), stamp);
         for run in &r.runs {
             let n = run.number();
-            let stamp = run_stamp(run);
-            let page = format!("runs/{n}.html");
-            if let Some(old) = prev.runs.get(&n).filter(|e| e.stamp == stamp) {
-                if staging.reuse(&page) && old.files.iter().all(|f| staging.reuse(f)) {
-                    reused += 1;
-                    manifest.runs.insert(
-                        n,
-                        RunEntry {
-                            stamp,
-                            files: old.files.clone(),
-                        },
-                    );
-                    continue;
-                }
+            let stamp = run.build.stamp;
+            let settled = run.build.settled;
+            let live_page = Staging::live_page(n);
+            let (old_stamp, was_live) = match prev_runs.get(&n) {
+                Some((s, l)) => (Some(*s), *l),
+                None => (None, false),
+            };
+            let same = old_stamp == Some(stamp);
+            // Finished and already in the store as a file (written, or promoted after the
+            // previous swap).
+            if settled && same && (!was_live || staging.entry(n) == publish::Entry::File) {
+                reused += 1;
+                manifest.runs.insert(n, (stamp, false));
+                continue;
             }
-            let mut copied = Vec::new();
-            let mut files = Vec::new();
-            let full = run
-                .build
-                .summary
-                .as_ref()
-                .and_then(|_| fetch::read_summary(&cfg.results_dir, run.build));
-            if let Some(s) = &full {
-                for st in &s.stages {
-                    for a in &st.artifacts {
-                        let rel = format!("runs/{n}/{a}");
-                        let from = cfg.results_dir.join(n.to_string()).join(a);
-                        match staging.copy_in(&rel, &from, MAX_ARTIFACT_BYTES) {
-                            Ok(()) => {
-                                copied.push((st.name.clone(), a.clone()));
-                                files.push(rel);
-                            }
-                            Err(e) => emit(
-                                Level::Warn,
-                                "dashboard",
-                                "artifact left out",
-                                &[("build", &n), ("error", &format!("{e:#}"))],
-                            ),
-                        }
-                    }
+            // Served through the live pages: the published site lists the page (or the run
+            // is unfinished), so the store's copy must not change before the swap.
+            let live = !settled || was_live;
+            if live && same && staging.reuse(&live_page) {
+                staging.store_live(n)?;
+                reused += 1;
+            } else {
+                let page = run_page(cfg, &links, &mut staging, r, run);
+                if live {
+                    staging.write(&live_page, page.as_bytes())?;
+                    staging.store_live(n)?;
+                } else {
+                    staging.store_page(n, page.as_bytes())?;
                 }
+                rendered += 1;
             }
-            staging.write(
-                &page,
-                render::run_page(
-                    &links,
-                    r,
-                    run,
-                    full.as_ref().or(run.build.summary.as_ref()),
-                    &copied,
-                )
-                .as_bytes(),
-            )?;
-            rendered += 1;
-            manifest.runs.insert(n, RunEntry { stamp, files });
+            if live && settled {
+                promote.push(n);
+            }
+            manifest.runs.insert(n, (stamp, live));
         }
     }
     staging.write(MANIFEST, &serde_json::to_vec(&manifest)?)?;
-    let dir = staging.publish()?;
+    let published = staging.publish()?;
+    // The new site is live; what follows only tidies the store, and a failure is caught up
+    // by the next run.
+    for n in promote {
+        if let Err(e) = published.promote(n) {
+            emit(
+                Level::Warn,
+                "dashboard",
+                "run page left live",
+                &[("build", &n), ("error", &format!("{e:#}"))],
+            );
+        }
+    }
+    if let Err(e) = published.sweep(&manifest.runs.keys().copied().collect()) {
+        emit(
+            Level::Warn,
+            "dashboard",
+            "store not swept",
+            &[("error", &format!("{e:#}"))],
+        );
+    }
+    let dir = published.dir;
     cache
         .save(&cfg.cache_dir)
         .with_context(|| format!("saving the build cache in {}", cfg.cache_dir.display()))?;
@@ -279,4 +282,39 @@ pub fn generate(cfg: &Config) -> Result<Report> {
         ],
     );
     Ok(report)
+}
+
+/// Renders one run page, copying the screenshots its summary lists into the store.
+fn run_page(
+    cfg: &Config,
+    links: &Links,
+    staging: &mut Staging,
+    r: &model::Recipe,
+    run: &Run,
+) -> String {
+    let n = run.number();
+    let full = run
+        .build
+        .summary
+        .as_ref()
+        .and_then(|_| fetch::read_summary(&cfg.results_dir, run.build));
+    let mut copied = Vec::new();
+    if let Some(s) = &full {
+        for st in &s.stages {
+            for a in &st.artifacts {
+                let from = cfg.results_dir.join(n.to_string()).join(a);
+                match staging.store_artifact(n, a, &from, MAX_ARTIFACT_BYTES) {
+                    Ok(()) => copied.push((st.name.clone(), a.clone())),
+                    Err(e) => emit(
+                        Level::Warn,
+                        "dashboard",
+                        "artifact left out",
+                        &[("build", &n), ("error", &format!("{e:#}"))],
+                    ),
+                }
+            }
+        }
+    }
+    let summary = full.or_else(|| run.build.summary.as_ref().map(|d| d.as_summary(run.build)));
+    render::run_page(links, r, run, summary.as_ref(), &copied)
 }

@@ -3,11 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use ccci::run::RunParams;
-use ccci::summary::{StageResult, Status as StageStatus};
+use ccci::summary::Status as StageStatus;
 
 use crate::config::{Config, Repo};
-use crate::fetch::{Cache, CachedBuild};
+use crate::fetch::{Cache, CachedBuild, StageMark};
 
 /// The stages the overview marks, in run order (prepare and teardown appear on run pages).
 pub const MARKED: [&str; 4] = ["install", "upgrade", "backup", "recipe-tests"];
@@ -95,8 +94,8 @@ pub enum Mark {
 }
 
 impl Mark {
-    pub fn from_stage(s: Option<&StageResult>, run_done: bool) -> Mark {
-        match s.map(|s| s.status) {
+    pub fn from_stage(s: Option<StageStatus>, run_done: bool) -> Mark {
+        match s {
             Some(StageStatus::Passed) => Mark::Passed,
             Some(StageStatus::Failed) => Mark::Failed,
             Some(StageStatus::Skipped) => Mark::Skipped,
@@ -162,7 +161,6 @@ pub const LEVELS: [(&str, &str); 6] = [
 #[derive(Debug)]
 pub struct Run<'a> {
     pub build: &'a CachedBuild,
-    pub params: RunParams,
     pub status: Status,
     /// Rung 0..=4 this run demonstrated; `None` when it did not finish (running, cancelled).
     pub level: Option<u8>,
@@ -171,12 +169,15 @@ pub struct Run<'a> {
 }
 
 impl Run<'_> {
-    pub fn stage(&self, name: &str) -> Option<&StageResult> {
+    pub fn stage(&self, name: &str) -> Option<&StageMark> {
         self.build.summary.as_ref().and_then(|s| s.stage(name))
     }
 
     pub fn mark(&self, i: usize) -> Mark {
-        Mark::from_stage(self.stage(MARKED[i]), self.build.is_done())
+        Mark::from_stage(
+            self.stage(MARKED[i]).map(|s| s.status),
+            self.build.is_done(),
+        )
     }
 
     pub fn number(&self) -> i64 {
@@ -198,11 +199,7 @@ impl Run<'_> {
     }
 
     pub fn version(&self) -> &str {
-        self.build
-            .summary
-            .as_ref()
-            .map(|s| s.version.as_str())
-            .unwrap_or("")
+        self.build.version()
     }
 }
 
@@ -259,10 +256,7 @@ impl<'a> Site<'a> {
     pub fn build(cfg: &'a Config, cache: &'a Cache) -> Site<'a> {
         let mut by_recipe: HashMap<&str, Vec<Run<'a>>> = HashMap::new();
         for b in cache.builds.values().rev() {
-            let Some(params) = b.run_params() else {
-                continue;
-            };
-            let Some((name, _)) = cfg.recipes.get_key_value(&params.recipe) else {
+            let Some((name, _)) = cfg.recipes.get_key_value(&b.recipe) else {
                 continue;
             };
             let runs = by_recipe.entry(name.as_str()).or_default();
@@ -271,7 +265,6 @@ impl<'a> Site<'a> {
             }
             runs.push(Run {
                 build: b,
-                params,
                 status: run_status(b),
                 level: None,
                 flaky: [false; 4],
@@ -340,12 +333,7 @@ fn mark_flaky(runs: &mut [Run]) -> BTreeSet<&'static str> {
     let mut seen: HashMap<(&str, usize), (bool, bool)> = HashMap::new();
     for r in runs.iter() {
         for i in 0..MARKED.len() {
-            let e = seen
-                .entry((
-                    r.build.params.get("REF").map(String::as_str).unwrap_or(""),
-                    i,
-                ))
-                .or_default();
+            let e = seen.entry((r.build.sha.as_str(), i)).or_default();
             match r.mark(i) {
                 Mark::Passed => e.0 = true,
                 Mark::Failed => e.1 = true,
@@ -355,7 +343,7 @@ fn mark_flaky(runs: &mut [Run]) -> BTreeSet<&'static str> {
     }
     let mut out = BTreeSet::new();
     for r in runs.iter_mut() {
-        let sha = r.params.sha.as_str();
+        let sha = r.build.sha.as_str();
         for (i, stage) in MARKED.iter().enumerate() {
             if seen.get(&(sha, i)) == Some(&(true, true)) {
                 r.flaky[i] = true;

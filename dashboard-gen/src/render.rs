@@ -94,12 +94,12 @@ fn marks_head() -> String {
 
 /// "what was tested" cell: PR link, short ref, version.
 fn tested(links: &Links, r: &Recipe, run: &Run) -> String {
-    let pr = esc(&links.pr(r, run.params.pr)).into_owned();
-    let short = esc(run.params.sha.get(..7).unwrap_or(&run.params.sha)).into_owned();
+    let pr = esc(&links.pr(r, run.build.pr)).into_owned();
+    let short = esc(run.build.sha.get(..7).unwrap_or(&run.build.sha)).into_owned();
     let version = esc(run.version()).into_owned();
     format!(
         "<a href=\"{pr}\">PR #{}</a> <code>{short}</code> {version}",
-        run.params.pr
+        run.build.pr
     )
 }
 
@@ -344,6 +344,8 @@ pub fn recipe_page(links: &Links, r: &Recipe) -> String {
 
 /// `artifacts`: (stage, path) of the files copied beside the page, under `runs/<build>/`.
 /// `summary`: the run's full summary (read afresh from the results directory).
+/// The page depends on this one build alone (flaky marks, which depend on other runs, are
+/// on the overview and history pages): a finished run's page is written once.
 pub fn run_page(
     links: &Links,
     r: &Recipe,
@@ -354,9 +356,9 @@ pub fn run_page(
     let b = run.build;
     let n = run.number();
     let name = esc(r.name).into_owned();
-    let pr = esc(&links.pr(r, run.params.pr)).into_owned();
+    let pr = esc(&links.pr(r, run.build.pr)).into_owned();
     let drone = esc(&links.drone_build(n)).into_owned();
-    let sha = esc(&run.params.sha).into_owned();
+    let sha = esc(&run.build.sha).into_owned();
     let mut body = String::with_capacity(8 * 1024);
     let _ = write!(
         body,
@@ -366,7 +368,7 @@ pub fn run_page(
     let version = esc(run.version()).into_owned();
     let base = esc(summary.map(|s| s.upgrade_base.as_str()).unwrap_or("")).into_owned();
     let domain = esc(summary.map(|s| s.domain.as_str()).unwrap_or("")).into_owned();
-    let src_raw = &run.params.src;
+    let src_raw = &run.build.src;
     let src = match safe_url(src_raw) {
         Some(u) => {
             let u = esc(u);
@@ -382,7 +384,7 @@ pub fn run_page(
         body,
         "<dl class=facts><dt>Level reached</dt><dd>{}</dd><dt>Pull request</dt><dd><a href=\"{pr}\">#{}</a></dd><dt>Ref</dt><dd><code>{sha}</code></dd><dt>Version</dt><dd>{}</dd><dt>Upgraded from</dt><dd>{}</dd><dt>Source</dt><dd>{src}</dd><dt>App domain</dt><dd>{}</dd><dt>Started</dt><dd><time datetime=\"{}\">{}</time></dd><dt>Duration</dt><dd>{dur}</dd><dt>Drone</dt><dd><a href=\"{drone}\">build #{n}</a> ({})</dd></dl>",
         level_cell(run.level),
-        run.params.pr,
+        run.build.pr,
         if version.is_empty() { "–" } else { &version },
         if base.is_empty() { "–" } else { &base },
         if domain.is_empty() { "–" } else { &domain },
@@ -401,16 +403,7 @@ pub fn run_page(
     body.push_str("<table class=stages><thead><tr><th scope=col>Stage</th><th scope=col>Result</th><th scope=col>Duration</th><th scope=col>Tests</th><th scope=col>Why</th><th scope=col>Log</th></tr></thead><tbody>");
     for stage in STAGES {
         let res = summary.and_then(|s| s.stage(stage));
-        let m = Mark::from_stage(res, b.is_done());
-        let flaky = MARKED
-            .iter()
-            .position(|s| s == stage)
-            .is_some_and(|i| run.flaky[i]);
-        let fl = if flaky {
-            " <span class=fl title=\"passed and failed on this ref\">~ flaky</span>"
-        } else {
-            ""
-        };
+        let m = Mark::from_stage(res.map(|s| s.status), b.is_done());
         let (dur, tests, reason) = match res {
             Some(s) => (
                 duration_ms(s.duration_ms),
@@ -443,7 +436,7 @@ pub fn run_page(
         };
         let _ = write!(
             body,
-            "<tr><th scope=row>{stage}</th><td><i class={}>{}</i> {}{fl}</td><td>{dur}</td><td>{tests}</td><td>{reason}</td><td>{log}</td></tr>",
+            "<tr><th scope=row>{stage}</th><td><i class={}>{}</i> {}</td><td>{dur}</td><td>{tests}</td><td>{reason}</td><td>{log}</td></tr>",
             m.class(),
             m.symbol(),
             m.as_str()
@@ -600,9 +593,9 @@ pub fn summary_json(links: &Links, site: &Site, generated: i64) -> serde_json::V
                     "build": run.number(),
                     "status": run.status.as_str(),
                     "level": run.level,
-                    "ref": run.params.sha,
-                    "pr": run.params.pr,
-                    "pr_url": links.pr(r, run.params.pr),
+                    "ref": run.build.sha,
+                    "pr": run.build.pr,
+                    "pr_url": links.pr(r, run.build.pr),
                     "version": run.version(),
                     "started": run.when(),
                     "finished": run.build.finished,

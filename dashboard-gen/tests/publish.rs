@@ -33,6 +33,28 @@ fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
         .collect()
 }
 
+/// Every file of the old site has its old bytes, and its links still resolve. Run pages the
+/// old site never linked may have been added to the shared store (docs/dashboard.md).
+fn assert_intact(snap: &[(std::path::PathBuf, Vec<u8>)], site: &Path) {
+    let now = snapshot(site);
+    let now: std::collections::BTreeMap<_, _> = now.into_iter().collect();
+    for (path, bytes) in snap {
+        assert!(
+            now.get(path) == Some(bytes),
+            "{} changed or vanished in the published site",
+            path.display()
+        );
+    }
+    for path in now.keys() {
+        assert!(
+            path.starts_with("runs") || snap.iter().any(|(p, _)| p == path),
+            "{} appeared outside the run-page store",
+            path.display()
+        );
+    }
+    assert_links_resolve(site);
+}
+
 #[test]
 fn second_run_asks_drone_only_for_new_and_unfinished_builds() {
     let w = World::new("incr", &["alpha", "bravo"], 4);
@@ -186,9 +208,27 @@ fn killed_mid_write_leaves_the_published_site_whole() {
     let w = World::new("kill", &names, 32);
     let n = w.run("recipe-0", SHA, 1, None);
     w.save_summary(&summary(n, "recipe-0", SHA, 1, pass4()));
+    // A run still going at the first generation: its page must not turn "passed" in the old
+    // site before the swap.
+    let gate = w.dir.join("gate");
+    let running = w.start(
+        "recipe-1",
+        SHA,
+        1,
+        None,
+        &[("GATE", gate.to_str().unwrap())],
+    );
+    w.drone
+        .wait_build_until(OWNER, PIPELINE, running, WAIT, |b| b.status == "running")
+        .unwrap();
     w.gen_ok();
     let before = published(&w);
     let snap = snapshot(&w.site());
+    assert!(w
+        .read(&format!("runs/{running}.html"))
+        .contains("● running"));
+    std::fs::write(&gate, "").unwrap();
+    w.wait(running);
 
     // A large second generation: 1200 new runs, each with a screenshot to copy.
     let mut last = 0;
@@ -199,7 +239,7 @@ fn killed_mid_write_leaves_the_published_site_whole() {
     w.wait(last);
     w.drone.wait_idle(WAIT).unwrap();
     let png = vec![7u8; 200 * 1024];
-    for n in 2..=last {
+    for n in running..=last {
         let Some(b) = w.drone.build(OWNER, PIPELINE, n) else {
             continue;
         };
@@ -222,30 +262,17 @@ fn killed_mid_write_leaves_the_published_site_whole() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Kill it once the new site directory holds some run pages, i.e. mid-write.
+    // Kill it once the run-page store holds 20 new pages, i.e. mid-write.
+    let store = w.site().join("runs");
+    let before_pages = std::fs::read_dir(&store).unwrap().count();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut killed_mid_write = false;
     while Instant::now() < deadline {
-        let partial = std::fs::read_dir(&w.out)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .find(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("site-")
-                    && *p != w.out.join(&before)
-            });
-        if let Some(p) = partial {
-            let runs = std::fs::read_dir(p.join("runs"))
-                .map(|d| d.count())
-                .unwrap_or(0);
-            if runs >= 20 {
-                child.kill().unwrap();
-                killed_mid_write = true;
-                break;
-            }
+        let pages = std::fs::read_dir(&store).map(|d| d.count()).unwrap_or(0);
+        if pages >= before_pages + 20 {
+            child.kill().unwrap();
+            killed_mid_write = true;
+            break;
         }
         if child.try_wait().unwrap().is_some() {
             break;
@@ -262,16 +289,12 @@ fn killed_mid_write_leaves_the_published_site_whole() {
         before,
         "current still points at the old site"
     );
-    assert_eq!(
-        snapshot(&w.site()),
-        snap,
-        "the old site is complete and unchanged"
-    );
-    assert_links_resolve(&w.site());
+    assert_intact(&snap, &w.site());
 
     // The next run removes the partial directory and publishes everything.
     w.gen_ok();
     assert_ne!(published(&w), before);
+    assert!(w.read(&format!("runs/{running}.html")).contains("✓ passed"));
     assert!(w.site().join(format!("runs/{last}.html")).exists());
     assert!(w
         .site()
@@ -283,4 +306,95 @@ fn killed_mid_write_leaves_the_published_site_whole() {
         .filter(|e| e.file_name().to_string_lossy().starts_with("site-"))
         .count();
     assert_eq!(sites, 2, "the killed run's partial site is gone");
+}
+
+fn store_entry(w: &World, n: i64) -> std::fs::FileType {
+    std::fs::symlink_metadata(w.site().join(format!("runs/{n}.html")))
+        .unwrap()
+        .file_type()
+}
+
+fn stores(w: &World) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(&w.out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("runs-"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// An unfinished run's page is served from the site through the store's symlink, so it
+/// changes only with the swap; once finished it goes into the store. Runs that leave the
+/// history leave the store; a new configuration starts a new store.
+#[test]
+fn run_pages_live_in_the_site_until_finished_then_in_the_store() {
+    let w = World::new("store", &["alpha"], 4);
+    w.write_config(serde_json::json!({"history": 2}));
+    let gate = w.dir.join("gate");
+    let running = w.start("alpha", SHA, 1, None, &[("GATE", gate.to_str().unwrap())]);
+    w.drone
+        .wait_build_until(OWNER, PIPELINE, running, WAIT, |b| b.status == "running")
+        .unwrap();
+    w.gen_ok();
+    assert!(store_entry(&w, running).is_symlink());
+    assert!(w.site().join(format!("live/{running}.html")).is_file());
+    assert!(w
+        .read(&format!("runs/{running}.html"))
+        .contains("● running"));
+
+    // Finished: the final page is published through the live pages, then stored.
+    std::fs::write(&gate, "").unwrap();
+    w.wait(running);
+    w.save_summary(&summary(running, "alpha", SHA, 1, pass4()));
+    w.gen_ok();
+    let page = w.read(&format!("runs/{running}.html"));
+    assert!(page.contains("✓ passed"), "{page}");
+    assert!(store_entry(&w, running).is_file());
+    assert_eq!(w.read(&format!("live/{running}.html")), page);
+
+    // A generation that stopped between the swap and the store: the next one catches up.
+    let link = w.site().join(format!("runs/{running}.html"));
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(format!("../current/live/{running}.html"), &link).unwrap();
+    w.gen_ok();
+    assert!(store_entry(&w, running).is_file());
+    assert_eq!(w.read(&format!("runs/{running}.html")), page);
+    // Stored for good: the next site needs no live copy.
+    w.gen_ok();
+    assert!(!w.site().join(format!("live/{running}.html")).exists());
+    assert_eq!(w.read(&format!("runs/{running}.html")), page);
+    assert_links_resolve(&w.site());
+
+    // Two more runs with history 2: the first leaves the site and the store.
+    let mut newer = Vec::new();
+    for pr in [2, 3] {
+        let n = w.run("alpha", SHA2, pr, None);
+        w.save_summary(&summary(n, "alpha", SHA2, pr, pass4()));
+        newer.push(n);
+    }
+    let store = std::fs::canonicalize(w.site().join("runs")).unwrap();
+    w.gen_ok();
+    assert!(!store.join(format!("{running}.html")).exists());
+    for n in &newer {
+        assert!(store_entry(&w, *n).is_file());
+    }
+    assert_eq!(stores(&w).len(), 1);
+
+    // A new site URL changes every page: a new store, the old one removed once published.
+    let before = stores(&w);
+    w.write_config(serde_json::json!({"history": 2, "site_url": "https://ci2.example.org"}));
+    w.gen_ok();
+    let after = stores(&w);
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_ne!(after, before);
+    assert!(!store.exists());
+    for n in &newer {
+        assert!(store_entry(&w, *n).is_file());
+    }
+    assert!(w
+        .read("summary.json")
+        .contains("https://ci2.example.org/runs/"));
+    assert_links_resolve(&w.site());
 }
