@@ -194,42 +194,18 @@ pub fn generate(cfg: &Config) -> Result<Report> {
         }
         manifest.recipes.insert(r.name.to_owned(), stamp);
         for run in &r.runs {
-            let n = run.number();
-            let stamp = run.build.stamp;
-            let settled = run.build.settled;
-            let live_page = Staging::live_page(n);
-            let (old_stamp, was_live) = match prev_runs.get(&n) {
-                Some((s, l)) => (Some(*s), *l),
-                None => (None, false),
-            };
-            let same = old_stamp == Some(stamp);
-            // Finished and already in the store as a file (written, or promoted after the
-            // previous swap).
-            if settled && same && (!was_live || staging.entry(n) == publish::Entry::File) {
-                reused += 1;
-                manifest.runs.insert(n, (stamp, false));
-                continue;
-            }
-            // Served through the live pages: the published site lists the page (or the run
-            // is unfinished), so the store's copy must not change before the swap.
-            let live = !settled || was_live;
-            if live && same && staging.reuse(&live_page) {
-                staging.store_live(n)?;
-                reused += 1;
-            } else {
-                let page = run_page(cfg, &links, &mut staging, r, run);
-                if live {
-                    staging.write(&live_page, page.as_bytes())?;
-                    staging.store_live(n)?;
-                } else {
-                    staging.store_page(n, page.as_bytes())?;
-                }
+            let placed = place_run_page(cfg, &links, &mut staging, &prev_runs, r, run)?;
+            if placed.rendered {
                 rendered += 1;
+            } else {
+                reused += 1;
             }
-            if live && settled {
-                promote.push(n);
+            if placed.live && run.build.settled {
+                promote.push(run.number());
             }
-            manifest.runs.insert(n, (stamp, live));
+            manifest
+                .runs
+                .insert(run.number(), (run.build.stamp, placed.live));
         }
     }
     staging.write(MANIFEST, &serde_json::to_vec(&manifest)?)?;
@@ -282,6 +258,61 @@ pub fn generate(cfg: &Config) -> Result<Report> {
         ],
     );
     Ok(report)
+}
+
+/// Where a run page went, and whether it had to be rendered.
+struct Placed {
+    /// Served from the site's live pages (through the store's symlink).
+    live: bool,
+    rendered: bool,
+}
+
+/// Puts a run's page where the store's rules (see [`publish`]) allow: kept when the store or
+/// the previous site already has it, else rendered into the store (a finished run the
+/// published site does not list) or into the site's live pages.
+fn place_run_page(
+    cfg: &Config,
+    links: &Links,
+    staging: &mut Staging,
+    prev_runs: &BTreeMap<i64, (u64, bool)>,
+    r: &model::Recipe,
+    run: &Run,
+) -> Result<Placed> {
+    let n = run.number();
+    let settled = run.build.settled;
+    let (same, was_live) = match prev_runs.get(&n) {
+        Some((stamp, live)) => (*stamp == run.build.stamp, *live),
+        None => (false, false),
+    };
+    // Finished and in the store as a file (written, or stored after the previous swap).
+    if settled && same && (!was_live || staging.entry(n) == publish::Entry::File) {
+        return Ok(Placed {
+            live: false,
+            rendered: false,
+        });
+    }
+    // The published site lists the page through its live pages, or the run is unfinished:
+    // the store's entry must stay the symlink until the swap.
+    let live = !settled || was_live;
+    let live_page = Staging::live_page(n);
+    if live && same && staging.reuse(&live_page) {
+        staging.store_live(n)?;
+        return Ok(Placed {
+            live,
+            rendered: false,
+        });
+    }
+    let page = run_page(cfg, links, staging, r, run);
+    if live {
+        staging.write(&live_page, page.as_bytes())?;
+        staging.store_live(n)?;
+    } else {
+        staging.store_page(n, page.as_bytes())?;
+    }
+    Ok(Placed {
+        live,
+        rendered: true,
+    })
 }
 
 /// Renders one run page, copying the screenshots its summary lists into the store.
