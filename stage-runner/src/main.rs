@@ -13,6 +13,7 @@ USAGE:
     cc-ci-stage-runner <STAGE> --config FILE [--SETTING VALUE]...
     cc-ci-stage-runner janitor --config FILE
     cc-ci-stage-runner local <RECIPE> --ref SHA [--src URL] --config FILE
+    cc-ci-stage-runner --check-config --config FILE
 
 STAGES (in order; each reads the run from the state directory):
     prepare        validate RECIPE/REF/PR/SRC, reap old runs, fetch the recipe at REF,
@@ -41,6 +42,7 @@ OPTIONS:
     --SETTING VALUE       any setting above, e.g. --janitor-max-age-secs 0
     --ref SHA             (local) the full commit sha to test
     --src URL             (local) where to fetch it (default: the Co-op Cloud recipe repo)
+    --check-config        validate the configuration, then exit
     -h, --help            this help
 
 EXIT STATUS:
@@ -67,6 +69,12 @@ fn main() -> ExitCode {
 
 fn run(mut args: pico_args::Arguments) -> Result<u8> {
     let config: PathBuf = args.value_from_str(["-c", "--config"])?;
+    if args.contains("--check-config") {
+        let overrides = setting_overrides(args.finish())?;
+        stage_runner::config::Config::load(&config)?.apply(&overrides)?;
+        println!("config {} is valid", config.display());
+        return Ok(0);
+    }
     let sub: String = args.free_from_str().context("missing STAGE (see --help)")?;
     let (recipe, sha, src) = if sub == "local" {
         let recipe: String = args.free_from_str().context("local: missing RECIPE")?;
