@@ -34,8 +34,12 @@ impl Abra {
     pub fn ok(&self, args: &[&str], r: &Redactor) -> Result<Output> {
         let out = process::run(self.cmd(args), r)?;
         if !out.success() {
+            let said = match out.last_line.as_str() {
+                "" => String::new(),
+                line => format!(": {line}"),
+            };
             bail!(
-                "`abra {}` failed (exit {})",
+                "`abra {}` failed (exit {}){said}",
                 args.join(" "),
                 out.code.map_or("signal".into(), |c| c.to_string())
             );

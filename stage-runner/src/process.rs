@@ -88,6 +88,8 @@ pub struct Output {
     pub code: Option<i32>,
     /// Captured stdout (only with `capture`), unredacted: the caller keeps it off the log.
     pub stdout: Vec<u8>,
+    /// The last non-blank line it printed (stderr's, else stdout's), redacted.
+    pub last_line: String,
 }
 
 impl Output {
@@ -105,11 +107,45 @@ fn emit(line: &[u8]) {
 }
 
 /// A sink that hands complete, redacted lines to [`emit`].
-struct LogSink;
+/// Prints a child's (redacted) output, remembering its last non-blank line: what a failed
+/// command said last is usually why, and goes into the stage's reason.
+#[derive(Default)]
+struct LogSink {
+    line: Vec<u8>,
+    last: Vec<u8>,
+}
+
+/// Of a last line, this much is kept.
+const MAX_LAST_LINE: usize = 400;
+
+impl LogSink {
+    fn push(&mut self, part: &[u8]) {
+        let room = MAX_LAST_LINE.saturating_sub(self.line.len());
+        self.line.extend_from_slice(&part[..part.len().min(room)]);
+    }
+
+    fn end_line(&mut self) {
+        if self.line.iter().any(|b| !b.is_ascii_whitespace()) {
+            std::mem::swap(&mut self.last, &mut self.line);
+        }
+        self.line.clear();
+    }
+
+    fn last_line(mut self) -> String {
+        self.end_line();
+        String::from_utf8_lossy(&self.last).trim().to_owned()
+    }
+}
 
 impl Write for LogSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         emit(buf);
+        let mut parts = buf.split(|b| *b == b'\n');
+        self.push(parts.next().unwrap_or_default());
+        for part in parts {
+            self.end_line();
+            self.push(part);
+        }
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -152,14 +188,16 @@ pub fn kill_all_children() {
     }
 }
 
+/// Copies a child's stream to the log through the redactor (or keeps it, unprinted); ends
+/// with the last line printed.
 fn pump(
     mut from: impl Read + Send + 'static,
     redactor: Redactor,
     keep: Option<Arc<Mutex<Vec<u8>>>>,
-) -> std::thread::JoinHandle<()> {
+) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
         let mut buf = [0u8; 8192];
-        let mut stream = redactor.stream(LogSink);
+        let mut stream = redactor.stream(LogSink::default());
         loop {
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
@@ -171,7 +209,7 @@ fn pump(
                 },
             }
         }
-        let _ = stream.finish();
+        stream.finish().map(LogSink::last_line).unwrap_or_default()
     })
 }
 
@@ -244,12 +282,16 @@ pub fn run(cmd: Cmd, redactor: &Redactor) -> Result<Output> {
     GROUPS.lock().unwrap().retain(|g| *g != pgid);
     // A process in another group may still hold the pipes; wait a little, then let go.
     let until = Instant::now() + Duration::from_secs(2);
-    for h in [out, err] {
+    let mut last_line = String::new();
+    for h in [err, out] {
         while !h.is_finished() && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(10));
         }
         if h.is_finished() {
-            let _ = h.join();
+            let line = h.join().unwrap_or_default();
+            if last_line.is_empty() {
+                last_line = line;
+            }
         }
     }
     outside(spawned);
@@ -257,5 +299,34 @@ pub fn run(cmd: Cmd, redactor: &Redactor) -> Result<Output> {
     let stdout = kept
         .map(|k| std::mem::take(&mut *k.lock().unwrap()))
         .unwrap_or_default();
-    Ok(Output { code, stdout })
+    Ok(Output {
+        code,
+        stdout,
+        last_line,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last(chunks: &[&str]) -> String {
+        let mut sink = LogSink::default();
+        for c in chunks {
+            sink.write_all(c.as_bytes()).unwrap();
+        }
+        sink.last_line()
+    }
+
+    #[test]
+    fn the_last_non_blank_line_survives_any_split() {
+        assert_eq!(
+            last(&["a\nFATA deploy", " failed\n", "\n  \n"]),
+            "FATA deploy failed"
+        );
+        assert_eq!(last(&["one\ntwo"]), "two");
+        assert_eq!(last(&["", "\n"]), "");
+        let long = "x".repeat(3 * MAX_LAST_LINE);
+        assert_eq!(last(&[&long, "\n"]).len(), MAX_LAST_LINE);
+    }
 }

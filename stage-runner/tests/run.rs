@@ -594,3 +594,45 @@ def test_no_ci_credentials_and_the_app_answers(http):
     assert_eq!(rt.tests.passed, 1);
     assert_eq!(w.leftovers(), Vec::<String>::new());
 }
+
+/// abra going wrong in the middle of a real run — a deploy whose tasks fail, one that never
+/// converges, a deploy command that hangs — makes the stage an error (exit 2) whose reason
+/// says what happened, within the configured bounds; teardown still leaves nothing.
+#[test]
+fn abra_failing_or_hanging_mid_install_errors_the_stage_and_teardown_cleans_up() {
+    let w = World::new("abrafaults");
+    w.write_config(&[
+        ("deploy_timeout_secs", serde_json::json!(6)),
+        ("command_timeout_secs", serde_json::json!(6)),
+    ]);
+    for (build, fault, expect) in [
+        (40, "deploy-fails", "deploy-fails"),
+        (41, "never-converges", "6 s"),
+        (42, "hang:deploy", "6 s"),
+    ] {
+        let env = w.params(build);
+        assert_eq!(w.stage("prepare", &env).code, 0, "{fault}: prepare");
+        std::fs::write(w.swarm.join("faults"), format!("{fault}\n")).unwrap();
+        let t = std::time::Instant::now();
+        let s = w.stage("install", &env);
+        let took = t.elapsed();
+        std::fs::remove_file(w.swarm.join("faults")).unwrap();
+        assert_eq!(s.code, 2, "{fault}: {}", s.stdout);
+        assert!(
+            took < std::time::Duration::from_secs(60),
+            "{fault}: install took {took:?}"
+        );
+        let sum = w.summary(build);
+        let install = sum.stage("install").unwrap();
+        assert_eq!(install.status.as_str(), "error", "{fault}");
+        assert!(
+            install.reason.contains(expect),
+            "{fault}: reason {:?} should say {expect:?}\n{}",
+            install.reason,
+            s.stdout
+        );
+        assert_eq!(w.stage("teardown", &env).code, 0, "{fault}: teardown");
+        assert_eq!(w.stacks(), Vec::<String>::new(), "{fault}");
+        assert_eq!(w.leftovers(), Vec::<String>::new(), "{fault}");
+    }
+}

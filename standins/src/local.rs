@@ -79,20 +79,13 @@ impl World {
     pub fn start(setup: Setup) -> Result<World> {
         let d = &setup.dir;
         std::fs::create_dir_all(d)?;
-        let swarm = d.join("swarm");
-        let host_abra = d.join("abra");
-        let catalogue = d.join("catalogue");
+        let crate::abra::catalogue::Host {
+            swarm,
+            abra_dir: host_abra,
+            catalogue,
+        } = crate::abra::catalogue::host(d, &setup.bin.join("abra"))
+            .context("setting up the stand-in abra (is the workspace built?)")?;
         let forge = d.join("forge");
-        crate::abra::catalogue::build(&crate::abra::catalogue::source_dir(), &catalogue)?;
-        let out = Command::new(setup.bin.join("abra"))
-            .args(["server", "add", "--local"])
-            .env("ABRA_DIR", &host_abra)
-            .env("STANDIN_SWARM_DIR", &swarm)
-            .output()
-            .context("running the stand-in abra (is the workspace built?)")?;
-        if !out.status.success() {
-            bail!("abra server add: {}", String::from_utf8_lossy(&out.stderr));
-        }
 
         // The forge's git side: what a clone URL of the stand-in Gitea points at.
         let bare = forge.join(ORG).join(format!("{RECIPE}.git"));

@@ -34,22 +34,12 @@ pub fn bin_dir() -> &'static Path {
     })
 }
 
+/// The stand-in abra's git (fixed identity, no user config needed), output trimmed.
 pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.org")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.org")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    standins::abra::recipe::git(dir, args)
+        .unwrap()
+        .trim()
+        .to_owned()
 }
 
 pub struct World {
@@ -79,23 +69,11 @@ impl World {
         let dir = std::env::temp_dir().join(format!("sr-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let swarm = dir.join("swarm");
-        let host_abra = dir.join("abra");
-        let catalogue = dir.join("catalogue");
-        standins::abra::catalogue::build(&standins::abra::catalogue::source_dir(), &catalogue)
-            .unwrap();
-        let abra = bin_dir().join("abra");
-        let out = Command::new(&abra)
-            .args(["server", "add", "--local"])
-            .env("ABRA_DIR", &host_abra)
-            .env("STANDIN_SWARM_DIR", &swarm)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let standins::abra::catalogue::Host {
+            swarm,
+            abra_dir: host_abra,
+            catalogue,
+        } = standins::abra::catalogue::host(&dir, &bin_dir().join("abra")).unwrap();
         // The forge: a fork of the recipe with the PR's commit on top.
         let forge = dir.join("forge");
         std::fs::create_dir_all(&forge).unwrap();
