@@ -2,7 +2,7 @@
 # and a Drone exec runner polling the instance's Drone. Its apps live under their own domain
 # (DNS wildcard and certificate of their own), since each host routes only its own apps.
 # Copy this directory for a third runner (another hostName, appDomain and secrets file).
-{ lib, secrets, ... }:
+{ config, lib, secrets, ... }:
 
 let
   hardware = "${secrets}/hosts/cc-ci-runner/hardware-configuration.nix";
@@ -16,7 +16,8 @@ in
 
   services.cc-ci = {
     role = "runner";
-    appDomain = "r2.ci.coopcloud.tech";
+    # Under the instance's domain, so moving the instance moves this runner's apps too.
+    appDomain = "r2.${config.services.cc-ci.domain}";
     secrets.sopsFile = "${secrets}/hosts/cc-ci-runner/secrets.yaml";
   };
 
