@@ -78,8 +78,10 @@ rec {
 
   # A reconcile unit: a oneshot that stays active once the host matches its declaration, so that
   # dependents are ordered after it. It runs at boot, again whenever its definition changes
-  # (nixos-rebuild switch), and with the whole chain when cc-ci-reconcile.timer restarts
-  # cc-ci-swarm.service (Requires= propagates restarts to the units that require it).
+  # (nixos-rebuild switch), and with the whole chain whenever cc-ci-reconcile restarts
+  # cc-ci-swarm.service (Requires= propagates restarts to the units that require it): after
+  # every activation and boot, and on its timer. It orders itself before cc-ci-reconcile, so
+  # that at boot the second pass starts once the first is done.
   mkReconcileService =
     { description
     , script
@@ -93,6 +95,7 @@ rec {
       wantedBy = [ "multi-user.target" ];
       inherit requires wants;
       after = requires ++ wants;
+      before = [ "cc-ci-reconcile.service" ];
       environment = {
         UNIT_NAME = script.name;
         # The Docker CLI's own state (none is needed) stays in the unit's private /tmp.

@@ -46,12 +46,17 @@ in
       };
     };
 
-    # Restarting cc-ci-swarm restarts every reconcile unit that Requires= it, in order.
+    # Restarting cc-ci-swarm restarts every reconcile unit that Requires= it, in order. Wanted
+    # by multi-user.target but not RemainAfterExit, this unit is inactive between runs: every
+    # activation (switch-to-configuration starts the active targets again, which starts their
+    # inactive wants) and every boot run it once more, so the host converges each time, not
+    # only where a unit's definition changed. --no-block: the chain reports in its own units.
     systemd.services.cc-ci-reconcile = {
       description = "cc-ci: re-run the reconcile chain";
+      wantedBy = [ "multi-user.target" ];
       serviceConfig = {
         Type = "oneshot";
-        ExecStart = "${config.systemd.package}/bin/systemctl restart cc-ci-swarm.service";
+        ExecStart = "${config.systemd.package}/bin/systemctl --no-block restart cc-ci-swarm.service";
       };
     };
     systemd.timers.cc-ci-reconcile = {
