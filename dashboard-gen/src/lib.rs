@@ -98,6 +98,8 @@ pub fn html_safe_json(s: &str) -> String {
 pub fn generate(cfg: &Config) -> Result<Report> {
     let t0 = Instant::now();
     let client = DroneClient::new(&cfg.drone_url, cfg.drone_token.clone(), cfg.request_timeout);
+    // Held to the end: the cache and the store are shared with the next generation.
+    let _lock = publish::lock(&cfg.out_dir)?;
     let mut cache = Cache::load(&cfg.cache_dir, &cfg.drone_repo.full());
     let refresh = fetch::refresh(&client, cfg, &mut cache)
         .with_context(|| format!("reading builds from Drone at {}", cfg.drone_url))?;

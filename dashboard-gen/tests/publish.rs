@@ -398,3 +398,30 @@ fn run_pages_live_in_the_site_until_finished_then_in_the_store() {
         .contains("https://ci2.example.org/runs/"));
     assert_links_resolve(&w.site());
 }
+
+/// A second generation while one runs (the timer's and one started by hand) stops at once
+/// with a clear error, touching nothing.
+#[test]
+fn a_second_generation_at_once_is_refused() {
+    let w = World::new("lock", &["alpha"], 2);
+    let n = w.run("alpha", SHA, 1, None);
+    w.save_summary(&summary(n, "alpha", SHA, 1, pass4()));
+    w.gen_ok();
+    let before = published(&w);
+    let snap = snapshot(&w.site());
+    let held = std::fs::File::open(w.out.join(".lock")).unwrap();
+    held.lock().unwrap();
+    w.drone.clear_requests();
+    let out = w.gen();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another dashboard-gen is publishing to"),
+        "{stderr}"
+    );
+    assert!(w.api_requests().is_empty(), "nothing asked of Drone");
+    assert_eq!(published(&w), before);
+    assert_eq!(snapshot(&w.site()), snap);
+    held.unlock().unwrap();
+    w.gen_ok();
+}
