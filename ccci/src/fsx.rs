@@ -25,3 +25,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     };
     write().with_context(|| format!("writing {}", path.display()))
 }
+
+/// An exclusive hold on a lock file (flock(2)), released when dropped or when the process
+/// ends, however it ends.
+pub struct Lock(#[allow(dead_code)] File);
+
+impl Lock {
+    /// Takes the lock at `path` (created 0600 if absent); `None` when another process holds
+    /// it. (std's `File::try_lock` is newer than the Rust the NixOS release builds with.)
+    #[allow(unsafe_code)]
+    pub fn try_take(path: &Path) -> Result<Option<Lock>> {
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::io::AsRawFd;
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("opening the lock {}", path.display()))?;
+        // SAFETY: flock on a descriptor we own; released when the file is closed.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        Ok((rc == 0).then_some(Lock(f)))
+    }
+}

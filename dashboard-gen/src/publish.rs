@@ -64,25 +64,16 @@ pub enum Entry {
 
 /// Holds `<out_dir>/.lock` for one generation: two at once (the timer's and one started by
 /// hand) would remove each other's unpublished sites and share a store.
-pub fn lock(out_dir: &Path) -> Result<fs::File> {
+pub fn lock(out_dir: &Path) -> Result<ccci::fsx::Lock> {
     fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let path = out_dir.join(".lock");
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(fs::TryLockError::WouldBlock) => bail!(
+    match ccci::fsx::Lock::try_take(&path)? {
+        Some(l) => Ok(l),
+        None => bail!(
             "another dashboard-gen is publishing to {} (it holds {})",
             out_dir.display(),
             path.display()
         ),
-        Err(fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("locking {}", path.display()))
-        }
     }
 }
 

@@ -409,8 +409,9 @@ fn a_second_generation_at_once_is_refused() {
     w.gen_ok();
     let before = published(&w);
     let snap = snapshot(&w.site());
-    let held = std::fs::File::open(w.out.join(".lock")).unwrap();
-    held.lock().unwrap();
+    let held = ccci::fsx::Lock::try_take(&w.out.join(".lock"))
+        .unwrap()
+        .expect("free");
     w.drone.clear_requests();
     let out = w.gen();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -422,6 +423,6 @@ fn a_second_generation_at_once_is_refused() {
     assert!(w.api_requests().is_empty(), "nothing asked of Drone");
     assert_eq!(published(&w), before);
     assert_eq!(snapshot(&w.site()), snap);
-    held.unlock().unwrap();
+    drop(held);
     w.gen_ok();
 }

@@ -12,13 +12,10 @@
 //!   lock          held (flock) by the stage-runner working on the run
 //! ```
 
-#![allow(unsafe_code)] // flock(2): no std API.
-
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -127,20 +124,11 @@ pub fn save_values(dir: &Path, values: &BTreeMap<String, String>) -> Result<()> 
 }
 
 /// An exclusive hold on a run: the janitor never reaps a run that a stage is working on.
-pub struct Lock(#[allow(dead_code)] File);
+pub struct Lock(#[allow(dead_code)] ccci::fsx::Lock);
 
 impl Lock {
     /// `None` when another process holds it.
     pub fn try_take(dir: &Path) -> Result<Option<Lock>> {
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(dir.join("lock"))
-            .with_context(|| format!("opening the lock of {}", dir.display()))?;
-        // SAFETY: flock on a descriptor we own; released when the file is closed.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        Ok((rc == 0).then_some(Lock(f)))
+        Ok(ccci::fsx::Lock::try_take(&dir.join("lock"))?.map(Lock))
     }
 }
