@@ -2,7 +2,8 @@
   description = "cc-ci: CI for Co-op Cloud recipes, and the NixOS host that runs it";
 
   inputs = {
-    nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
+    # The current stable release; its Rust must be at least the workspace's rust-version.
+    nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
 
     sops-nix = {
       url = "github:Mic92/sops-nix";

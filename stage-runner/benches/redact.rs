@@ -22,7 +22,7 @@ fn main() {
     let mut chunk = Vec::new();
     while chunk.len() < 1 << 20 {
         line_no += 1;
-        if line_no % 200 == 0 {
+        if line_no.is_multiple_of(200) {
             let (_, v) = &secrets[line_no % 50];
             writeln!(chunk, "step {line_no}: password={v} ok").unwrap();
         } else {

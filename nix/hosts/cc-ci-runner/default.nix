@@ -34,5 +34,6 @@ in
 
   nix.settings.experimental-features = [ "nix-command" "flakes" ];
 
-  system.stateVersion = "25.05";
+  # The release the host was first installed with; never change it on an installed host.
+  system.stateVersion = "26.05";
 }
