@@ -23,29 +23,7 @@ BIN = Path(sys.argv[1])
 RECIPES, RUNS = int(sys.argv[2]), int(sys.argv[3])
 TOKEN = "bench-token"
 OWNER, PIPE = "coop-cloud", "cc-ci"
-PIPELINE = """kind: pipeline
-type: exec
-name: cc-ci
-clone:
-  disable: true
-trigger:
-  event: [custom]
-steps:
-- name: prepare
-  commands: ['true']
-- name: install
-  commands: ['test "$FAIL" != install']
-- name: upgrade
-  commands: ['test "$FAIL" != upgrade']
-- name: backup
-  commands: ['test "$FAIL" != backup']
-- name: recipe-tests
-  commands: ['test "$FAIL" != recipe-tests']
-- name: teardown
-  commands: ["true"]
-  when:
-    status: [success, failure]
-"""
+PIPELINE = (Path(__file__).resolve().parents[2] / "dashboard-gen/tests/support/pipeline.yml").read_text()
 STAGES = ["prepare", "install", "upgrade", "backup", "recipe-tests", "teardown"]
 
 

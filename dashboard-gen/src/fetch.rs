@@ -214,9 +214,20 @@ pub struct Cache {
     pub drone_repo: String,
     /// The newest build number ever listed (kept even when that build is pruned).
     pub newest: i64,
+    /// Runs kept per recipe when this cache was pruned: a longer history needs older builds
+    /// again, which only a fresh listing brings.
+    #[serde(default)]
+    pub history: usize,
     #[serde(with = "as_list")]
     pub builds: BTreeMap<i64, CachedBuild>,
+    /// Builds pruned from the history, newest [`MAX_PRUNED`] kept: the first list page shows
+    /// them again, and they are not to be read again each run.
+    #[serde(default)]
+    pub pruned: BTreeSet<i64>,
 }
+
+/// Pruned builds remembered: more than the list pages a run reads ever show again.
+const MAX_PRUNED: usize = 10 * MAX_PER_PAGE as usize;
 
 mod as_list {
     use super::*;
@@ -242,13 +253,15 @@ impl Cache {
         cache_dir.join("builds.json")
     }
 
-    /// The cache for `drone_repo`; an absent, unreadable or foreign cache starts empty (it is
-    /// only a cache: Drone has everything).
-    pub fn load(cache_dir: &Path, drone_repo: &str) -> Cache {
+    /// The cache for `drone_repo` keeping `history` runs per recipe; an absent, unreadable or
+    /// foreign cache, or one pruned to a shorter history, starts empty (it is only a cache:
+    /// Drone has everything).
+    pub fn load(cache_dir: &Path, drone_repo: &str, history: usize) -> Cache {
         let path = Cache::file(cache_dir);
         let fresh = Cache {
             schema: CACHE_SCHEMA,
             drone_repo: drone_repo.to_owned(),
+            history,
             ..Cache::default()
         };
         let bytes = match std::fs::read(&path) {
@@ -265,7 +278,13 @@ impl Cache {
             }
         };
         match serde_json::from_slice::<Cache>(&bytes) {
-            Ok(c) if c.schema == CACHE_SCHEMA && c.drone_repo == drone_repo => c,
+            Ok(c)
+                if c.schema == CACHE_SCHEMA
+                    && c.drone_repo == drone_repo
+                    && c.history >= history =>
+            {
+                Cache { history, ..c }
+            }
             Ok(_) => fresh,
             Err(e) => {
                 emit(
@@ -308,6 +327,10 @@ impl Cache {
         }
         for n in drop {
             self.builds.remove(&n);
+            self.pruned.insert(n);
+        }
+        while self.pruned.len() > MAX_PRUNED {
+            self.pruned.pop_first();
         }
     }
 }
@@ -412,6 +435,9 @@ pub fn refresh(client: &DroneClient, cfg: &Config, cache: &mut Cache) -> Result<
 
 /// Takes a listed build into the cache; one that changed in Drone is read again.
 fn merge(cache: &mut Cache, b: &drone::Build) {
+    if cache.pruned.contains(&b.number) {
+        return;
+    }
     let Some(fresh) = CachedBuild::from_drone(b) else {
         cache.builds.remove(&b.number);
         return;

@@ -100,7 +100,7 @@ pub fn generate(cfg: &Config) -> Result<Report> {
     let client = DroneClient::new(&cfg.drone_url, cfg.drone_token.clone(), cfg.request_timeout);
     // Held to the end: the cache and the store are shared with the next generation.
     let _lock = publish::lock(&cfg.out_dir)?;
-    let mut cache = Cache::load(&cfg.cache_dir, &cfg.drone_repo.full());
+    let mut cache = Cache::load(&cfg.cache_dir, &cfg.drone_repo.full(), cfg.history);
     let refresh = fetch::refresh(&client, cfg, &mut cache)
         .with_context(|| format!("reading builds from Drone at {}", cfg.drone_url))?;
     let t_fetch = t0.elapsed();

@@ -377,10 +377,24 @@ fn run_pages_live_in_the_site_until_finished_then_in_the_store() {
     let store = std::fs::canonicalize(w.site().join("runs")).unwrap();
     w.gen_ok();
     assert!(!store.join(format!("{running}.html")).exists());
+    // Drone still lists the pruned build; it is not read (nor counted) again.
+    let again = w.gen_ok();
+    let log = String::from_utf8_lossy(&again.stderr);
+    assert!(log.contains(" changed=0 "), "{log}");
     for n in &newer {
         assert!(store_entry(&w, *n).is_file());
     }
     assert_eq!(stores(&w).len(), 1);
+
+    // A longer history brings the pruned run back (the cache starts afresh from Drone).
+    w.write_config(serde_json::json!({"history": 3}));
+    w.gen_ok();
+    assert!(w
+        .read("recipes/alpha.html")
+        .contains(&format!("runs/{running}.html")));
+    assert!(store_entry(&w, running).is_file());
+    w.write_config(serde_json::json!({"history": 2}));
+    w.gen_ok();
 
     // A new site URL changes every page: a new store, the old one removed once published.
     let before = stores(&w);

@@ -29,31 +29,7 @@ EVIL = "<script>alert(\"x\")</script> & 'q'"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 
-PIPELINE = """kind: pipeline
-type: exec
-name: cc-ci
-clone:
-  disable: true
-trigger:
-  event: [custom]
-steps:
-- name: prepare
-  commands: ['test "$FAIL" != prepare']
-- name: install
-  commands:
-  - 'if [ -n "$GATE" ]; then for i in $(seq 1 600); do [ -e "$GATE" ] && break; sleep 0.05; done; fi'
-  - 'test "$FAIL" != install'
-- name: upgrade
-  commands: ['test "$FAIL" != upgrade']
-- name: backup
-  commands: ['test "$FAIL" != backup']
-- name: recipe-tests
-  commands: ['test "$FAIL" != recipe-tests']
-- name: teardown
-  commands: ["true"]
-  when:
-    status: [success, failure]
-"""
+PIPELINE = (Path(__file__).resolve().parents[2] / "dashboard-gen/tests/support/pipeline.yml").read_text()
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -20,34 +20,9 @@ pub const SHA2: &str = "0123456789abcdef0123456789abcdef01234567";
 pub const WAIT: Duration = Duration::from_secs(60);
 pub const GITEA: &str = "https://git.example.org";
 
-/// The cc-ci pipeline per docs (contracts.md): one exec pipeline, clone disabled, the six
-/// steps in order, teardown on success and failure. `FAIL` names a step that exits 1 and
-/// `GATE` a file the install step waits for (bounded), so tests can hold a build running.
-pub const PIPELINE_YAML: &str = r#"kind: pipeline
-type: exec
-name: cc-ci
-clone:
-  disable: true
-trigger:
-  event: [custom]
-steps:
-- name: prepare
-  commands: ['test "$FAIL" != prepare']
-- name: install
-  commands:
-  - 'if [ -n "$GATE" ]; then for i in $(seq 1 600); do [ -e "$GATE" ] && break; sleep 0.05; done; fi'
-  - 'test "$FAIL" != install'
-- name: upgrade
-  commands: ['test "$FAIL" != upgrade']
-- name: backup
-  commands: ['test "$FAIL" != backup']
-- name: recipe-tests
-  commands: ['test "$FAIL" != recipe-tests']
-- name: teardown
-  commands: ["true"]
-  when:
-    status: [success, failure]
-"#;
+/// The cc-ci pipeline's shape (shared with the Python page tests and the bench): `FAIL` names
+/// a step that exits 1 and `GATE` a file the install step waits for, to hold a build running.
+pub const PIPELINE_YAML: &str = include_str!("pipeline.yml");
 
 pub struct World {
     pub drone: Drone,
