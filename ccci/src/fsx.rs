@@ -1,29 +1,47 @@
-//! Writing files so that a crash never leaves half of one: temp file beside it, fsync,
-//! rename, fsync of the directory.
+//! Writing files so that a crash never leaves half of one: temp file beside it, rename over
+//! (and, for [`write_atomic`], fsync of both).
 
 use std::fs::{self, File};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-/// Writes `bytes` to `path` atomically, creating parent directories.
+/// Writes `bytes` to `path` atomically and durably, creating parent directories.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
+    let write = || -> std::io::Result<()> {
+        fs::create_dir_all(dir)?;
+        replace_with(path, |tmp| {
+            let mut f = File::create(tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()
+        })?;
+        File::open(dir)?.sync_all()
+    };
+    write().with_context(|| format!("writing {}", path.display()))
+}
+
+/// Replaces `path` (a file, a symlink, nothing) by what `make` puts at a temporary path beside
+/// it, with one rename: a reader sees the old entry or the new one, never half of one, and a
+/// symlink at `path` is replaced, never written through. Not fsynced.
+pub fn replace_with(
+    path: &Path,
+    make: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let tmp = tmp_beside(path);
+    // A crashed run's leftover would make a link or symlink fail.
+    let _ = fs::remove_file(&tmp);
+    make(&tmp)?;
+    fs::rename(&tmp, path)
+}
+
+fn tmp_beside(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        fs::create_dir_all(dir)?;
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    };
-    write().with_context(|| format!("writing {}", path.display()))
+    path.with_file_name(format!(".{name}.tmp.{}", std::process::id()))
 }
 
 /// An exclusive hold on a lock file (flock(2)), released when dropped or when the process

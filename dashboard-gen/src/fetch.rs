@@ -302,13 +302,12 @@ impl Cache {
     /// slower next run.
     pub fn save(&self, cache_dir: &Path) -> Result<()> {
         std::fs::create_dir_all(cache_dir)?;
-        let tmp = cache_dir.join(format!(".builds.json.tmp.{}", std::process::id()));
-        let mut w = BufWriter::with_capacity(1 << 18, std::fs::File::create(&tmp)?);
-        serde_json::to_writer(&mut w, self).context("serialising the build cache")?;
-        w.flush()?;
-        drop(w);
-        std::fs::rename(&tmp, Cache::file(cache_dir))?;
-        Ok(())
+        ccci::fsx::replace_with(&Cache::file(cache_dir), |tmp| {
+            let mut w = BufWriter::with_capacity(1 << 18, std::fs::File::create(tmp)?);
+            serde_json::to_writer(&mut w, self)?;
+            w.flush()
+        })
+        .context("writing the build cache")
     }
 
     /// Keeps, per recipe, the newest `keep` builds and every unsettled one.
@@ -361,15 +360,14 @@ pub fn refresh(client: &DroneClient, cfg: &Config, cache: &mut Cache) -> Result<
             .list_builds(owner, name, page, MAX_PER_PAGE)
             .with_context(|| format!("listing builds of {}/{name} (page {page})", owner))?;
         let short = items.len() < MAX_PER_PAGE as usize;
-        for b in &items {
+        for b in items {
+            // The cache is saved only after a whole refresh: a bad page merges nothing.
             if b.number <= 0 {
                 bail!(
                     "drone listed a build with number {} on page {page}: not a Drone answer",
                     b.number
                 );
             }
-        }
-        for b in items {
             if b.number <= newest {
                 reached = true;
             }

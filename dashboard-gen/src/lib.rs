@@ -122,9 +122,7 @@ pub fn generate(cfg: &Config) -> Result<Report> {
             .get(&run.number())
             .is_some_and(|(stamp, live)| !live && *stamp != run.build.stamp)
     });
-    let fresh = staging
-        .open_store(prev.key != key || changed_finished)?
-        .fresh;
+    let fresh = staging.open_store(prev.key != key || changed_finished)?;
     let prev_runs = if fresh { BTreeMap::new() } else { prev.runs };
     let mut manifest = Manifest {
         key,

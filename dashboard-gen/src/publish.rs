@@ -25,6 +25,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use ccci::fsx::replace_with;
 
 const CURRENT: &str = "current";
 const PREFIX: &str = "site-";
@@ -46,11 +47,9 @@ pub struct Staging {
 }
 
 /// The run-page store this generation writes into.
-pub struct Store {
-    pub dir: PathBuf,
+struct Store {
+    dir: PathBuf,
     name: String,
-    /// Started by this generation: nothing in it is published yet.
-    pub fresh: bool,
 }
 
 /// What the store holds for a run.
@@ -97,25 +96,6 @@ pub fn current(out_dir: &Path) -> Result<Option<PathBuf>> {
 
 fn number(name: &str, prefix: &str) -> Option<u64> {
     name.strip_prefix(prefix)?.parse().ok()
-}
-
-/// Writes `bytes` to `path` by a temporary file and a rename, so that `path` (maybe a
-/// symlink) is replaced, never written through, and never seen half-written.
-fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_beside(path);
-    let write = || -> std::io::Result<()> {
-        fs::File::create(&tmp)?.write_all(bytes)?;
-        fs::rename(&tmp, path)
-    };
-    write().with_context(|| format!("writing {}", path.display()))
-}
-
-fn tmp_beside(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp.{}", std::process::id()))
 }
 
 impl Staging {
@@ -175,8 +155,8 @@ impl Staging {
     }
 
     /// Links the site to the previous site's store, or to a new empty one when `fresh` (or
-    /// there is none).
-    pub fn open_store(&mut self, fresh: bool) -> Result<&Store> {
+    /// there is none); says whether the store is new.
+    pub fn open_store(&mut self, fresh: bool) -> Result<bool> {
         let (name, fresh) = match (&self.prev_store, fresh) {
             (Some(name), false) => (name.clone(), false),
             _ => {
@@ -198,9 +178,8 @@ impl Staging {
         self.store = Some(Store {
             dir: self.out_dir.join(&name),
             name,
-            fresh,
         });
-        Ok(self.store.as_ref().expect("just set"))
+        Ok(fresh)
     }
 
     fn store(&self) -> &Store {
@@ -269,7 +248,10 @@ impl Staging {
             Ok(mut f) => f
                 .write_all(bytes)
                 .with_context(|| format!("writing {}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => replace(&path, bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                replace_with(&path, |tmp| fs::File::create(tmp)?.write_all(bytes))
+                    .with_context(|| format!("writing {}", path.display()))
+            }
             Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
         }
     }
@@ -280,11 +262,10 @@ impl Staging {
             return Ok(());
         }
         let path = self.store().dir.join(format!("{build}.html"));
-        let tmp = tmp_beside(&path);
-        let _ = fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(format!("../{CURRENT}/{LIVE}/{build}.html"), &tmp)
-            .and_then(|()| fs::rename(&tmp, &path))
-            .with_context(|| format!("linking {} to the live page", path.display()))
+        replace_with(&path, |tmp| {
+            std::os::unix::fs::symlink(format!("../{CURRENT}/{LIVE}/{build}.html"), tmp)
+        })
+        .with_context(|| format!("linking {} to the live page", path.display()))
     }
 
     /// Copies a file from outside the site (a run's screenshot) to `<store>/<build>/<rel>`,
@@ -314,11 +295,8 @@ impl Staging {
             );
         }
         self.parent_of(&to)?;
-        let tmp = tmp_beside(&to);
-        fs::copy(from, &tmp)
-            .and_then(|_| fs::rename(&tmp, &to))
-            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-        Ok(())
+        replace_with(&to, |tmp| fs::copy(from, tmp).map(drop))
+            .with_context(|| format!("copying {} to {}", from.display(), to.display()))
     }
 
     /// Swaps `current` to the new site with one rename.
@@ -364,11 +342,10 @@ impl Published {
             return Ok(());
         };
         let page = store.join(format!("{build}.html"));
-        let tmp = tmp_beside(&page);
-        let _ = fs::remove_file(&tmp);
-        fs::hard_link(self.dir.join(Staging::live_page(build)), &tmp)
-            .and_then(|()| fs::rename(&tmp, &page))
-            .with_context(|| format!("storing {}", page.display()))
+        replace_with(&page, |tmp| {
+            fs::hard_link(self.dir.join(Staging::live_page(build)), tmp)
+        })
+        .with_context(|| format!("storing {}", page.display()))
     }
 
     /// Removes what the published site no longer links: store entries of other runs,
