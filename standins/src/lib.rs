@@ -5,8 +5,10 @@
 
 pub mod abra;
 pub mod drone;
+pub mod forge;
 pub mod gitea;
 pub mod http;
 pub mod local;
 pub mod runner;
 pub mod traefik;
+pub mod upstream;

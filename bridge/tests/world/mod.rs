@@ -1,7 +1,10 @@
-//! The world the bridge's integration tests, crash test and benches run in: an in-process
-//! stand-in Gitea and Drone, and the real `cc-ci-bridge` binary started with a JSON config.
+//! The world the bridge's integration tests, crash test and benches run in: a forge (the
+//! in-process stand-in Gitea, or the real Gitea where a test runs against both), a stand-in
+//! Drone, and the real `cc-ci-bridge` binary started with a JSON config.
 #![allow(dead_code)]
 
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,7 +13,9 @@ use std::time::{Duration, Instant};
 use ccci::gitea::{Comment, GiteaClient};
 use ccci::secret::Secret;
 use standins::drone::{Commit, ConfigSource, Drone, DroneOpts, NewRepo, Perm};
-use standins::gitea::{Gitea, HookSpec, HookVersion, PullSpec};
+use standins::forge::Forge;
+use standins::gitea::{Gitea, PullSpec};
+use standins::upstream::gitea::RealGitea;
 
 pub const SHA: &str = "3f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e";
 pub const BOT: &str = "cc-ci-bot";
@@ -72,8 +77,8 @@ impl Default for Opts<'_> {
     }
 }
 
-pub struct World {
-    pub gitea: Gitea,
+pub struct World<F: Forge = Gitea> {
+    pub gitea: F,
     pub drone: Drone,
     pub dir: PathBuf,
     pub listen: String,
@@ -82,6 +87,9 @@ pub struct World {
     pub webhook_secrets: Vec<String>,
     /// Secrets that must never show in the bridge's log.
     pub tokens: Vec<String>,
+    /// Head SHA of each PR opened through [`World::open_pr_in`].
+    heads: RefCell<BTreeMap<i64, String>>,
+    forks: RefCell<BTreeSet<String>>,
 }
 
 pub fn free_port() -> u16 {
@@ -142,7 +150,7 @@ pub fn kill_bridge(child: &mut Option<Child>) {
     }
 }
 
-impl World {
+impl World<Gitea> {
     pub fn new(name: &str, yaml: &str, webhook_secrets: &[&str]) -> World {
         World::with(Opts {
             name,
@@ -153,11 +161,37 @@ impl World {
     }
 
     pub fn with(o: Opts) -> World {
-        let dir = std::env::temp_dir().join(format!("bridge-it-{}-{}", o.name, std::process::id()));
+        World::with_forge(Gitea::start().unwrap(), o)
+    }
+}
+
+impl World<RealGitea> {
+    /// The same world around the real Gitea (`dev/upstream gitea`).
+    pub fn real(name: &str, yaml: &str, webhook_secrets: &[&str]) -> World<RealGitea> {
+        let gitea = RealGitea::start().unwrap_or_else(|e| panic!("{e:#}"));
+        World::with_forge(
+            gitea,
+            Opts {
+                name,
+                yaml,
+                webhook_secrets,
+                ..Default::default()
+            },
+        )
+    }
+}
+
+impl<F: Forge> World<F> {
+    pub fn with_forge(gitea: F, o: Opts) -> World<F> {
+        let dir = std::env::temp_dir().join(format!(
+            "bridge-it-{}-{}-{}",
+            o.name,
+            gitea.kind().replace(' ', "-"),
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("state")).unwrap();
 
-        let gitea = Gitea::start().unwrap();
         for u in [BOT, "alice", "eve", "bob", "carol"] {
             gitea.create_user(u).unwrap();
         }
@@ -282,6 +316,8 @@ impl World {
             child: None,
             webhook_secrets: o.webhook_secrets.iter().map(|s| s.to_string()).collect(),
             tokens: vec![gitea_token, drone_token],
+            heads: RefCell::new(BTreeMap::new()),
+            forks: RefCell::new(BTreeSet::new()),
         }
     }
 
@@ -320,8 +356,17 @@ impl World {
         self.open_pr_in("custom-html")
     }
 
+    /// A PR by bob from his fork, as an outside contributor opens one (Gitea lets only those
+    /// who may push open a PR from a branch of the base repository).
     pub fn open_pr_in(&self, repo: &str) -> i64 {
-        self.gitea
+        if self.forks.borrow_mut().insert(repo.to_owned()) {
+            self.gitea
+                .fork_repo(&format!("coop-cloud/{repo}"), "bob")
+                .unwrap();
+        }
+        let n = self.heads.borrow().len() + 1;
+        let (pr, sha) = self
+            .gitea
             .open_pull(
                 "coop-cloud",
                 repo,
@@ -329,13 +374,20 @@ impl World {
                     poster: "bob".into(),
                     title: "Bump nginx".into(),
                     body: String::new(),
-                    head_repo: None,
-                    head_branch: "bump".into(),
+                    head_repo: Some(format!("bob/{repo}")),
+                    head_branch: format!("bump-{n}"),
                     head_sha: SHA.into(),
                     base_branch: None,
                 },
             )
-            .unwrap()
+            .unwrap();
+        self.heads.borrow_mut().insert(pr, sha);
+        pr
+    }
+
+    /// The head SHA of a PR opened by [`World::open_pr_in`] (the stand-in's is [`SHA`]).
+    pub fn head(&self, pr: i64) -> String {
+        self.heads.borrow()[&pr].clone()
     }
 
     pub fn say(&self, pr: i64, who: &str, body: &str) -> i64 {
@@ -381,24 +433,21 @@ impl World {
 
     /// Registers a webhook on `coop-cloud/<repo>` to `url`, signed with the first secret.
     pub fn add_hook(&self, repo: &str, url: &str) {
+        // Gitea files PR comments under `pull_request_comment` (routers/api/v1/utils/hook.go);
+        // `issue_comment` alone hears only issues.
         self.gitea
             .add_webhook(
                 "coop-cloud",
                 repo,
-                &HookSpec {
-                    url: url.into(),
-                    secret: self.webhook_secrets[0].clone(),
-                    version: HookVersion::V1_24,
-                    // Gitea files PR comments under `pull_request_comment`
-                    // (routers/api/v1/utils/hook.go); `issue_comment` alone hears only issues.
-                    events: vec!["pull_request_comment".into()],
-                },
+                url,
+                &self.webhook_secrets[0],
+                &["pull_request_comment"],
             )
             .unwrap();
     }
 }
 
-impl Drop for World {
+impl<F: Forge> Drop for World<F> {
     fn drop(&mut self) {
         self.kill();
         let log = self.log();

@@ -764,6 +764,17 @@ impl Parts {
     fn delete_repo(&self, owner: &str, name: &str) -> Result<()> {
         let mut s = self.lock();
         let id = find_repo(&s, owner, name)?;
+        // Gitea closes the open PRs whose head is in the deleted repository, on other repos
+        // (services/repository/repository.go DeleteRepository → services/pull/pull.go
+        // CloseRepoBranchesPulls, v1.26.0).
+        let now = s.now();
+        for i in s.issues.iter_mut() {
+            let from_here = i.pull.as_ref().is_some_and(|p| p.head_repo_id == id);
+            if from_here && i.repo_id != id && i.closed.is_none() {
+                i.closed = Some(now);
+                i.updated = now;
+            }
+        }
         s.repos.retain(|r| r.id != id);
         s.hooks.retain(|h| h.repo_id != id);
         s.watches.retain(|w| w.1 != id);
