@@ -310,6 +310,40 @@ LEVEL = Warn
         Ok(())
     }
 
+    /// `permission`: read, write or admin.
+    pub fn add_collaborator(
+        &self,
+        owner: &str,
+        repo: &str,
+        login: &str,
+        permission: &str,
+    ) -> Result<()> {
+        self.call(
+            "PUT",
+            &format!("/repos/{owner}/{repo}/collaborators/{login}"),
+            None,
+            Some(json!({"permission": permission})),
+        )?;
+        Ok(())
+    }
+
+    /// Commits `content` as `path` on the default branch, as the admin; the commit's SHA.
+    pub fn put_file(&self, owner: &str, repo: &str, path: &str, content: &str) -> Result<String> {
+        let c = self.call(
+            "POST",
+            &format!("/repos/{owner}/{repo}/contents/{path}"),
+            None,
+            Some(json!({
+                "content": crate::gitea::digest::base64(content.as_bytes()),
+                "message": format!("add {path}"),
+            })),
+        )?;
+        c["commit"]["sha"]
+            .as_str()
+            .map(str::to_owned)
+            .context("contents answer without commit.sha")
+    }
+
     pub fn delete_repo(&self, owner: &str, name: &str) -> Result<()> {
         self.call("DELETE", &format!("/repos/{owner}/{name}"), None, None)?;
         Ok(())

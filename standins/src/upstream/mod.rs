@@ -2,6 +2,7 @@
 //! found where `dev/upstream` installed them, started on 127.0.0.1 in a directory of their own,
 //! and stopped (by the pid we started) when dropped.
 
+pub mod drone;
 pub mod gitea;
 
 use std::net::TcpListener;
