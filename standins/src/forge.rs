@@ -9,6 +9,9 @@ use crate::upstream::gitea::RealGitea;
 pub trait Forge {
     /// What the test's messages call it: "stand-in Gitea" or "Gitea".
     fn kind(&self) -> &'static str;
+    /// The Gitea release it behaves as: the stand-in mirrors v1.24.7 (the forge's, read from
+    /// its source), the real one is what `dev/upstream` builds.
+    fn version(&self) -> &'static str;
     /// `http://127.0.0.1:PORT`, no trailing slash.
     fn url(&self) -> String;
     fn api_url(&self) -> String {
@@ -26,6 +29,8 @@ pub trait Forge {
     fn open_pull(&self, owner: &str, repo: &str, spec: &PullSpec) -> Result<(i64, String)>;
     fn open_issue(&self, owner: &str, repo: &str, poster: &str, title: &str) -> Result<i64>;
     fn close(&self, owner: &str, repo: &str, index: i64) -> Result<()>;
+    fn lock_issue(&self, owner: &str, repo: &str, index: i64) -> Result<()>;
+    fn set_archived(&self, owner: &str, repo: &str, archived: bool) -> Result<()>;
     fn comment(&self, owner: &str, repo: &str, index: i64, login: &str, body: &str) -> Result<i64>;
     fn edit_comment(&self, owner: &str, repo: &str, id: i64, login: &str, body: &str)
         -> Result<()>;
@@ -43,6 +48,9 @@ pub trait Forge {
 impl Forge for Gitea {
     fn kind(&self) -> &'static str {
         "stand-in Gitea"
+    }
+    fn version(&self) -> &'static str {
+        "1.24.7"
     }
     fn url(&self) -> String {
         Gitea::url(self)
@@ -82,6 +90,12 @@ impl Forge for Gitea {
     fn close(&self, owner: &str, repo: &str, index: i64) -> Result<()> {
         Gitea::close(self, owner, repo, index)
     }
+    fn lock_issue(&self, owner: &str, repo: &str, index: i64) -> Result<()> {
+        Gitea::lock_issue(self, owner, repo, index)
+    }
+    fn set_archived(&self, owner: &str, repo: &str, archived: bool) -> Result<()> {
+        Gitea::set_archived(self, owner, repo, archived)
+    }
     fn comment(&self, owner: &str, repo: &str, index: i64, login: &str, body: &str) -> Result<i64> {
         Gitea::comment(self, owner, repo, index, login, body)
     }
@@ -117,6 +131,9 @@ impl Forge for RealGitea {
     fn kind(&self) -> &'static str {
         "Gitea"
     }
+    fn version(&self) -> &'static str {
+        crate::upstream::gitea::VERSION
+    }
     fn url(&self) -> String {
         RealGitea::url(self)
     }
@@ -149,6 +166,12 @@ impl Forge for RealGitea {
     }
     fn close(&self, owner: &str, repo: &str, index: i64) -> Result<()> {
         RealGitea::close(self, owner, repo, index)
+    }
+    fn lock_issue(&self, owner: &str, repo: &str, index: i64) -> Result<()> {
+        RealGitea::lock_issue(self, owner, repo, index)
+    }
+    fn set_archived(&self, owner: &str, repo: &str, archived: bool) -> Result<()> {
+        RealGitea::set_archived(self, owner, repo, archived)
     }
     fn comment(&self, owner: &str, repo: &str, index: i64, login: &str, body: &str) -> Result<i64> {
         RealGitea::comment(self, owner, repo, index, login, body)

@@ -14,6 +14,7 @@ use crate::gitea::PullSpec;
 
 /// Cache path below `dev/upstream`'s directory; keep in step with its GITEA_VERSION.
 pub const DEFAULT_REL: &str = "gitea-v1.26.0/gitea";
+pub const VERSION: &str = "1.26.0";
 const ADMIN: &str = "ccci-admin";
 
 pub struct RealGitea {
@@ -226,13 +227,14 @@ LEVEL = Warn
         Ok(())
     }
 
-    /// Makes `login` a member of `org` through a read-only team, and publicises the membership
-    /// (which only the member may do) when `public`.
+    /// Makes `login` a member of `org` through a team with write access (as recipe
+    /// maintainers are), and publicises the membership (which only the member may do) when
+    /// `public`.
     pub fn set_member(&self, org: &str, login: &str, public: bool) -> Result<()> {
         let teams = self.call("GET", &format!("/orgs/{org}/teams"), None, None)?;
         let existing = teams
             .as_array()
-            .and_then(|t| t.iter().find(|t| t["name"] == "members"))
+            .and_then(|t| t.iter().find(|t| t["name"] == "maintainers"))
             .and_then(|t| t["id"].as_i64());
         let team = match existing {
             Some(id) => id,
@@ -241,8 +243,8 @@ LEVEL = Warn
                 &format!("/orgs/{org}/teams"),
                 None,
                 Some(json!({
-                    "name": "members",
-                    "permission": "read",
+                    "name": "maintainers",
+                    "permission": "write",
                     "includes_all_repositories": true,
                     "units": ["repo.code", "repo.issues", "repo.pulls"],
                 })),
@@ -405,6 +407,26 @@ LEVEL = Warn
             &format!("/repos/{owner}/{repo}/pulls/{index}"),
             None,
             Some(json!({"state": "closed"})),
+        )?;
+        Ok(())
+    }
+
+    pub fn lock_issue(&self, owner: &str, repo: &str, index: i64) -> Result<()> {
+        self.call(
+            "PUT",
+            &format!("/repos/{owner}/{repo}/issues/{index}/lock"),
+            None,
+            Some(json!({"lock_reason": "resolved"})),
+        )?;
+        Ok(())
+    }
+
+    pub fn set_archived(&self, owner: &str, repo: &str, archived: bool) -> Result<()> {
+        self.call(
+            "PATCH",
+            &format!("/repos/{owner}/{repo}"),
+            None,
+            Some(json!({"archived": archived})),
         )?;
         Ok(())
     }

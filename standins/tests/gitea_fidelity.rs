@@ -1,0 +1,474 @@
+//! The stand-in Gitea checked against the real one: each quirk that needs neither a frozen
+//! clock nor an injected fault is asserted by one test body run against both (`_standin` and
+//! `_real`; the real Gitea is the one `dev/upstream` builds, v1.26.0). Where the two differ the
+//! real one decides and the stand-in is fixed. Sources are go-gitea/gitea v1.26.0 files.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use standins::forge::Forge;
+use standins::gitea::{Gitea, PullSpec};
+use standins::http::{Response as HttpResponse, Server};
+use standins::upstream::gitea::RealGitea;
+
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One request; `auth` is the whole Authorization header value.
+fn call(method: &str, url: &str, auth: Option<&str>, body: Option<Value>) -> Resp {
+    let a: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let result = match method {
+        "GET" => {
+            let mut r = a.get(url);
+            if let Some(h) = auth {
+                r = r.header("Authorization", h);
+            }
+            r.call()
+        }
+        _ => {
+            let mut r = match method {
+                "POST" => a.post(url),
+                "PUT" => a.put(url),
+                _ => a.patch(url),
+            };
+            if let Some(h) = auth {
+                r = r.header("Authorization", h);
+            }
+            match body {
+                Some(b) => r.send_json(&b),
+                None => r.send_empty(),
+            }
+        }
+    };
+    let mut resp = result.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    let body = resp.body_mut().read_to_string().unwrap_or_default();
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn tok(t: &str) -> String {
+    format!("token {t}")
+}
+
+/// An org `acme` with repo `app`, maintainer `alice` (member), outsider `bob` (fork
+/// `bob/app`), bot `ci` (member), and PR #1 from bob's fork.
+struct World<F: Forge> {
+    g: F,
+    alice: String,
+    bob: String,
+    ci: String,
+}
+
+fn world<F: Forge>(g: F) -> World<F> {
+    g.create_org("acme").unwrap();
+    for u in ["alice", "bob", "ci"] {
+        g.create_user(u).unwrap();
+    }
+    g.set_member("acme", "alice", false).unwrap();
+    g.set_member("acme", "ci", false).unwrap();
+    g.create_repo("acme", "app", false).unwrap();
+    g.fork_repo("acme/app", "bob").unwrap();
+    let (n, _) = g
+        .open_pull(
+            "acme",
+            "app",
+            &PullSpec {
+                poster: "bob".into(),
+                title: "Fix x".into(),
+                body: String::new(),
+                head_repo: Some("bob/app".into()),
+                head_branch: "fix-x".into(),
+                head_sha: "3f2e".repeat(10),
+                base_branch: None,
+            },
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    let all = &["all"];
+    let alice = g.create_token("alice", all).unwrap();
+    let bob = g.create_token("bob", all).unwrap();
+    let ci = g.create_token("ci", all).unwrap();
+    World { g, alice, bob, ci }
+}
+
+impl<F: Forge> World<F> {
+    fn api(&self, path: &str) -> String {
+        format!("{}{path}", self.g.api_url())
+    }
+}
+
+fn standin() -> World<Gitea> {
+    world(Gitea::start().unwrap())
+}
+
+fn real() -> World<RealGitea> {
+    world(RealGitea::start().unwrap_or_else(|e| panic!("{e:#}")))
+}
+
+/// Both variants of one check.
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn standin() {
+                super::$name(super::standin());
+            }
+            #[test]
+            fn real() {
+                super::$name(super::real());
+            }
+        }
+    };
+}
+
+/// Behaviour that changed between the forge's 1.24.7 (which the stand-in mirrors) and the
+/// real Gitea built here: cc-ci's clients must work with both.
+fn since_1_26<F: Forge>(w: &World<F>) -> bool {
+    w.g.version() >= "1.26"
+}
+
+// routers/api/v1/repo/issue_comment.go ListRepoIssueComments, routers/api/v1/utils/page.go:
+// page size defaults to 30 and is capped at [api] MAX_RESPONSE_ITEMS = 50; X-Total-Count, and
+// no Link header on this route. `limit` without `page`: 1.24.7 ignores it (everything comes
+// back); 1.26.0 takes page 1 (`max(page, 1)`). cc-ci always sends `page`.
+fn limit_is_ignored_without_page_and_capped_at_50<F: Forge>(w: World<F>) {
+    let before = call(
+        "GET",
+        &w.api("/repos/acme/app/issues/comments"),
+        Some(&tok(&w.ci)),
+        None,
+    )
+    .json()
+    .as_array()
+    .unwrap()
+    .len();
+    for i in 0..(60 - before) {
+        w.g.comment("acme", "app", 1, "alice", &format!("c{i}"))
+            .unwrap();
+    }
+    let get = |q: &str| {
+        call(
+            "GET",
+            &w.api(&format!("/repos/acme/app/issues/comments{q}")),
+            Some(&tok(&w.ci)),
+            None,
+        )
+    };
+    let r = get("?limit=5");
+    let want = if since_1_26(&w) { 5 } else { 60 };
+    assert_eq!(r.json().as_array().unwrap().len(), want, "{}", w.g.kind());
+    assert_eq!(r.header("X-Total-Count"), Some("60"));
+    assert_eq!(r.header("Link"), None);
+    assert_eq!(get("?page=1").json().as_array().unwrap().len(), 30);
+    assert_eq!(
+        get("?page=1&limit=100").json().as_array().unwrap().len(),
+        50
+    );
+    let p2 = get("?page=2&limit=50");
+    assert_eq!(p2.json().as_array().unwrap().len(), 10);
+    assert_eq!(p2.header("X-Total-Count"), Some("60"));
+    assert_eq!(p2.header("Link"), None);
+    assert_eq!(get("?page=3&limit=50").json().as_array().unwrap().len(), 0);
+}
+both!(limit_is_ignored_without_page_and_capped_at_50);
+
+// routers/api/v1/org/member.go IsMember: 204 for a member asked by a member, 404 for a
+// non-member, 303 to public_members when the asker is not a member; 401 anonymous.
+fn org_membership_answers<F: Forge>(w: World<F>) {
+    let url = |u: &str| w.api(&format!("/orgs/acme/members/{u}"));
+    assert_eq!(
+        call("GET", &url("alice"), Some(&tok(&w.ci)), None).status,
+        204
+    );
+    let r = call("GET", &url("bob"), Some(&tok(&w.ci)), None);
+    assert_eq!(r.status, 404);
+    assert!(r.json()["message"].is_string());
+    let r = call("GET", &url("alice"), Some(&tok(&w.bob)), None);
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        r.header("Location"),
+        Some("/api/v1/orgs/acme/public_members/alice")
+    );
+    assert_eq!(
+        call("GET", &url("bob"), Some(&tok(&w.bob)), None).status,
+        404
+    );
+    assert_eq!(
+        call("GET", &url("nobody"), Some(&tok(&w.ci)), None).status,
+        404
+    );
+    let r = call("GET", &url("alice"), None, None);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["message"], json!("token is required"));
+    // IsPublicMember: 204/404 on the member's public flag.
+    let public = |u: &str| {
+        call(
+            "GET",
+            &w.api(&format!("/orgs/acme/public_members/{u}")),
+            Some(&tok(&w.bob)),
+            None,
+        )
+        .status
+    };
+    assert_eq!(public("alice"), 404);
+    w.g.set_member("acme", "alice", true).unwrap();
+    assert_eq!(public("alice"), 204);
+}
+both!(org_membership_answers);
+
+// routers/api/v1/repo/issue_reaction.go changeIssueCommentReaction: 201 new, 200 existing,
+// 403 for a value outside [ui] REACTIONS (modules/setting/ui.go).
+fn reactions_201_then_200_and_403_for_unknown<F: Forge>(w: World<F>) {
+    let c = w.g.comment("acme", "app", 1, "alice", "!testme").unwrap();
+    let url = w.api(&format!("/repos/acme/app/issues/comments/{c}/reactions"));
+    let r = call(
+        "POST",
+        &url,
+        Some(&tok(&w.ci)),
+        Some(json!({"content": "eyes"})),
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(r.json()["content"], json!("eyes"));
+    assert_eq!(r.json()["user"]["login"], json!("ci"));
+    let again = call(
+        "POST",
+        &url,
+        Some(&tok(&w.ci)),
+        Some(json!({"content": "eyes"})),
+    );
+    assert_eq!(again.status, 200);
+    let odd = call(
+        "POST",
+        &url,
+        Some(&tok(&w.ci)),
+        Some(json!({"content": "thumbsup"})),
+    );
+    assert_eq!(odd.status, 403);
+    let list = call("GET", &url, None, None).json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}
+both!(reactions_201_then_200_and_403_for_unknown);
+
+// routers/api/v1/repo/issue_comment.go EditIssueComment: the poster or a writer; 403 for
+// anyone else; 404 for the id under another repository's path.
+fn edit_comment_rules<F: Forge>(w: World<F>) {
+    let c = w.g.comment("acme", "app", 1, "bob", "please test").unwrap();
+    let url = w.api(&format!("/repos/acme/app/issues/comments/{c}"));
+    w.g.create_user("eve").unwrap();
+    let eve = w.g.create_token("eve", &["write:issue"]).unwrap();
+    let edit = |t: &str, body: &str| {
+        call("PATCH", &url, Some(&tok(t)), Some(json!({"body": body}))).status
+    };
+    assert_eq!(edit(&eve, "hijack"), 403, "{}", w.g.kind());
+    assert_eq!(edit(&w.bob, "please test now"), 200);
+    assert_eq!(edit(&w.ci, "by a writer"), 200);
+    let other = w.api(&format!("/repos/bob/app/issues/comments/{c}"));
+    let r = call(
+        "PATCH",
+        &other,
+        Some(&tok(&w.bob)),
+        Some(json!({"body": "x"})),
+    );
+    assert_eq!(r.status, 404);
+}
+both!(edit_comment_rules);
+
+// routers/api/v1/repo/issue_comment.go CreateIssueComment: 201 with the PR's web URL; 401
+// anonymous; 422 empty; a locked issue needs write access (403); an archived repo is 423.
+fn create_comment_rules<F: Forge>(w: World<F>) {
+    let url = w.api("/repos/acme/app/issues/1/comments");
+    let post = |t: Option<&str>, body: &str| {
+        call(
+            "POST",
+            &url,
+            t.map(tok).as_deref(),
+            Some(json!({"body": body})),
+        )
+    };
+    let r = post(Some(&w.bob), "hi");
+    assert_eq!(r.status, 201);
+    assert_eq!(
+        r.json()["pull_request_url"],
+        json!(format!("{}/acme/app/pulls/1", w.g.url()))
+    );
+    assert_eq!(r.json()["issue_url"], json!(""));
+    assert_eq!(post(None, "hi").status, 401);
+    assert_eq!(post(Some(&w.bob), "").status, 422, "{}", w.g.kind());
+    w.g.lock_issue("acme", "app", 1).unwrap();
+    assert_eq!(post(Some(&w.bob), "hi").status, 403);
+    assert_eq!(post(Some(&w.ci), "hi").status, 201);
+    w.g.set_archived("acme", "app", true).unwrap();
+    assert_eq!(post(Some(&w.ci), "hi").status, 423);
+}
+both!(create_comment_rules);
+
+// services/auth (oauth2.go parseToken, basic.go): `token X`, `Bearer X` (any case), ?token=
+// and ?access_token=, Basic with the token as user name. `Token X`: 1.24.7 does not parse it
+// (the request is anonymous); 1.26.0 folds the case (modules/auth/httpauth/httpauth.go).
+// cc-ci sends `token` in lower case. Scopes follow the method; a private repo is 404 to
+// outsiders.
+fn auth_like_gitea<F: Forge>(w: World<F>) {
+    w.g.create_repo("acme", "secret", true).unwrap();
+    let read_only = w.g.create_token("bob", &["read:issue"]).unwrap();
+    let comments = w.api("/repos/acme/app/issues/comments");
+    let get = |url: &str, auth: Option<&str>| call("GET", url, auth, None).status;
+    assert_eq!(get(&comments, None), 200);
+    assert_eq!(get(&comments, Some(&tok(&w.ci))), 200);
+    assert_eq!(get(&comments, Some(&format!("BEARER {}", w.ci))), 200);
+    assert_eq!(get(&format!("{comments}?token={}", w.ci), None), 200);
+    assert_eq!(get(&format!("{comments}?access_token={}", w.ci), None), 200);
+    let r = call("GET", &comments, Some("token nope"), None);
+    assert_eq!(r.status, 401);
+    assert!(r.json()["message"].is_string() && r.json()["url"].is_string());
+    assert_eq!(get(&comments, Some(&format!("Token {}", w.ci))), 200);
+    let n = w.api("/notifications");
+    let capital = if since_1_26(&w) { 200 } else { 401 };
+    assert_eq!(get(&n, Some(&format!("Token {}", w.ci))), capital);
+    assert_eq!(get(&comments, Some(&tok(&read_only))), 200);
+    let r = call(
+        "GET",
+        &w.api("/repos/acme/app/pulls/1"),
+        Some(&tok(&read_only)),
+        None,
+    );
+    assert_eq!(r.status, 403, "{}", w.g.kind());
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("read:repository"),
+        "{}",
+        r.body
+    );
+    let post = w.api("/repos/acme/app/issues/1/comments");
+    let r = call(
+        "POST",
+        &post,
+        Some(&tok(&read_only)),
+        Some(json!({"body": "x"})),
+    );
+    assert_eq!(r.status, 403);
+    let private = w.api("/repos/acme/secret/issues/comments");
+    assert_eq!(get(&private, Some(&tok(&w.bob))), 404);
+    assert_eq!(get(&private, None), 404);
+    assert_eq!(get(&private, Some(&tok(&w.ci))), 200);
+    let basic = format!(
+        "Basic {}",
+        standins::gitea::digest::base64(format!("{}:", w.ci).as_bytes())
+    );
+    assert_eq!(get(&n, Some(&basic)), 200);
+    let _ = &w.alice;
+}
+both!(auth_like_gitea);
+
+fn hmac256(key: &[u8], data: &[u8]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut m = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).unwrap();
+    m.update(data);
+    standins::gitea::digest::hex(&m.finalize().into_bytes())
+}
+
+// services/webhook/deliver.go addDefaultHeaders; services/webhook/notifier.go
+// CreateIssueComment; modules/webhook/type.go Event(): a PR comment travels as issue_comment
+// with X-Gitea-Event-Type pull_request_comment; the body is MarshalIndent with Go's HTML
+// escaping, signed over its raw bytes.
+fn webhook_signature_headers_and_shapes<F: Forge>(w: World<F>) {
+    let rx = Server::start(
+        0,
+        Arc::new(|_req: &standins::http::Request| HttpResponse::new(200)),
+    )
+    .unwrap();
+    w.g.add_webhook(
+        "acme",
+        "app",
+        &format!("{}/hook", rx.url()),
+        "s3cret",
+        &["pull_request_comment", "issue_comment"],
+    )
+    .unwrap();
+    let c =
+        w.g.comment("acme", "app", 1, "alice", "!testme <b>&</b>")
+            .unwrap();
+    let end = Instant::now() + Duration::from_secs(15);
+    while rx.requests().is_empty() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got = rx.requests();
+    assert_eq!(got.len(), 1, "{}: one delivery", w.g.kind());
+    let req = &got[0].request;
+    let body = &req.body;
+    let sig = req.header("X-Gitea-Signature").unwrap();
+    assert_eq!(sig, hmac256(b"s3cret", body));
+    assert_eq!(
+        req.header("X-Hub-Signature-256").unwrap(),
+        format!("sha256={sig}")
+    );
+    let sha1 = standins::gitea::digest::hex(&standins::gitea::digest::hmac_sha1(b"s3cret", body));
+    assert_eq!(
+        req.header("X-Hub-Signature").unwrap(),
+        format!("sha1={sha1}")
+    );
+    assert_eq!(req.header("X-Gitea-Event"), Some("issue_comment"));
+    assert_eq!(
+        req.header("X-Gitea-Event-Type"),
+        Some("pull_request_comment")
+    );
+    assert_eq!(req.header("X-GitHub-Event"), Some("issue_comment"));
+    assert_eq!(
+        req.header("X-Gitea-Hook-Installation-Target-Type"),
+        Some("repository")
+    );
+    let uuid = req.header("X-Gitea-Delivery").unwrap();
+    assert_eq!(uuid.len(), 36);
+    assert_eq!(req.header("X-Gogs-Delivery"), Some(uuid));
+    let text = String::from_utf8(body.clone()).unwrap();
+    assert!(
+        text.starts_with("{\n  \""),
+        "MarshalIndent, two spaces: {text:.40}"
+    );
+    assert!(text.contains("\\u003cb\\u003e\\u0026"), "Go escapes <>&");
+    let p: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(p["action"], json!("created"));
+    assert_eq!(p["is_pull"], json!(true));
+    assert_eq!(p["comment"]["id"], json!(c));
+    assert_eq!(p["comment"]["body"], json!("!testme <b>&</b>"));
+    assert_eq!(p["sender"]["login"], json!("alice"));
+    assert_eq!(p["repository"]["full_name"], json!("acme/app"));
+    assert_eq!(p["issue"]["pull_request"]["draft"], json!(false));
+    eprintln!(
+        "{}: top-level pull_request in the comment payload: {}",
+        w.g.kind(),
+        p.get("pull_request").is_some()
+    );
+}
+both!(webhook_signature_headers_and_shapes);
