@@ -1559,10 +1559,29 @@ fn cancel(inner: &Arc<Inner>, owner: &str, name: &str, number: i64) -> Response 
             .filter(|s| s.build_id == build_id)
             .map(|s| s.id)
             .collect();
+        let mut signalled = Vec::new();
         for id in ids {
             if let Some(flag) = st.running.get(&id) {
                 flag.store(true, Ordering::SeqCst);
+                signalled.push(id);
             }
+        }
+        // The real handler lists and marks the stages only after scheduler.Cancel, and the
+        // runner, woken at once, kills its step and reports the stage before that (killed,
+        // 137; pending steps skipped, 0): the handler then finds the stage done and leaves it.
+        // Measured on the real pair (standins/tests/runner_fidelity.rs); bounded here so a
+        // runner that never reports cannot hold the cancel.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while signalled.iter().any(|id| st.running.contains_key(id)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = inner
+                .changed
+                .wait_timeout(st, left.min(Duration::from_millis(50)))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
     for s in st.stages.iter_mut().filter(|s| s.build_id == build_id) {
