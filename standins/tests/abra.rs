@@ -1,6 +1,7 @@
 //! Drives the stand-in `abra` binary end to end in temp dirs: app lifecycle with a real local
 //! service process, the abra/Docker rules it must enforce, backups, upgrades and fault knobs.
-//! Quirk tests cite their source: /work/shared/facts/abra.md ("facts §N") or upstream files.
+//! Quirk tests cite their source: the keys docs/fidelity.md lists under
+//! "Sources of the stand-in abra" ([SEC], [MH], [CCCI] …), or upstream files.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -242,7 +243,7 @@ fn lifecycle_serves_volume_and_keeps_data_across_undeploy() {
     let port = w.install(d, None);
 
     // Default content seeded into the empty volume on first start, as docker does with an
-    // image's files at the mount point; latest release = nginx 1.27.2 (facts §1 version kinds).
+    // image's files at the mount point; latest release = nginx 1.27.2 ([HB-ver] version kinds).
     let r = http_get(port, "/").unwrap();
     assert_eq!(r.status, 200);
     assert!(String::from_utf8_lossy(&r.body).contains("Welcome to nginx!"));
@@ -251,7 +252,7 @@ fn lifecycle_serves_volume_and_keeps_data_across_undeploy() {
     assert_eq!(http_get(port, "/missing.html").unwrap().status, 404);
 
     // A file written inside the "container" (container path rewritten to the volume) is
-    // served byte-exact, with the type its extension implies (facts §5 custom-html data check).
+    // served byte-exact, with the type its extension implies ([CCCI] tests/custom-html PARITY.md data check).
     w.ok(&[
         "app",
         "run",
@@ -284,14 +285,14 @@ fn lifecycle_serves_volume_and_keeps_data_across_undeploy() {
         Some(3)
     );
 
-    // Already deployed: refused without --force (facts §1 `--force`/`-f`).
+    // Already deployed: refused without --force ([BON] README "abra app deploy --force"; [LORES]).
     assert!(w.fail(&["app", "deploy", d]).contains("already deployed"));
 
     // Volume removal while deployed: docker's "volume is in use".
     let err = w.fail(&["app", "volume", "remove", d, "--force"]);
     assert!(err.contains("volume is in use"), "{err}");
 
-    // Undeploy keeps volumes (facts §1 "data preserved") and really stops the process.
+    // Undeploy keeps volumes ([LLAMENOS] "data preserved") and really stops the process.
     let pids = w.pids("html_example_com");
     assert_eq!(pids.len(), 1);
     w.ok(&["app", "undeploy", d]);
@@ -332,7 +333,7 @@ fn secrets_follow_docker_rules() {
     );
 
     // Insert inline, then again: a version that exists cannot be inserted again
-    // (facts §1 Secrets; swarmkit manager/controlapi/secret.go CreateSecret AlreadyExists).
+    // ([SEC] "secret … already exists"; swarmkit manager/controlapi/secret.go CreateSecret AlreadyExists).
     w.ok(&[
         "app",
         "secret",
@@ -365,7 +366,7 @@ fn secrets_follow_docker_rules() {
         b"s3cret-value"
     );
 
-    // From a file with -f (facts §1, lores docs `… pi_local.crt -f`).
+    // From a file with -f ([LORES] `… pi_local.crt -f`).
     let f = w.root.join("value.txt");
     std::fs::write(&f, "from-file").unwrap();
     w.ok(&[
@@ -425,7 +426,7 @@ fn secrets_follow_docker_rules() {
 
 #[test]
 fn long_domain_breaks_dockers_64_char_secret_name_limit() {
-    // facts §2: Swarm caps secret names at 64 chars, stack prefix included (moby/swarmkit#2918;
+    // Swarm caps secret names at 64 chars, stack prefix included (moby/swarmkit#2918;
     // message from swarmkit manager/controlapi/common.go validateConfigOrSecretAnnotations).
     let w = World::new();
     let d = "a-rather-long-subdomain-for-ci.example.com"; // stack 42 + "_admin_password_v1" = 60 ok
@@ -472,7 +473,7 @@ fn app_new_secrets_table_prints_values_once() {
     let value =
         std::fs::read_to_string(w.swarm_dir.join("secrets/t_example_com_admin_password_v1"))
             .unwrap();
-    // Real abra shows generated secrets in a table (facts §1), so callers must redact.
+    // Real abra shows generated secrets in a table ([CCCI] BACKLOG.md M5), so callers must redact.
     assert!(
         out.contains("admin_password") && out.contains(&value),
         "{out}"
@@ -501,14 +502,14 @@ fn dirty_checkout_refused_unless_chaos() {
         d,
         "-S",
     ]);
-    // An untracked file is enough (facts §1: "FATAs 'has locally unstaged changes'" even for
+    // An untracked file is enough ([CCCI] tests/ history: "FATAs 'has locally unstaged changes'" even for
     // untracked files; [MH] "abra will not deploy unstaged changes").
     std::fs::write(w.recipe_dir().join("notes.txt"), "wip").unwrap();
     let err = w.fail(&["app", "deploy", d]);
     assert!(err.contains("has locally unstaged changes"), "{err}");
     assert!(w.state()["stacks"].get("dirty_example_com").is_none());
 
-    // -C deploys the worktree as is; chaos-version = SmallSHA(HEAD) + "+U" (facts §1 Chaos).
+    // -C deploys the worktree as is; chaos-version = SmallSHA(HEAD) + "+U" ([CCCI] JOURNAL-dstamp.md).
     w.ok(&["app", "deploy", d, "-C"]);
     let head = Command::new("git")
         .args(["-C", w.recipe_dir().to_str().unwrap(), "rev-parse", "HEAD"])
@@ -529,7 +530,7 @@ fn dirty_checkout_refused_unless_chaos() {
 
 #[test]
 fn chaos_deploys_checked_out_commit_without_recheckout() {
-    // The CI pattern (facts §1 HC1): deploy the published tag, check out another commit in
+    // The CI pattern ([CCCI] docs/testing.md HC1): deploy the published tag, check out another commit in
     // the recipe dir, `deploy --force --chaos`: the checked-out commit is what runs.
     let w = World::new();
     let d = "pr.example.com";
@@ -568,7 +569,7 @@ fn upgrade_keeps_data() {
     let w = World::new();
     let d = "up.example.com";
     let port = w.install(d, Some("1.0.0+1.25.0"));
-    // The .env pin is the deploy version (facts §1 version kind 2).
+    // The .env pin is the deploy version ([HB-ver] version kind 2).
     assert_eq!(
         http_get(port, "/").unwrap().header("Server"),
         Some("nginx/1.25.0")
@@ -602,7 +603,7 @@ fn upgrade_keeps_data() {
 
 #[test]
 fn backup_then_restore_brings_data_back() {
-    // backupbot labels: `backupbot.backup=true` + `backupbot.backup.path` (facts §4; spec
+    // backupbot labels: `backupbot.backup=true` + `backupbot.backup.path` ([SPEC]
     // https://docs.coopcloud.tech/specs/backup/spec). Restore takes the latest snapshot.
     let w = World::new();
     let d = "bk.example.com";
@@ -675,7 +676,7 @@ fn fault_deploy_fails_leaves_a_failed_stack_to_undeploy() {
 
 #[test]
 fn fault_never_converges_times_out_after_env_timeout() {
-    // TIMEOUT in the .env feeds the `coop-cloud.<stack>.timeout` label abra waits on (facts §3).
+    // TIMEOUT in the .env feeds the `coop-cloud.<stack>.timeout` label abra waits on ([CCCI] commit fb20321).
     let w = World::new();
     let d = "f2.example.com";
     w.ok(&[
@@ -699,7 +700,7 @@ fn fault_never_converges_times_out_after_env_timeout() {
     assert!(err.contains("deploy timed out"), "{err}");
     assert!(start.elapsed() < Duration::from_secs(15));
     assert_eq!(w.ps(d)[0]["state"], "starting");
-    // -c skips the monitor (facts §1 `-c` = `--no-converge-checks`).
+    // -c skips the monitor ([CCCI] commit 7dab4f5: `-c` = `--no-converge-checks`).
     w.ok(&["app", "deploy", d, "-f", "-c"]);
     w.set_faults("");
     w.ok(&["app", "deploy", d, "-f"]);
@@ -745,7 +746,7 @@ fn cli_syntax_errors_like_cobra() {
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("Error: unknown flag: --bogus"));
     let err = w.fail(&["app", "deploy", "-Z", "x.example.com"]);
     assert!(err.contains("unknown shorthand flag: 'Z' in -Z"), "{err}");
-    // No --server/--domain: abra would prompt; there is no TTY (facts §1, §3).
+    // No --server/--domain: abra would prompt; there is no TTY ([KARROT] self-hosting.md).
     let err = w.fail(&["app", "new", "custom-html"]);
     assert!(err.starts_with("FATA ") && err.contains("no TTY"), "{err}");
     assert!(w
@@ -773,9 +774,9 @@ fn recipe_fetch_clones_release_tags() {
 
 #[test]
 fn concurrent_runs_with_own_abra_dirs_share_one_swarm() {
-    // cc-ci runs each build with its own ABRA_DIR on one Docker host (facts §2: per-run
+    // cc-ci runs each build with its own ABRA_DIR on one Docker host ([CCCI] README: per-run
     // ABRA_DIR, shared swarm). Within one ABRA_DIR the recipe checkout is shared and concurrent
-    // runs race on it as real abra's do (facts §2 "Shared ~/.abra/recipes/<recipe> worktree =
+    // runs race on it as real abra's do ([CCCI]: "Shared ~/.abra/recipes/<recipe> worktree =
     // race"), so this test gives each run its own.
     let w = World::new();
     let runs: Vec<(String, PathBuf)> = (0..4)

@@ -1,6 +1,7 @@
 //! The abra commands: argument handling, the rules abra and Docker enforce, and the effects on
 //! `$ABRA_DIR` and the stand-in swarm. Where a rule comes from is cited next to it; sources
-//! are in /work/shared/facts/abra.md (section names given as "facts §N").
+//! are named by the keys docs/fidelity.md lists under "Sources of the stand-in abra" ([SEC],
+//! [MH], [CCCI] …), each with its URL.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -137,7 +138,7 @@ struct App {
     stack: String,
 }
 
-/// Stack name = domain with `.` → `_` (facts §2, "Names").
+/// Stack name = domain with `.` → `_` ([SEC]: app `example_wordpress`, secret `example_wordpress_db_password_v1`).
 pub fn stack_name(domain: &str) -> String {
     domain.replace('.', "_")
 }
@@ -224,7 +225,7 @@ fn fetch_recipe(ctx: &Ctx, recipe: &str) -> Result<()> {
     Ok(())
 }
 
-/// abra's wording for a dirty checkout (facts §1: "FATAs 'has locally unstaged changes'",
+/// abra's wording for a dirty checkout ([CCCI] tests/ history: "FATAs 'has locally unstaged changes'",
 /// untracked files included).
 fn refuse_dirty(dir: &Path, recipe: &str) -> Result<()> {
     if recipe::is_dirty(dir)? {
@@ -302,7 +303,7 @@ fn app_new(ctx: &Ctx, args: &[String]) -> Result<i32> {
         return Ok(0);
     };
     want_args(NEW, &p, 0, 2)?;
-    // Without these abra prompts (facts §1 "Without flags `abra app new` is interactive"); a
+    // Without these abra prompts ([KARROT] docs/src/self-hosting.md: `abra app new` asks for server and domain); a
     // CI has no TTY, so the prompt fails.
     let recipe_name =
         p.positional.first().cloned().ok_or_else(|| {
@@ -336,7 +337,7 @@ fn app_new(ctx: &Ctx, args: &[String]) -> Result<i32> {
     } else {
         tags.last().cloned()
     };
-    // `app new` moves the checkout to the release tag (facts §1 "Gotcha").
+    // `app new` moves the checkout to the release tag ([CCCI] notes).
     if let Some(v) = &version {
         refuse_dirty(&dir, &recipe_name)?;
         checkout(&dir, v)?;
@@ -367,7 +368,7 @@ fn app_new(ctx: &Ctx, args: &[String]) -> Result<i32> {
     if p.on("secrets") {
         let app = find_app(ctx, &domain)?;
         let generated = generate_secrets(ctx, &app, &all_secret_specs(&app))?;
-        // Real abra shows the new secrets once, with their values (facts §1): the caller must
+        // Real abra shows the new secrets once, with their values ([CCCI] BACKLOG.md M5): the caller must
         // keep this output out of logs.
         println!();
         println!("NEW APP SECRETS (shown once, keep them safe)");
@@ -397,7 +398,7 @@ fn all_secret_specs(app: &App) -> Vec<(String, String, usize)> {
         .collect()
 }
 
-/// Docker's remote name, `<stack>_<secret>_<version>` (facts §2).
+/// Docker's remote name, `<stack>_<secret>_<version>` ([SEC]; [BON] compose.yml).
 fn secret_remote(app: &App, name: &str, version: &str) -> String {
     format!("{}_{name}_{version}", app.stack)
 }
@@ -606,10 +607,10 @@ fn app_deploy(ctx: &Ctx, args: &[String]) -> Result<i32> {
         }
     }
 
-    // Version kinds (facts §1, [HB-ver]).
+    // Version kinds ([HB-ver]).
     let plan = if p.on("chaos") {
         // A chaos deploy deploys whatever HEAD/worktree is checked out, no re-checkout
-        // (facts §1 "Chaos semantics"): label `<SmallSHA(HEAD)>` + `+U` when dirty.
+        // ([CCCI] JOURNAL-dstamp.md, quoting abra 0.13.0-beta `getDeployVersion`): label `<SmallSHA(HEAD)>` + `+U` when dirty.
         chaos_plan(&app, &dir)?
     } else {
         refuse_dirty(&dir, &app.recipe)?;
@@ -829,7 +830,7 @@ fn app_deploy(ctx: &Ctx, args: &[String]) -> Result<i32> {
             .unwrap_or_default()
     );
     if !p.on("no-converge-checks") {
-        // abra's convergence monitor, bounded by the stack's timeout label (facts §3).
+        // abra's convergence monitor, bounded by the stack's timeout label ([CCCI] tests/matrix-synapse/PARITY.md: `TIMEOUT`, `GetTimeoutFromLabel`).
         let deadline = Instant::now() + Duration::from_secs(timeout);
         for s in &services {
             let Some(port) = s.port else { continue };
@@ -874,7 +875,7 @@ fn chaos_plan(app: &App, dir: &Path) -> Result<Plan> {
     if recipe::is_dirty(dir)? {
         cv.push_str("+U");
     }
-    // The version label keeps the published version (facts §1 "Labels written at deploy").
+    // The version label keeps the published version ([CCCI]; code importing `coopcloud.tech/abra/pkg` writes `coop-cloud.<stack>.version`).
     let published = app
         .pin
         .clone()
@@ -1029,7 +1030,7 @@ fn http_answers(port: u16) -> bool {
 }
 
 // ---------------------------------------------------------------------------------------------
-// backups (backupbot labels, facts §4 / https://docs.coopcloud.tech/specs/backup/spec)
+// backups (backupbot labels, [SPEC] https://docs.coopcloud.tech/specs/backup/spec)
 
 /// Per volume, the paths (relative to the volume root; empty = everything) to back up.
 type BackupPlan = BTreeMap<String, Vec<String>>;
@@ -1164,7 +1165,7 @@ fn app_restore(ctx: &Ctx, args: &[String]) -> Result<i32> {
     if ctx.swarm.fault("restore-fails") {
         bail!("restore failed: restic: Fatal: unable to restore snapshot: stand-in fault restore-fails");
     }
-    // The latest snapshot wins (facts §1: restore "picks the global LATEST").
+    // The latest snapshot wins ([CCCI] commit 16c9241: restore "picks the global LATEST").
     let bdir = ctx.swarm.backups_dir(&app.stack);
     let latest = fs::read_dir(&bdir)
         .map(|rd| {
@@ -1214,7 +1215,7 @@ fn app_undeploy(ctx: &Ctx, args: &[String]) -> Result<i32> {
         }
     }
     ctx.swarm.save(&state)?;
-    // Volumes stay (facts §1 "Stop and remove the app (data preserved)").
+    // Volumes stay ([LLAMENOS]: "Stop and remove the app (data preserved)").
     println!("{} undeployed", app.domain);
     Ok(0)
 }
@@ -1513,7 +1514,7 @@ fn server_add(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let Some(p) = parse(SERVER_ADD, args, &spec)? else {
         return Ok(0);
     };
-    // `--local` registers the local daemon as `default` (facts §2 "Local server").
+    // `--local` registers the local daemon as `default` ([MALTA] common.nix: "Use proper server context (default …)").
     let name = if p.on("local") {
         want_args(SERVER_ADD, &p, 0, 0)?;
         "default".to_owned()
