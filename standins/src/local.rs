@@ -1,7 +1,8 @@
-//! The whole cc-ci loop on one machine: stand-in Gitea, Drone (its exec runner running this
-//! repository's real `.drone.yml`), abra's swarm and Traefik, plus the real bridge,
-//! stage-runner and dashboard-gen, wired through the same config files the NixOS modules
-//! write. `dev/local` runs it for a person; the end-to-end tests drive it.
+//! The whole cc-ci loop on one machine: Gitea and Drone (its exec runner running this
+//! repository's real `.drone.yml`) — the stand-ins, or with [`Setup::real`] the real Gitea,
+//! Drone and drone-runner-exec from `dev/upstream` — the stand-in abra's swarm and Traefik,
+//! and the real bridge, stage-runner and dashboard-gen, wired through the same config files the
+//! NixOS modules write. `dev/local` runs it for a person; the end-to-end tests drive it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,9 +12,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use crate::drone::{ConfigSource, Drone, DroneOpts, NewRepo, Perm};
-use crate::gitea::{Gitea, HookSpec, HookVersion, Options, PullSpec};
+use crate::drone::{Build, ConfigSource, Drone, DroneOpts, NewRepo, Perm};
+use crate::gitea::{Gitea, Options, PullSpec};
 use crate::traefik::Traefik;
+use crate::upstream::drone::{RealDrone, RealRunner};
+use crate::upstream::gitea::RealGitea;
 
 pub const BOT: &str = "cc-ci-bot";
 pub const ORG: &str = "coop-cloud";
@@ -40,12 +43,113 @@ pub struct Setup {
     pub capacity: usize,
     /// stage-runner's cap on waiting for a deployed app to answer.
     pub deploy_timeout_secs: u64,
+    /// The real Gitea, Drone and exec runner (`dev/upstream`) instead of the stand-ins.
+    pub real: bool,
+}
+
+/// The forge of a local world.
+pub enum LocalGitea {
+    Standin(Gitea),
+    Real(RealGitea),
+}
+
+impl LocalGitea {
+    fn forge(&self) -> &dyn crate::forge::Forge {
+        match self {
+            LocalGitea::Standin(g) => g,
+            LocalGitea::Real(g) => g,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.forge().url()
+    }
+
+    pub fn api_url(&self) -> String {
+        self.forge().api_url()
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.forge().kind()
+    }
+}
+
+/// The Drone of a local world, with its runner.
+pub enum LocalDrone {
+    Standin(Drone),
+    Real(Box<(RealDrone, RealRunner)>),
+}
+
+impl LocalDrone {
+    pub fn url(&self) -> String {
+        match self {
+            LocalDrone::Standin(d) => d.url(),
+            LocalDrone::Real(r) => r.0.url(),
+        }
+    }
+
+    /// A build with its stages, as Drone's API answers it; `None` when there is none.
+    pub fn build(&self, owner: &str, name: &str, number: i64) -> Option<Build> {
+        match self {
+            LocalDrone::Standin(d) => d.build(owner, name, number),
+            LocalDrone::Real(r) => {
+                let v =
+                    r.0.call("GET", &format!("/api/repos/{owner}/{name}/builds/{number}"))
+                        .ok()?;
+                serde_json::from_value(v).ok()
+            }
+        }
+    }
+
+    /// The stored log of a step, as Drone serves it once the step has finished.
+    pub fn step_log(
+        &self,
+        owner: &str,
+        name: &str,
+        number: i64,
+        stage: i64,
+        step: i64,
+    ) -> Option<Vec<crate::runner::LogLine>> {
+        match self {
+            LocalDrone::Standin(d) => d.step_log(owner, name, number, stage, step),
+            LocalDrone::Real(r) => {
+                let path = format!("/api/repos/{owner}/{name}/builds/{number}/logs/{stage}/{step}");
+                serde_json::from_value(r.0.call("GET", &path).ok()?).ok()
+            }
+        }
+    }
+
+    /// Waits until no stage runs (bounded).
+    fn wait_idle(&self, limit: Duration) {
+        match self {
+            LocalDrone::Standin(d) => {
+                let _ = d.wait_idle(limit);
+            }
+            LocalDrone::Real(r) => {
+                let end = Instant::now() + limit;
+                while Instant::now() < end {
+                    let busy =
+                        r.0.call("GET", &format!("/api/repos/{ORG}/cc-ci/builds?per_page=5"))
+                            .ok()
+                            .and_then(|v| v.as_array().cloned())
+                            .is_some_and(|list| {
+                                list.iter()
+                                    .any(|b| b["status"] == "running" || b["status"] == "pending")
+                            });
+                    if !busy {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
 }
 
 pub struct World {
     pub setup: Setup,
-    pub gitea: Gitea,
-    pub drone: Drone,
+    pub gitea: LocalGitea,
+    pub drone: LocalDrone,
     pub proxy: Traefik,
     pub pr: i64,
     pub sha: String,
@@ -85,89 +189,20 @@ impl World {
             catalogue,
         } = crate::abra::catalogue::host(d, &setup.bin.join("abra"))
             .context("setting up the stand-in abra (is the workspace built?)")?;
-        let forge = d.join("forge");
-
-        // The forge's git side: what a clone URL of the stand-in Gitea points at.
-        let bare = forge.join(ORG).join(format!("{RECIPE}.git"));
-        std::fs::create_dir_all(bare.parent().unwrap())?;
-        git(
-            d,
-            &[
-                "clone",
-                "-q",
-                "--bare",
-                &catalogue.join(RECIPE).display().to_string(),
-                &bare.display().to_string(),
-            ],
-        )?;
-        let work = d.join("pr-work");
-        git(
-            d,
-            &[
-                "clone",
-                "-q",
-                &bare.display().to_string(),
-                &work.display().to_string(),
-            ],
-        )?;
-        let gitea = Gitea::start_with(Options {
-            port: 0,
-            root_url: Some(format!("file://{}/", forge.display())),
-            tz_offset_secs: 0,
-        })?;
-        for u in [BOT, MAINTAINER, OUTSIDER, "bob"] {
-            gitea.create_user(u)?;
-        }
-        gitea.create_org(ORG)?;
-        gitea.set_member(ORG, BOT, false)?;
-        gitea.set_member(ORG, MAINTAINER, false)?;
-        gitea.create_repo(ORG, RECIPE, false)?;
-        let gitea_token = gitea.create_token(
-            BOT,
-            &[
-                "read:issue",
-                "write:issue",
-                "write:repository",
-                "read:organization",
-                "write:notification",
-            ],
-        )?;
-
         let config_dir = d.join("etc");
         let stage_cfg = config_dir.join("stage-runner.json");
-        let mut environ = BTreeMap::new();
-        environ.insert("CCCI_CONFIG".to_owned(), stage_cfg.display().to_string());
-        // As the NixOS runner module does: the steps find cc-ci-stage-runner on PATH.
-        let path = std::env::var("PATH").unwrap_or_default();
-        environ.insert("PATH".to_owned(), format!("{}:{path}", setup.bin.display()));
-        let drone = Drone::start(DroneOpts {
-            runner_capacity: setup.capacity,
-            runner_root: Some(d.join("runner")),
-            runner_environ: environ,
-            ..Default::default()
-        })?;
-        drone.create_user(ORG, false, None)?;
-        let drone_token = drone.create_user(BOT, false, None)?;
-        // The real .drone.yml, read from this repository's commits, as Drone reads it.
-        drone.create_repo(NewRepo::new(
-            ORG,
-            "cc-ci",
-            ConfigSource::Git {
-                path: setup.repo.clone(),
-            },
-        ))?;
-        drone.set_permission(
-            ORG,
-            "cc-ci",
-            BOT,
-            Perm {
-                read: true,
-                write: true,
-                admin: false,
-            },
-        )?;
-        let head = git(&setup.repo, &["rev-parse", "HEAD"])?;
-        drone.set_branch(ORG, "cc-ci", "main", &head)?;
+        let up = if setup.real {
+            real_upstreams(&setup, &catalogue, &stage_cfg)?
+        } else {
+            standin_upstreams(&setup, &catalogue, &stage_cfg)?
+        };
+        let Upstreams {
+            gitea,
+            drone,
+            gitea_token,
+            drone_token,
+            allowed_src,
+        } = up;
 
         // Its per-request lines would drown the run's story; the apps' logs are in the swarm.
         let proxy = Traefik::start_with(
@@ -203,7 +238,7 @@ impl World {
                 "deploy_timeout_secs": setup.deploy_timeout_secs,
                 "command_timeout_secs": 600,
                 "janitor_max_age_secs": 3600,
-                "allowed_src": [format!("file://{}/", forge.display())],
+                "allowed_src": [allowed_src],
                 "abra_env": {"STANDIN_SWARM_DIR": swarm, "STANDIN_ABRA_CATALOGUE": catalogue},
             })
             .to_string(),
@@ -251,17 +286,14 @@ impl World {
         )?;
         std::fs::create_dir_all(d.join("bridge-state"))?;
         if setup.webhooks {
-            gitea.add_webhook(
+            // Gitea files PR comments under `pull_request_comment`; a hook on `issue_comment`
+            // alone only hears comments on issues.
+            gitea.forge().add_webhook(
                 ORG,
                 RECIPE,
-                &HookSpec {
-                    url: format!("http://{bridge_listen}/hook"),
-                    secret: HOOK_SECRET.into(),
-                    version: HookVersion::V1_24,
-                    // Gitea files PR comments under `pull_request_comment`; a hook on
-                    // `issue_comment` alone only hears comments on issues.
-                    events: vec!["pull_request_comment".into()],
-                },
+                &format!("http://{bridge_listen}/hook"),
+                HOOK_SECRET,
+                &["pull_request_comment"],
             )?;
         }
         let mut w = World {
@@ -293,7 +325,8 @@ impl World {
     }
 
     /// Opens a PR from `branch`, whose one commit on top of the recipe's main is what `edit`
-    /// makes of the checkout; returns its number and head sha.
+    /// makes of the checkout; returns its number and head sha. On the real Gitea the branch
+    /// is pushed to bob's fork (only those who may push open PRs from the base repository).
     pub fn open_pr(
         &self,
         branch: &str,
@@ -304,23 +337,46 @@ impl World {
         git(&work, &["checkout", "-q", "-B", branch, "origin/HEAD"])?;
         edit(&work)?;
         git(&work, &["commit", "-qam", title])?;
-        git(&work, &["push", "-q", "-f", "origin", branch])?;
         let sha = git(&work, &["rev-parse", "HEAD"])?;
-        self.gitea.push_branch(ORG, RECIPE, branch, &sha)?;
-        let pr = self.gitea.open_pull(
-            ORG,
-            RECIPE,
-            &PullSpec {
-                poster: "bob".into(),
-                title: title.into(),
-                body: String::new(),
-                head_repo: None,
-                head_branch: branch.into(),
-                head_sha: sha.clone(),
-                base_branch: None,
-            },
-        )?;
-        Ok((pr, sha))
+        match &self.gitea {
+            LocalGitea::Standin(g) => {
+                git(&work, &["push", "-q", "-f", "origin", branch])?;
+                g.push_branch(ORG, RECIPE, branch, &sha)?;
+                let pr = g.open_pull(
+                    ORG,
+                    RECIPE,
+                    &PullSpec {
+                        poster: "bob".into(),
+                        title: title.into(),
+                        body: String::new(),
+                        head_repo: None,
+                        head_branch: branch.into(),
+                        head_sha: sha.clone(),
+                        base_branch: None,
+                    },
+                )?;
+                Ok((pr, sha))
+            }
+            LocalGitea::Real(g) => {
+                let fork = g.push_url("bob", RECIPE, "bob");
+                git(
+                    &work,
+                    &[
+                        "push",
+                        "-q",
+                        "-f",
+                        &fork,
+                        &format!("HEAD:refs/heads/{branch}"),
+                    ],
+                )?;
+                let (pr, head) =
+                    g.create_pull(ORG, RECIPE, "bob", &format!("bob:{branch}"), "main", title)?;
+                if head != sha {
+                    bail!("Gitea says PR #{pr} is at {head}, pushed {sha}");
+                }
+                Ok((pr, sha))
+            }
+        }
     }
 
     pub fn config(&self, name: &str) -> PathBuf {
@@ -386,10 +442,10 @@ impl World {
     }
 
     pub fn comment_on(&self, pr: i64, user: &str, body: &str) -> Result<i64> {
-        self.gitea.comment(ORG, RECIPE, pr, user, body)
+        self.gitea.forge().comment(ORG, RECIPE, pr, user, body)
     }
 
-    pub fn builds(&self) -> Vec<crate::drone::Build> {
+    pub fn builds(&self) -> Vec<Build> {
         (1..)
             .map_while(|n| self.drone.build(ORG, "cc-ci", n))
             .collect()
@@ -447,12 +503,159 @@ impl Drop for World {
             let _ = h.join();
         }
         self.kill_bridge();
-        let _ = self.drone.wait_idle(Duration::from_secs(60));
+        self.drone.wait_idle(Duration::from_secs(60));
         crate::abra::swarm::stop_all(&self.setup.dir.join("swarm"));
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.setup.dir);
         }
     }
+}
+
+struct Upstreams {
+    gitea: LocalGitea,
+    drone: LocalDrone,
+    gitea_token: String,
+    drone_token: String,
+    /// stage-runner's `allowed_src`: where PR sources may be fetched from.
+    allowed_src: String,
+}
+
+/// The bot's Gitea scopes, as the host's token has them.
+const BOT_SCOPES: &[&str] = &[
+    "read:issue",
+    "write:issue",
+    "write:repository",
+    "read:organization",
+    "write:notification",
+];
+
+/// What the runner's steps find in their environment, as the NixOS runner module sets it:
+/// the config path, and cc-ci-stage-runner on PATH.
+fn step_path(setup: &Setup) -> String {
+    let path = std::env::var("PATH").unwrap_or_default();
+    format!("{}:{path}", setup.bin.display())
+}
+
+fn standin_upstreams(setup: &Setup, catalogue: &Path, stage_cfg: &Path) -> Result<Upstreams> {
+    let d = &setup.dir;
+    let forge = d.join("forge");
+    // The forge's git side: what a clone URL of the stand-in Gitea points at.
+    let bare = forge.join(ORG).join(format!("{RECIPE}.git"));
+    std::fs::create_dir_all(bare.parent().unwrap())?;
+    let recipe = catalogue.join(RECIPE).display().to_string();
+    git(
+        d,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            &recipe,
+            &bare.display().to_string(),
+        ],
+    )?;
+    let work = d.join("pr-work").display().to_string();
+    git(d, &["clone", "-q", &bare.display().to_string(), &work])?;
+    let gitea = Gitea::start_with(Options {
+        port: 0,
+        root_url: Some(format!("file://{}/", forge.display())),
+        tz_offset_secs: 0,
+    })?;
+    for u in [BOT, MAINTAINER, OUTSIDER, "bob"] {
+        gitea.create_user(u)?;
+    }
+    gitea.create_org(ORG)?;
+    gitea.set_member(ORG, BOT, false)?;
+    gitea.set_member(ORG, MAINTAINER, false)?;
+    gitea.create_repo(ORG, RECIPE, false)?;
+    let gitea_token = gitea.create_token(BOT, BOT_SCOPES)?;
+
+    let mut environ = BTreeMap::new();
+    environ.insert("CCCI_CONFIG".to_owned(), stage_cfg.display().to_string());
+    environ.insert("PATH".to_owned(), step_path(setup));
+    let drone = Drone::start(DroneOpts {
+        runner_capacity: setup.capacity,
+        runner_root: Some(d.join("runner")),
+        runner_environ: environ,
+        ..Default::default()
+    })?;
+    drone.create_user(ORG, false, None)?;
+    let drone_token = drone.create_user(BOT, false, None)?;
+    // The real .drone.yml, read from this repository's commits, as Drone reads it.
+    drone.create_repo(NewRepo::new(
+        ORG,
+        "cc-ci",
+        ConfigSource::Git {
+            path: setup.repo.clone(),
+        },
+    ))?;
+    drone.set_permission(
+        ORG,
+        "cc-ci",
+        BOT,
+        Perm {
+            read: true,
+            write: true,
+            admin: false,
+        },
+    )?;
+    let head = git(&setup.repo, &["rev-parse", "HEAD"])?;
+    drone.set_branch(ORG, "cc-ci", "main", &head)?;
+    Ok(Upstreams {
+        gitea: LocalGitea::Standin(gitea),
+        drone: LocalDrone::Standin(drone),
+        gitea_token,
+        drone_token,
+        allowed_src: format!("file://{}/", forge.display()),
+    })
+}
+
+/// The same on the real Gitea, Drone and exec runner: the recipe's history (with its release
+/// tags) pushed into Gitea, bob's fork of it, and the cc-ci repository holding this
+/// checkout's committed `.drone.yml`, activated in Drone.
+fn real_upstreams(setup: &Setup, catalogue: &Path, stage_cfg: &Path) -> Result<Upstreams> {
+    let d = &setup.dir;
+    let gitea = RealGitea::start()?;
+    for u in [BOT, MAINTAINER, OUTSIDER, "bob"] {
+        gitea.create_user(u)?;
+    }
+    gitea.create_org(ORG)?;
+    gitea.set_member(ORG, BOT, false)?;
+    gitea.set_member(ORG, MAINTAINER, false)?;
+    gitea.create_empty_repo(ORG, RECIPE)?;
+    let recipe = catalogue.join(RECIPE);
+    let push = gitea.push_url(ORG, RECIPE, BOT);
+    git(&recipe, &["push", "-q", &push, "--all"])?;
+    git(&recipe, &["push", "-q", &push, "--tags"])?;
+    gitea.fork_repo(&format!("{ORG}/{RECIPE}"), "bob")?;
+    let work = d.join("pr-work").display().to_string();
+    git(
+        d,
+        &[
+            "clone",
+            "-q",
+            &format!("{}/{ORG}/{RECIPE}.git", gitea.url()),
+            &work,
+        ],
+    )?;
+    let gitea_token = gitea.create_token(BOT, BOT_SCOPES)?;
+
+    gitea.create_repo(ORG, "cc-ci", false)?;
+    let yaml = git(&setup.repo, &["show", "HEAD:.drone.yml"])?;
+    gitea.put_file(ORG, "cc-ci", ".drone.yml", &format!("{yaml}\n"))?;
+    // Drone activates a repository only for a user who administers it (it adds a hook).
+    gitea.add_collaborator(ORG, "cc-ci", BOT, "admin")?;
+    let forge_token = gitea.create_token(BOT, &["all"])?;
+    let drone = RealDrone::start(&gitea.url(), BOT, &forge_token, &[&format!("{ORG}/cc-ci")])?;
+    let environ = BTreeMap::from([("CCCI_CONFIG".to_owned(), stage_cfg.display().to_string())]);
+    let runner = drone.start_runner(setup.capacity, &step_path(setup), &environ)?;
+    let drone_token = drone.token.clone();
+    Ok(Upstreams {
+        allowed_src: format!("{}/", gitea.url()),
+        gitea: LocalGitea::Real(gitea),
+        drone: LocalDrone::Real(Box::new((drone, runner))),
+        gitea_token,
+        drone_token,
+    })
 }
 
 fn run_dashboard(bin: &Path, cfg: &Path) -> Result<()> {

@@ -8,15 +8,16 @@ use anyhow::{Context, Result};
 use standins::local::{Setup, World, MAINTAINER, OUTSIDER};
 
 const HELP: &str = "\
-ccci-local: the whole cc-ci loop on this machine, against the stand-ins.
+ccci-local: the whole cc-ci loop on this machine.
 
-Starts a stand-in Gitea with a demo PR on the stand-in custom-html recipe, a stand-in Drone
-whose exec runner runs this repository's committed .drone.yml, the stand-in swarm and
-Traefik, and the real cc-ci-bridge, cc-ci-stage-runner and cc-ci-dashboard-gen. Posts
-`!testme` as a maintainer and shows the run as it goes. Then type more comments.
+Starts a Gitea with a demo PR on the stand-in custom-html recipe, a Drone whose exec runner
+runs this repository's committed .drone.yml, the stand-in swarm and Traefik, and the real
+cc-ci-bridge, cc-ci-stage-runner and cc-ci-dashboard-gen. Posts `!testme` as a maintainer and
+shows the run as it goes. Then type more comments. Gitea, Drone and the runner are the
+stand-ins, or with --real the real ones that dev/upstream installs (docs/fidelity.md).
 
 USAGE:
-    ccci-local --repo DIR --bin DIR --dir DIR [--once] [--no-webhooks]
+    ccci-local --repo DIR --bin DIR --dir DIR [--once] [--no-webhooks] [--real]
 
 OPTIONS:
     --repo DIR      the cc-ci checkout (its .drone.yml and tests/ are used)
@@ -24,6 +25,8 @@ OPTIONS:
     --dir DIR       scratch directory for everything (removed at the end)
     --once          exit after the first run has finished (non-zero if it did not pass)
     --no-webhooks   polling only
+    --real          the real Gitea, Drone and drone-runner-exec (CCCI_REAL_* or the
+                    dev/upstream cache) instead of the stand-ins
     -h, --help      this help
 ";
 
@@ -56,6 +59,7 @@ fn run(mut args: pico_args::Arguments) -> Result<bool> {
     let bin: PathBuf = args.value_from_str("--bin")?;
     let dir: PathBuf = args.value_from_str("--dir")?;
     let once = args.contains("--once");
+    let real = args.contains("--real");
     let webhooks = !args.contains("--no-webhooks");
     let rest = args.finish();
     if !rest.is_empty() {
@@ -71,9 +75,11 @@ fn run(mut args: pico_args::Arguments) -> Result<bool> {
         dashboard_secs: 5,
         capacity: 2,
         deploy_timeout_secs: 120,
+        real,
     })?;
     clock.say(&format!(
-        "up: Gitea {}  Drone {}  proxy {}  bridge {}",
+        "up: {} {}  Drone {}  proxy {}  bridge {}",
+        world.gitea.kind(),
         world.gitea.url(),
         world.drone.url(),
         world.proxy.url(),

@@ -286,6 +286,30 @@ LEVEL = Warn
             .ok_or_else(|| anyhow!("token answer without sha1: {v}"))
     }
 
+    /// An empty repository, for pushing an existing history into.
+    pub fn create_empty_repo(&self, owner: &str, name: &str) -> Result<()> {
+        let path = if self.is_org(owner) {
+            format!("/orgs/{owner}/repos")
+        } else {
+            format!("/admin/users/{owner}/repos")
+        };
+        self.call(
+            "POST",
+            &path,
+            None,
+            Some(json!({"name": name, "auto_init": false})),
+        )?;
+        Ok(())
+    }
+
+    /// A clone URL that pushes as `login` (test users share one generated password).
+    pub fn push_url(&self, owner: &str, repo: &str, login: &str) -> String {
+        format!(
+            "http://{login}:{}@127.0.0.1:{}/{owner}/{repo}.git",
+            self.password, self.port
+        )
+    }
+
     /// A repository with one commit on `main`.
     pub fn create_repo(&self, owner: &str, name: &str, private: bool) -> Result<()> {
         let path = if self.is_org(owner) {
@@ -329,7 +353,9 @@ LEVEL = Warn
         Ok(())
     }
 
-    /// Commits `content` as `path` on the default branch, as the admin; the commit's SHA.
+    /// Commits `content` as `path` on the default branch, as the admin; the commit's SHA. The
+    /// message says `[CI SKIP]`: these commits set a test up, and a Drone whose hook Gitea
+    /// delivers the push to late (its queue) must not build them (drone trigger/skip.go).
     pub fn put_file(&self, owner: &str, repo: &str, path: &str, content: &str) -> Result<String> {
         let c = self.call(
             "POST",
@@ -337,7 +363,7 @@ LEVEL = Warn
             None,
             Some(json!({
                 "content": crate::gitea::digest::base64(content.as_bytes()),
-                "message": format!("add {path}"),
+                "message": format!("add {path} [CI SKIP]"),
             })),
         )?;
         c["commit"]["sha"]
@@ -386,18 +412,30 @@ LEVEL = Warn
             }
             _ => spec.head_branch.clone(),
         };
+        let base = spec.base_branch.as_deref().unwrap_or("main");
+        let (index, _) = self.create_pull(owner, repo, &spec.poster, &head, base, &spec.title)?;
+        Ok((index, sha))
+    }
+
+    /// Opens a PR of `head` (`branch`, or `user:branch` from a fork) onto `base`, as `poster`;
+    /// its number and head SHA.
+    pub fn create_pull(
+        &self,
+        owner: &str,
+        repo: &str,
+        poster: &str,
+        head: &str,
+        base: &str,
+        title: &str,
+    ) -> Result<(i64, String)> {
         let pr = self.call(
             "POST",
             &format!("/repos/{owner}/{repo}/pulls"),
-            Some(&spec.poster),
-            Some(json!({
-                "head": head,
-                "base": spec.base_branch.as_deref().unwrap_or("main"),
-                "title": spec.title,
-                "body": spec.body,
-            })),
+            Some(poster),
+            Some(json!({"head": head, "base": base, "title": title})),
         )?;
         let index = pr["number"].as_i64().context("PR answer without number")?;
+        let sha = pr["head"]["sha"].as_str().unwrap_or_default().to_owned();
         Ok((index, sha))
     }
 
