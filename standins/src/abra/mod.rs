@@ -1,5 +1,9 @@
 //! Stand-in `abra` (Co-op Cloud's CLI) driving a stand-in swarm on this machine.
 //!
+//! Why it is kept (docs/fidelity.md): the Go module proxy refuses `coopcloud.tech/abra`
+//! (403 Forbidden for every version), so no real abra can be installed here; its behaviour is
+//! taken from the sources docs/fidelity.md lists, not from running abra.
+//!
 //! Real command syntax (cobra/pflag parsing, see [`cli`]) for the commands cc-ci uses; state
 //! laid out as abra lays it out under `$ABRA_DIR` (default `~/.abra`): `servers/<server>/
 //! <domain>.env`, `recipes/<recipe>` git checkouts with release tags. The swarm (stacks,

@@ -2,6 +2,11 @@
 //! permissions, builds made of stages and steps that the stand-in runner really runs, logs,
 //! and the `/api` routes cc-ci uses with Drone's JSON shapes, status codes and quirks.
 //!
+//! Why it is kept beside the real Drone 1.10.1 (docs/fidelity.md): tests that need Drone's API
+//! to fail or hang (the bridge's and dashboard's fault tests), a build store seeded with
+//! 10,000 runs (the dashboard bench), and speed. `standins/tests/runner_fidelity.rs` runs its
+//! builds, logs and cancel against the real Drone too.
+//!
 //! Where a repo's `.drone.yml` comes from ([`ConfigSource`]): either a local git repository
 //! (working tree or bare; the config is read with `git show <sha>:<config_path>`, branches and
 //! commits are looked up with git like Drone asks the SCM, and the clone step fetches from that

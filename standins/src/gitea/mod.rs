@@ -2,6 +2,11 @@
 //! orgs, repos, pull requests, issues, comments, reactions, tokens with scopes, watches,
 //! notifications and outgoing webhooks, with Gitea's routes, status codes and quirks.
 //!
+//! Why it is kept beside the real Gitea (docs/fidelity.md): tests that need a route to fail
+//! (500, hang, malformed or truncated JSON: the bridge's fault and crash tests), a frozen
+//! clock, 1.21-shaped payloads or a record of what was asked. The quirks that need none of
+//! these are checked against the real Gitea by `standins/tests/gitea_fidelity.rs`.
+//!
 //! In-process: `let g = Gitea::start()?;` then drive it with the control methods below and
 //! point a client at [`Gitea::api_url`]. As a binary (`standin-gitea`), the same controls are
 //! served as JSON under `/_standin/` (see [`control`]).

@@ -2,6 +2,10 @@
 //! drone-runners/drone-runner-exec v1.0.0-beta.10 does it, and reports back to the stand-in
 //! Drone server through [`Reporter`] (in place of the runner's RPC client).
 //!
+//! Why it is kept beside the real runner (docs/fidelity.md): a stage timeout in seconds (the
+//! real one is whole minutes), capacity and concurrency tests, and running in-process with the
+//! stand-in Drone. `standins/tests/runner_fidelity.rs` checks it against the real runner.
+//!
 //! Mirrors, file by file:
 //! - `runtime/runner.go` `Run`: `${VAR}` substitution of the YAML with runner environ +
 //!   system/repo/build/stage/link + params (so `${HOME}`, `${DRONE_STEP_NAME}` become empty),
