@@ -1,0 +1,163 @@
+"""The ground the stages will deploy on: the project's engine (dev/engine) in swarm mode with
+the `proxy` network and the egress guard, the images dev/images builds, and a stack shaped like
+custom-html's that converges, serves what is written into its volume to a helper container on
+`proxy`, and leaves nothing behind once removed. Docker itself is the witness throughout.
+Apps are reached only with `docker exec` or from a container on `proxy`, never from the host
+to a container address (facts: ../shared/facts/docker.md)."""
+
+import json
+import os
+import secrets
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def engine_env() -> dict:
+    out = subprocess.run([str(REPO / "dev/engine"), "env"], capture_output=True, text=True,
+                         check=True, timeout=30).stdout
+    host = out.strip().split("=", 1)[1]
+    return {**os.environ, "DOCKER_HOST": host}
+
+
+ENV = engine_env()
+
+
+def docker(*args, check=True, timeout=120, input=None) -> subprocess.CompletedProcess:
+    p = subprocess.run(["docker", *args], env=ENV, capture_output=True, text=True,
+                       timeout=timeout, input=input)
+    if check and p.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)}: {p.returncode}\n{p.stdout}{p.stderr}")
+    return p
+
+
+pytestmark = pytest.mark.skipif(
+    subprocess.run([str(REPO / "dev/engine"), "status"], env=ENV, timeout=30).returncode != 0,
+    reason="the engine is not running: dev/engine start (dev/test does)")
+
+
+def test_swarm_and_proxy_network():
+    info = json.loads(docker("info", "--format", "{{json .Swarm}}").stdout)
+    assert info["LocalNodeState"] == "active" and info["ControlAvailable"], info
+    net = json.loads(docker("network", "inspect", "proxy").stdout)[0]
+    assert net["Driver"] == "overlay" and net["Attachable"] and net["Scope"] == "swarm", net
+
+
+def test_guard_rejects_private_ranges_on_the_default_route():
+    route = subprocess.run(["ip", "route", "show", "default"], capture_output=True,
+                           text=True, check=True).stdout.split()
+    if "dev" not in route:
+        pytest.skip("no default route: nothing can leave this machine")
+    ifc = route[route.index("dev") + 1]
+    rules = subprocess.run(["iptables", "-S", "CCCI-GUARD"], capture_output=True, text=True,
+                           check=True).stdout
+    for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"):
+        assert f"-A CCCI-GUARD -d {net} -o {ifc} -j REJECT" in rules, rules
+    for chain in ("OUTPUT", "DOCKER-USER"):
+        jumps = subprocess.run(["iptables", "-S", chain], capture_output=True, text=True,
+                               check=True).stdout
+        assert f"-A {chain} -j CCCI-GUARD" in jumps, jumps
+
+
+def test_images_are_built_and_labelled_with_their_inputs():
+    for ref in ("nginx:1.25.0", "nginx:1.27.2", "traefik:3.7.15"):
+        label = docker("image", "inspect", "-f", '{{index .Config.Labels "ccci.inputs"}}',
+                       ref).stdout.strip()
+        assert len(label) == 16, (ref, label)
+    version = docker("run", "--rm", "traefik:3.7.15", "version").stdout
+    assert "3.7.15" in version, version
+
+
+COMPOSE = """
+version: "3.8"
+services:
+  app:
+    image: nginx:1.27.2
+    networks: [proxy]
+    volumes: [content:/usr/share/nginx/html]
+    secrets: [admin_password]
+    healthcheck:
+      test: ["CMD", "curl", "-f", "http://localhost"]
+      interval: 1s
+      timeout: 5s
+      retries: 30
+    deploy:
+      labels: ["coop-cloud.${STACK_NAME}.version=1.1.0+1.27.2"]
+networks:
+  proxy:
+    external: true
+volumes:
+  content:
+secrets:
+  admin_password:
+    external: true
+    name: ${STACK_NAME}_admin_password_v1
+"""
+
+
+def wait(what, limit, f):
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        v = f()
+        if v:
+            return v
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {limit}s waiting for {what}")
+
+
+def leftovers(stack: str) -> dict:
+    label = f"label=com.docker.stack.namespace={stack}"
+    return {
+        "services": docker("service", "ls", "-q", "--filter", label).stdout.split(),
+        "containers": docker("ps", "-aq", "--filter", label).stdout.split(),
+        "volumes": docker("volume", "ls", "-q", "--filter", label).stdout.split(),
+        "secrets": [s for s in docker("secret", "ls", "--format", "{{.Name}}").stdout.split()
+                    if s.startswith(f"{stack}_")],
+        "networks": docker("network", "ls", "-q", "--filter", label).stdout.split(),
+    }
+
+
+def test_a_stack_converges_serves_its_volume_and_leaves_nothing(tmp_path):
+    stack = f"ccci_ground_{secrets.token_hex(3)}"
+    (tmp_path / "compose.yml").write_text(COMPOSE)
+    docker("secret", "create", f"{stack}_admin_password_v1", "-", input=secrets.token_hex(16))
+    try:
+        env_stack = {**ENV, "STACK_NAME": stack}
+        p = subprocess.run(["docker", "stack", "deploy", "--resolve-image", "never", "-c",
+                            str(tmp_path / "compose.yml"), stack], env=env_stack,
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        svc = f"{stack}_app"
+        wait("the app task healthy", 60, lambda: "(healthy)" in docker(
+            "ps", "--filter", f"label=com.docker.swarm.service.name={svc}",
+            "--format", "{{.Status}}").stdout)
+        label = docker("service", "inspect", "-f",
+                       f'{{{{index .Spec.Labels "coop-cloud.{stack}.version"}}}}', svc).stdout
+        assert label.strip() == "1.1.0+1.27.2"
+        task = docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={svc}"
+                      ).stdout.split()[0]
+        # A fresh volume is filled from the image, as upstream nginx's is.
+        assert "Welcome to nginx!" in docker("exec", task, "curl", "-s", "http://localhost/").stdout
+        marker = secrets.token_hex(8)
+        docker("exec", task, "sh", "-c", f"echo {marker} > /usr/share/nginx/html/m.txt")
+        # From a helper on `proxy`, by the task's DNS name (service VIPs need IPVS, absent here).
+        got = docker("run", "--rm", "--network", "proxy", "nginx:1.27.2", "curl", "-s",
+                     "--max-time", "5", f"http://tasks.{svc}/m.txt").stdout
+        assert got.strip() == marker
+    finally:
+        docker("stack", "rm", stack, check=False)
+        wait("the stack's containers gone", 60,
+             lambda: not docker("ps", "-aq", "--filter",
+                                f"label=com.docker.stack.namespace={stack}").stdout.strip())
+        for v in leftovers(stack)["volumes"]:
+            docker("volume", "rm", v, check=False)
+        docker("secret", "rm", f"{stack}_admin_password_v1", check=False)
+    end = time.monotonic() + 30
+    while any(leftovers(stack).values()) and time.monotonic() < end:
+        time.sleep(0.5)
+    assert not any(leftovers(stack).values()), leftovers(stack)
+    assert docker("network", "inspect", "proxy", check=False).returncode == 0, "proxy removed"
