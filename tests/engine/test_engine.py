@@ -1,9 +1,10 @@
 """The ground the stages will deploy on: the project's engine (dev/engine) in swarm mode with
-the `proxy` network and the egress guard, the images dev/images builds, and a stack shaped like
-custom-html's that converges, serves what is written into its volume to a helper container on
-`proxy`, and leaves nothing behind once removed. Docker itself is the witness throughout.
-Apps are reached only with `docker exec` or from a container on `proxy`, never from the host
-to a container address (facts: ../shared/facts/docker.md)."""
+the `proxy` network and the egress guard, the images dev/images builds, the real Traefik
+(dev/proxy), and a stack shaped like custom-html's that converges, is routed by its own Traefik
+labels over HTTPS on 127.0.0.1, serves what is written into its volume, and leaves nothing
+behind once removed. Docker itself is the witness throughout. Apps are reached only through
+Traefik on 127.0.0.1, with `docker exec` or from a container on `proxy`, never from the host to
+a container address (facts: ../shared/facts/docker.md)."""
 
 import json
 import os
@@ -86,7 +87,13 @@ services:
       timeout: 5s
       retries: 30
     deploy:
-      labels: ["coop-cloud.${STACK_NAME}.version=1.1.0+1.27.2"]
+      labels:
+        - "traefik.enable=true"
+        - "traefik.http.services.${STACK_NAME}.loadbalancer.server.port=80"
+        - "traefik.http.routers.${STACK_NAME}.rule=Host(`${DOMAIN}`)"
+        - "traefik.http.routers.${STACK_NAME}.entrypoints=web-secure"
+        - "traefik.http.routers.${STACK_NAME}.tls.certresolver=${LETS_ENCRYPT_ENV}"
+        - "coop-cloud.${STACK_NAME}.version=1.1.0+1.27.2"
 networks:
   proxy:
     external: true
@@ -97,6 +104,28 @@ secrets:
     external: true
     name: ${STACK_NAME}_admin_password_v1
 """
+
+
+@pytest.fixture(scope="module")
+def proxy() -> dict:
+    out = subprocess.run([str(REPO / "dev/proxy"), "up"], env=ENV, capture_output=True,
+                         text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    pairs = out.stdout.strip().removeprefix("export ").split()
+    return dict(p.split("=", 1) for p in pairs)
+
+
+def via_traefik(proxy: dict, host: str, path: str, scheme: str = "https") -> tuple[int, str, str]:
+    """GET through the real Traefik on 127.0.0.1, by name (SNI and Host), the CA verified."""
+    port = proxy["CCCI_PROXY_HTTPS_PORT" if scheme == "https" else "CCCI_PROXY_HTTP_PORT"]
+    p = subprocess.run(
+        ["curl", "-s", "--max-time", "5", "--cacert", proxy["CCCI_PROXY_CA"],
+         "--resolve", f"{host}:{port}:127.0.0.1", "-o", "-", "-w", "\n%{http_code} %{redirect_url}",
+         f"{scheme}://{host}:{port}{path}"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, f"curl {host}{path}: {p.returncode} {p.stderr}"
+    body, _, tail = p.stdout.rpartition("\n")
+    code, _, location = tail.partition(" ")
+    return int(code), body, location
 
 
 def wait(what, limit, f):
@@ -121,12 +150,14 @@ def leftovers(stack: str) -> dict:
     }
 
 
-def test_a_stack_converges_serves_its_volume_and_leaves_nothing(tmp_path):
-    stack = f"ccci_ground_{secrets.token_hex(3)}"
+def test_a_stack_converges_is_routed_by_traefik_and_leaves_nothing(tmp_path, proxy):
+    name = f"ground-{secrets.token_hex(3)}"
+    domain = f"{name}.{proxy['CCCI_BASE_DOMAIN']}"
+    stack = name.replace("-", "_")
     (tmp_path / "compose.yml").write_text(COMPOSE)
     docker("secret", "create", f"{stack}_admin_password_v1", "-", input=secrets.token_hex(16))
     try:
-        env_stack = {**ENV, "STACK_NAME": stack}
+        env_stack = {**ENV, "STACK_NAME": stack, "DOMAIN": domain, "LETS_ENCRYPT_ENV": ""}
         p = subprocess.run(["docker", "stack", "deploy", "--resolve-image", "never", "-c",
                             str(tmp_path / "compose.yml"), stack], env=env_stack,
                            capture_output=True, text=True, timeout=120)
@@ -148,6 +179,15 @@ def test_a_stack_converges_serves_its_volume_and_leaves_nothing(tmp_path):
         got = docker("run", "--rm", "--network", "proxy", "nginx:1.27.2", "curl", "-s",
                      "--max-time", "5", f"http://tasks.{svc}/m.txt").stdout
         assert got.strip() == marker
+        # Through the real Traefik, by the recipe's own labels, with the wildcard certificate.
+        # The swarm provider refreshes every 2 s: the route appears shortly after convergence.
+        body = wait("Traefik to route the app", 30,
+                    lambda: (r := via_traefik(proxy, domain, "/m.txt"))[0] == 200 and r[1])
+        assert body.strip() == marker
+        code, _, location = via_traefik(proxy, domain, "/m.txt", scheme="http")
+        assert code in (301, 302, 307, 308) and location.startswith(f"https://{domain}"), (
+            code, location)
+        assert via_traefik(proxy, f"nobody.{proxy['CCCI_BASE_DOMAIN']}", "/")[0] == 404
     finally:
         docker("stack", "rm", stack, check=False)
         wait("the stack's containers gone", 60,
@@ -161,3 +201,7 @@ def test_a_stack_converges_serves_its_volume_and_leaves_nothing(tmp_path):
         time.sleep(0.5)
     assert not any(leftovers(stack).values()), leftovers(stack)
     assert docker("network", "inspect", "proxy", check=False).returncode == 0, "proxy removed"
+    wait("the route to go with the app", 15,
+         lambda: via_traefik(proxy, domain, "/m.txt")[0] == 404)
+    assert docker("service", "ls", "-q", "--filter", "name=ccci_proxy_app").stdout.strip(), \
+        "the proxy was touched"
