@@ -131,29 +131,8 @@ impl Loop {
             .unwrap()
     }
 
-    fn bot_comments(&self, pr: i64) -> Vec<Comment> {
-        self.bot
-            .issue_comments("coop-cloud", "custom-html", pr, None)
-            .unwrap()
-            .into_iter()
-            .filter(|c| c.user.as_ref().is_some_and(|u| u.login == BOT))
-            .collect()
-    }
-
     fn wait_bot_comment(&self, pr: i64, needle: &str, timeout: Duration) -> Comment {
-        let mut found = None;
-        wait_until(
-            &format!("a bot comment containing {needle:?}"),
-            timeout,
-            || {
-                found = self
-                    .bot_comments(pr)
-                    .into_iter()
-                    .find(|c| c.body.contains(needle));
-                found.is_some()
-            },
-        );
-        found.unwrap()
+        world::wait_bot_comment(&self.bot, pr, needle, timeout)
     }
 
     /// Build `n`, or null while Drone has none by that number (404).

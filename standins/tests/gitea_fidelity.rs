@@ -12,73 +12,8 @@ use standins::gitea::{Gitea, PullSpec};
 use standins::http::{Response as HttpResponse, Server};
 use standins::upstream::gitea::RealGitea;
 
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// One request; `auth` is the whole Authorization header value.
-fn call(method: &str, url: &str, auth: Option<&str>, body: Option<Value>) -> Resp {
-    let a: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    let result = match method {
-        "GET" => {
-            let mut r = a.get(url);
-            if let Some(h) = auth {
-                r = r.header("Authorization", h);
-            }
-            r.call()
-        }
-        _ => {
-            let mut r = match method {
-                "POST" => a.post(url),
-                "PUT" => a.put(url),
-                _ => a.patch(url),
-            };
-            if let Some(h) = auth {
-                r = r.header("Authorization", h);
-            }
-            match body {
-                Some(b) => r.send_json(&b),
-                None => r.send_empty(),
-            }
-        }
-    };
-    let mut resp = result.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
-        .collect();
-    let body = resp.body_mut().read_to_string().unwrap_or_default();
-    Resp {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn tok(t: &str) -> String {
-    format!("token {t}")
-}
+mod support;
+use support::{call, tok};
 
 /// An org `acme` with repo `app`, maintainer `alice` (member), outsider `bob` (fork
 /// `bob/app`), bot `ci` (member), and PR #1 from bob's fork.

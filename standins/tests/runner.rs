@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use standins::drone::{Build, Commit, ConfigSource, Drone, DroneOpts, NewRepo, RunnerPatch};
 
+mod support;
+use support::{alive, kill, wait_file, WAIT};
+
 const TOKEN: &str = "runner-test-token";
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
-const WAIT: Duration = Duration::from_secs(30);
 
 struct Env {
     drone: Drone,
@@ -91,40 +93,6 @@ fn create(env: &Env, query: &str) -> Build {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     r.body_mut().read_json().unwrap()
-}
-
-fn wait_file(path: &Path) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Ok(s) = std::fs::read_to_string(path) {
-            if s.ends_with('\n') {
-                return s.trim().to_owned();
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn alive(pid: &str) -> bool {
-    // A zombie still has a /proc entry; it is not alive.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-            .unwrap_or(false),
-        Err(_) => false,
-    }
-}
-
-fn kill(pid: &str) {
-    let _ = std::process::Command::new("kill")
-        .args(["-9", pid])
-        .status();
 }
 
 fn root_entries(env: &Env) -> Vec<String> {

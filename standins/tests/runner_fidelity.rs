@@ -15,8 +15,10 @@ use standins::drone::{ConfigSource, Drone, DroneOpts, NewRepo};
 use standins::upstream::drone::RealDrone;
 use standins::upstream::gitea::RealGitea;
 
+mod support;
+use support::{agent, alive, wait_file, WAIT};
+
 const TOKEN: &str = "runner-test-token";
-const WAIT: Duration = Duration::from_secs(60);
 
 struct Env {
     url: String,
@@ -160,14 +162,6 @@ macro_rules! both {
 }
 
 type Setup = fn(&str, &[(&str, &str)], &[(&str, &str)]) -> Env;
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into()
-}
 
 impl Env {
     fn req(&self, method: &str, path: &str) -> (u16, Value) {
@@ -494,34 +488,6 @@ fn no_matching_pipeline_answers_null(setup: Setup) {
     assert_eq!((status, body), (200, Value::Null), "{}", env.kind);
 }
 both!(no_matching_pipeline_answers_null);
-
-fn alive(pid: &str) -> bool {
-    // A zombie still has a /proc entry; it is not alive.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-            .unwrap_or(false),
-        Err(_) => false,
-    }
-}
-
-fn wait_file(path: &Path) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Ok(s) = std::fs::read_to_string(path) {
-            if s.ends_with('\n') {
-                return s.trim().to_owned();
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 // engine/exec.go `Run` (on ctx.Done: `cmd.Process.Kill()`, no Setpgid, no SIGTERM): the
 // step's shell dies, its grandchild lives on. drone/drone handler/api/repos/builds/cancel.go

@@ -150,6 +150,30 @@ pub fn kill_bridge(child: &mut Option<Child>) {
     }
 }
 
+/// The bot's comments on `coop-cloud/custom-html#pr`, read with the bot's own client.
+pub fn bot_comments(bot: &GiteaClient, pr: i64) -> Vec<Comment> {
+    bot.issue_comments("coop-cloud", "custom-html", pr, None)
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.user.as_ref().is_some_and(|u| u.login == BOT))
+        .collect()
+}
+
+pub fn wait_bot_comment(bot: &GiteaClient, pr: i64, needle: &str, timeout: Duration) -> Comment {
+    let mut found = None;
+    wait_until(
+        &format!("a bot comment containing {needle:?}"),
+        timeout,
+        || {
+            found = bot_comments(bot, pr)
+                .into_iter()
+                .find(|c| c.body.contains(needle));
+            found.is_some()
+        },
+    );
+    found.unwrap()
+}
+
 impl World<Gitea> {
     pub fn new(name: &str, yaml: &str, webhook_secrets: &[&str]) -> World {
         World::with(Opts {
@@ -403,28 +427,11 @@ impl<F: Forge> World<F> {
     }
 
     pub fn bot_comments(&self, pr: i64) -> Vec<Comment> {
-        self.bot
-            .issue_comments("coop-cloud", "custom-html", pr, None)
-            .unwrap()
-            .into_iter()
-            .filter(|c| c.user.as_ref().is_some_and(|u| u.login == BOT))
-            .collect()
+        bot_comments(&self.bot, pr)
     }
 
     pub fn wait_bot_comment(&self, pr: i64, needle: &str, timeout: Duration) -> Comment {
-        let mut found = None;
-        wait_until(
-            &format!("a bot comment containing {needle:?}"),
-            timeout,
-            || {
-                found = self
-                    .bot_comments(pr)
-                    .into_iter()
-                    .find(|c| c.body.contains(needle));
-                found.is_some()
-            },
-        );
-        found.unwrap()
+        wait_bot_comment(&self.bot, pr, needle, timeout)
     }
 
     pub fn hook_url(&self) -> String {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use super::{free_port, locate, scratch_dir, Process};
+use super::{agent, free_port, locate, scratch_dir, Process};
 
 pub const DRONE_REL: &str = "drone-server-v1.10.1/drone-server";
 pub const RUNNER_REL: &str = "drone-runner-exec-v1.0.0-beta.10/drone-runner-exec";
@@ -133,23 +133,7 @@ impl RealDrone {
     pub fn call(&self, method: &str, path: &str) -> Result<serde_json::Value> {
         let url = format!("{}{path}", self.url());
         let auth = format!("Bearer {}", self.token);
-        let a = agent();
-        let resp = match method {
-            "GET" => a.get(&url).header("Authorization", &auth).call(),
-            "DELETE" => a.delete(&url).header("Authorization", &auth).call(),
-            "POST" => a.post(&url).header("Authorization", &auth).send_empty(),
-            _ => bail!("unsupported method {method}"),
-        };
-        let mut resp = resp.with_context(|| format!("{method} {path} on the real Drone"))?;
-        let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string().unwrap_or_default();
-        if !(200..300).contains(&status) {
-            bail!("{method} {path} on the real Drone answered {status}: {text}");
-        }
-        if text.trim().is_empty() {
-            return Ok(serde_json::Value::Null);
-        }
-        serde_json::from_str(&text).with_context(|| format!("{method} {path}: not JSON"))
+        super::call_json("Drone", method, &url, &[("Authorization", &auth)], None)
     }
 
     /// Starts a real exec runner polling this Drone. `path` is the PATH its steps get
@@ -163,15 +147,6 @@ impl RealDrone {
     ) -> Result<RealRunner> {
         RealRunner::start(self, capacity, path, environ)
     }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(20)))
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .into()
 }
 
 pub struct RealRunner {

@@ -165,40 +165,11 @@ LEVEL = Warn
     ) -> Result<Value> {
         let url = format!("{}{path}", self.api_url());
         let auth = format!("token {}", self.admin_token);
-        let send = |b: ureq::RequestBuilder<ureq::typestate::WithBody>| {
-            let b = b.header("Authorization", &auth);
-            let b = match sudo {
-                Some(u) => b.header("Sudo", u),
-                None => b,
-            };
-            b.send_json(body.clone().unwrap_or(json!({})))
-        };
-        let nobody = |b: ureq::RequestBuilder<ureq::typestate::WithoutBody>| {
-            let b = b.header("Authorization", &auth);
-            let b = match sudo {
-                Some(u) => b.header("Sudo", u),
-                None => b,
-            };
-            b.call()
-        };
-        let resp = match method {
-            "GET" => nobody(self.agent.get(&url)),
-            "DELETE" => nobody(self.agent.delete(&url)),
-            "POST" => send(self.agent.post(&url)),
-            "PATCH" => send(self.agent.patch(&url)),
-            "PUT" => send(self.agent.put(&url)),
-            _ => bail!("unsupported method {method}"),
-        };
-        let mut resp = resp.with_context(|| format!("{method} {path} on the real Gitea"))?;
-        let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string().unwrap_or_default();
-        if !(200..300).contains(&status) {
-            bail!("{method} {path} on the real Gitea answered {status}: {text}");
+        let mut headers = vec![("Authorization", auth.as_str())];
+        if let Some(u) = sudo {
+            headers.push(("Sudo", u));
         }
-        if text.trim().is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_str(&text).with_context(|| format!("{method} {path}: not JSON: {text}"))
+        super::call_json("Gitea", method, &url, &headers, body.as_ref())
     }
 
     fn is_org(&self, name: &str) -> bool {

@@ -41,6 +41,61 @@ pub fn locate(program: &str, default_rel: &str) -> Result<PathBuf> {
     )
 }
 
+/// An agent for a real program's API: bounded, statuses as answers, no redirects followed.
+pub(crate) fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(20)))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into()
+}
+
+/// One API call to a real program (`program` names it in errors): `headers` (authorization
+/// among them), a JSON body when given; the JSON answer (null when empty), or an error with
+/// the status and what the program said.
+pub(crate) fn call_json(
+    program: &str,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&serde_json::Value>,
+) -> Result<serde_json::Value> {
+    let a = agent();
+    macro_rules! with_headers {
+        ($b:expr) => {{
+            let mut b = $b;
+            for (k, v) in headers {
+                b = b.header(*k, *v);
+            }
+            b
+        }};
+    }
+    let with_body = |b: ureq::RequestBuilder<ureq::typestate::WithBody>| match body {
+        Some(v) => with_headers!(b).send_json(v),
+        None => with_headers!(b).send_empty(),
+    };
+    let resp = match method {
+        "GET" => with_headers!(a.get(url)).call(),
+        "DELETE" => with_headers!(a.delete(url)).call(),
+        "POST" => with_body(a.post(url)),
+        "PATCH" => with_body(a.patch(url)),
+        "PUT" => with_body(a.put(url)),
+        _ => bail!("unsupported method {method}"),
+    };
+    let path = url.split_once("/api").map_or(url, |(_, p)| p);
+    let mut resp = resp.with_context(|| format!("{method} {path} on the real {program}"))?;
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    if !(200..300).contains(&status) {
+        bail!("{method} {path} on the real {program} answered {status}: {text}");
+    }
+    if text.trim().is_empty() {
+        return Ok(serde_json::Value::Null);
+    }
+    serde_json::from_str(&text).with_context(|| format!("{method} {path}: not JSON: {text}"))
+}
+
 pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")
         .context("binding a free port")?
