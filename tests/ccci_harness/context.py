@@ -45,6 +45,32 @@ def _flag(value: str | None, default: bool) -> bool:
 
 
 @dataclass(frozen=True)
+class Resolve:
+    """CCCI_RESOLVE, `PATTERN=ADDRESS` (`*.ci.test=127.0.0.1`): names matching PATTERN are
+    reached at ADDRESS, keeping the name for TLS (SNI, the certificate) and the Host header, as
+    `curl --resolve` does. Where no DNS knows the apps' names (a test machine), this is how
+    tests reach them through Traefik on 127.0.0.1."""
+
+    pattern: str
+    address: str
+
+    @classmethod
+    def parse(cls, value: str) -> "Resolve | None":
+        value = value.strip()
+        if not value:
+            return None
+        pattern, sep, address = value.partition("=")
+        if not sep or not pattern.strip() or not address.strip() or ":" in address:
+            raise ValueError(f"CCCI_RESOLVE must be PATTERN=ADDRESS (an IPv4 address), got {value!r}")
+        return cls(pattern.strip().lower(), address.strip())
+
+    def matches(self, host: str) -> bool:
+        import fnmatch
+
+        return fnmatch.fnmatchcase(host.lower().rstrip("."), self.pattern)
+
+
+@dataclass(frozen=True)
 class Context:
     """Everything the fixtures need, from the environment stage-runner sets."""
 
@@ -60,6 +86,7 @@ class Context:
     server: str | None
     chromium: str
     tls_verify: bool
+    resolve: "Resolve | None" = None
 
     @classmethod
     def from_env(cls, env: os._Environ | dict | None = None) -> "Context":
@@ -81,6 +108,7 @@ class Context:
             server=e.get("CCCI_SERVER") or None,
             chromium=e.get("CCCI_CHROMIUM") or "/usr/bin/chromium",
             tls_verify=_flag(e.get("CCCI_TLS_VERIFY"), True),
+            resolve=Resolve.parse(e.get("CCCI_RESOLVE") or ""),
         )
 
     @property

@@ -1,6 +1,7 @@
 """The `http` fixture's session: requests against the app's base URL, through the stand-in proxy
-when CCCI_HTTP_PROXY is set, with a default timeout and bounded retries for a proxy or app that
-is still settling (connection refused, 502/503/504 on idempotent methods)."""
+when CCCI_HTTP_PROXY is set, or to the address CCCI_RESOLVE names for the app's name (the name
+kept for TLS and Host), with a default timeout and bounded retries for a proxy or app that is
+still settling (connection refused, 502/503/504 on idempotent methods)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,40 @@ from urllib3.util.retry import Retry
 
 DEFAULT_TIMEOUT = (10, 60)  # (connect, read) seconds
 
+_RULES: list = []
+
+
+def resolve_names(rule) -> None:
+    """Connections to names matching `rule` (a context.Resolve) go to its address. urllib3
+    opens every socket through urllib3.util.connection.create_connection with the host name it
+    also uses for SNI, certificate checks and the Host header, so swapping the address there
+    changes nothing else, like `curl --resolve`. Process-wide: a suite talks to one app."""
+    import urllib3.util.connection as connection
+
+    if rule in _RULES:
+        return
+    if not _RULES:
+        original = connection.create_connection
+
+        def create_connection(address, *args, **kwargs):
+            host, port = address
+            for r in _RULES:
+                if r.matches(host):
+                    return original((r.address, port), *args, **kwargs)
+            return original(address, *args, **kwargs)
+
+        connection.create_connection = create_connection
+    _RULES.append(rule)
+
 
 class AppSession(requests.Session):
     """A Session whose relative paths resolve against the app's base URL."""
 
-    def __init__(self, base_url: str, proxy: str | None, verify: bool, retries: int = 4):
+    def __init__(self, base_url: str, proxy: str | None, verify: bool, retries: int = 4,
+                 resolve=None):
         super().__init__()
+        if resolve is not None:
+            resolve_names(resolve)
         self.base_url = base_url.rstrip("/")
         # The host's own proxy settings must not reroute test traffic.
         self.trust_env = False

@@ -150,44 +150,31 @@ def leftovers(stack: str) -> dict:
     }
 
 
-def test_a_stack_converges_is_routed_by_traefik_and_leaves_nothing(tmp_path, proxy):
+@pytest.fixture(scope="module")
+def ground(proxy, tmp_path_factory):
+    """A custom-html-shaped stack deployed and healthy, with a marker file in its volume; torn
+    down afterwards, and then nothing of it may be left and the proxy must be untouched."""
     name = f"ground-{secrets.token_hex(3)}"
     domain = f"{name}.{proxy['CCCI_BASE_DOMAIN']}"
     stack = name.replace("-", "_")
-    (tmp_path / "compose.yml").write_text(COMPOSE)
+    svc = f"{stack}_app"
+    compose = tmp_path_factory.mktemp("ground") / "compose.yml"
+    compose.write_text(COMPOSE)
     docker("secret", "create", f"{stack}_admin_password_v1", "-", input=secrets.token_hex(16))
     try:
         env_stack = {**ENV, "STACK_NAME": stack, "DOMAIN": domain, "LETS_ENCRYPT_ENV": ""}
         p = subprocess.run(["docker", "stack", "deploy", "--resolve-image", "never", "-c",
-                            str(tmp_path / "compose.yml"), stack], env=env_stack,
+                            str(compose), stack], env=env_stack,
                            capture_output=True, text=True, timeout=120)
         assert p.returncode == 0, p.stderr
-        svc = f"{stack}_app"
         wait("the app task healthy", 60, lambda: "(healthy)" in docker(
             "ps", "--filter", f"label=com.docker.swarm.service.name={svc}",
             "--format", "{{.Status}}").stdout)
-        label = docker("service", "inspect", "-f",
-                       f'{{{{index .Spec.Labels "coop-cloud.{stack}.version"}}}}', svc).stdout
-        assert label.strip() == "1.1.0+1.27.2"
         task = docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={svc}"
                       ).stdout.split()[0]
-        # A fresh volume is filled from the image, as upstream nginx's is.
-        assert "Welcome to nginx!" in docker("exec", task, "curl", "-s", "http://localhost/").stdout
         marker = secrets.token_hex(8)
         docker("exec", task, "sh", "-c", f"echo {marker} > /usr/share/nginx/html/m.txt")
-        # From a helper on `proxy`, by the task's DNS name (service VIPs need IPVS, absent here).
-        got = docker("run", "--rm", "--network", "proxy", "nginx:1.27.2", "curl", "-s",
-                     "--max-time", "5", f"http://tasks.{svc}/m.txt").stdout
-        assert got.strip() == marker
-        # Through the real Traefik, by the recipe's own labels, with the wildcard certificate.
-        # The swarm provider refreshes every 2 s: the route appears shortly after convergence.
-        body = wait("Traefik to route the app", 30,
-                    lambda: (r := via_traefik(proxy, domain, "/m.txt"))[0] == 200 and r[1])
-        assert body.strip() == marker
-        code, _, location = via_traefik(proxy, domain, "/m.txt", scheme="http")
-        assert code in (301, 302, 307, 308) and location.startswith(f"https://{domain}"), (
-            code, location)
-        assert via_traefik(proxy, f"nobody.{proxy['CCCI_BASE_DOMAIN']}", "/")[0] == 404
+        yield {"domain": domain, "stack": stack, "svc": svc, "task": task, "marker": marker}
     finally:
         docker("stack", "rm", stack, check=False)
         wait("the stack's containers gone", 60,
@@ -205,3 +192,60 @@ def test_a_stack_converges_is_routed_by_traefik_and_leaves_nothing(tmp_path, pro
          lambda: via_traefik(proxy, domain, "/m.txt")[0] == 404)
     assert docker("service", "ls", "-q", "--filter", "name=ccci_proxy_app").stdout.strip(), \
         "the proxy was touched"
+
+
+def test_a_stack_converges_and_serves_its_volume(ground):
+    svc = ground["svc"]
+    label = docker("service", "inspect", "-f",
+                   f'{{{{index .Spec.Labels "coop-cloud.{ground["stack"]}.version"}}}}', svc).stdout
+    assert label.strip() == "1.1.0+1.27.2"
+    # A fresh volume is filled from the image, as upstream nginx's is.
+    assert "Welcome to nginx!" in docker("exec", ground["task"], "curl", "-s",
+                                         "http://localhost/").stdout
+    # From a helper on `proxy`, by the task's DNS name (service VIPs need IPVS, absent here).
+    got = docker("run", "--rm", "--network", "proxy", "nginx:1.27.2", "curl", "-s",
+                 "--max-time", "5", f"http://tasks.{svc}/m.txt").stdout
+    assert got.strip() == ground["marker"]
+
+
+def test_traefik_routes_it_by_its_own_labels(ground, proxy):
+    domain = ground["domain"]
+    # The swarm provider refreshes every 2 s: the route appears shortly after convergence.
+    body = wait("Traefik to route the app", 30,
+                lambda: (r := via_traefik(proxy, domain, "/m.txt"))[0] == 200 and r[1])
+    assert body.strip() == ground["marker"]
+    code, _, location = via_traefik(proxy, domain, "/m.txt", scheme="http")
+    assert code in (301, 302, 307, 308) and location.startswith(f"https://{domain}"), (
+        code, location)
+    assert via_traefik(proxy, f"nobody.{proxy['CCCI_BASE_DOMAIN']}", "/")[0] == 404
+
+
+def test_the_harness_reaches_it_by_name_through_traefik(ground, proxy):
+    """What a recipe suite does on this ground: the `http` session and Chromium, told by
+    CCCI_RESOLVE where the app's names are, reach https://<domain>/ through the real Traefik
+    with the name intact (the wildcard certificate is checked against it)."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from ccci_harness.browser import launch
+    from ccci_harness.context import Resolve
+    from ccci_harness.http import AppSession
+
+    assert proxy["CCCI_PROXY_HTTPS_PORT"] == "443", "the names are reached on the default port"
+    domain = ground["domain"]
+    rule = Resolve.parse(f"*.{proxy['CCCI_BASE_DOMAIN']}=127.0.0.1")
+    s = AppSession(f"https://{domain}", None, proxy["CCCI_PROXY_CA"], resolve=rule)
+    r = wait("the route", 30, lambda: (r := s.get("/m.txt")).status_code == 200 and r)
+    assert r.text.strip() == ground["marker"]
+    assert s.get("/").headers["Content-Type"].startswith("text/html")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = launch(pw, "/usr/bin/chromium", None, rule)
+        try:
+            page = browser.new_context(ignore_https_errors=True).new_page()
+            resp = page.goto(f"https://{domain}/")
+            assert resp is not None and resp.status == 200
+            assert page.title() == "Welcome to nginx!"
+        finally:
+            browser.close()

@@ -212,3 +212,17 @@ def test_failed_browser_test_leaves_a_screenshot(world, html_app, tmp_path):
     assert res.failed == ["test_page_fails"], str(res)
     shot = world.artifacts / "backup" / "test_page_fails-failed.png"
     assert shot.read_bytes()[:4] == b"\x89PNG", list((world.artifacts).rglob("*"))
+
+
+def test_resolve_rule_parses_matches_and_refuses_nonsense():
+    from ccci_harness.context import Resolve
+
+    r = Context.from_env({"CCCI_RESOLVE": " *.ci.test=127.0.0.1 "}).resolve
+    assert r == Resolve("*.ci.test", "127.0.0.1")
+    assert r.matches("html.ci.test") and r.matches("A.B.CI.TEST.")
+    assert not r.matches("ci.test") and not r.matches("html.ci.test.evil.example")
+    assert Context.from_env({}).resolve is None
+    for bad in ("127.0.0.1", "*.ci.test=", "=127.0.0.1", "*.ci.test=127.0.0.1:443"):
+        with pytest.raises(ValueError, match="PATTERN=ADDRESS"):
+            Resolve.parse(bad)
+    assert "--host-resolver-rules=MAP *.ci.test 127.0.0.1" in chromium_args(None, r)
