@@ -2,7 +2,7 @@
 the `proxy` network and the egress guard, the images dev/images builds, the real Traefik
 (dev/proxy), and a stack shaped like custom-html's that converges, is routed by its own Traefik
 labels over HTTPS on 127.0.0.1, serves what is written into its volume, and leaves nothing
-behind once removed. Docker itself is the witness throughout. Apps are reached only through
+behind once removed; and the postgres image keeping the upstream image's contract. Docker itself is the witness throughout. Apps are reached only through
 Traefik on 127.0.0.1, with `docker exec` or from a container on `proxy`, never from the host to
 a container address (facts: ../shared/facts/docker.md)."""
 
@@ -65,7 +65,7 @@ def test_guard_rejects_private_ranges_on_the_default_route():
 
 
 def test_images_are_built_and_labelled_with_their_inputs():
-    for ref in ("nginx:1.25.0", "nginx:1.27.2", "traefik:3.7.15"):
+    for ref in ("nginx:1.25.0", "nginx:1.27.2", "postgres:15", "traefik:3.7.15"):
         label = docker("image", "inspect", "-f", '{{index .Config.Labels "ccci.inputs"}}',
                        ref).stdout.strip()
         assert len(label) == 16, (ref, label)
@@ -249,3 +249,88 @@ def test_the_harness_reaches_it_by_name_through_traefik(ground, proxy):
             assert page.title() == "Welcome to nginx!"
         finally:
             browser.close()
+
+
+PG_COMPOSE = """
+version: "3.8"
+services:
+  db:
+    image: postgres:15
+    networks: [proxy]
+    environment:
+      POSTGRES_USER: synapse
+      POSTGRES_DB: synapse
+      POSTGRES_PASSWORD_FILE: /run/secrets/db_password
+    secrets: [db_password]
+    volumes: [postgres:/var/lib/postgresql/data]
+    healthcheck:
+      test: ["CMD", "pg_isready", "-U", "synapse"]
+      interval: 1s
+      timeout: 5s
+      retries: 60
+networks:
+  proxy:
+    external: true
+volumes:
+  postgres:
+secrets:
+  db_password:
+    external: true
+    name: ${STACK_NAME}_db_password_v1
+"""
+
+
+def healthy_task(svc: str, not_in: tuple = ()) -> str:
+    def find():
+        out = docker("ps", "--filter", f"label=com.docker.swarm.service.name={svc}",
+                     "--format", "{{.ID}} {{.Status}}").stdout.splitlines()
+        ids = [line.split()[0] for line in out if "(healthy)" in line]
+        ids = [i for i in ids if i not in not_in]
+        return ids[0] if ids else None
+    return wait(f"a healthy task of {svc}", 90, find)
+
+
+def test_postgres_image_keeps_upstreams_contract(tmp_path):
+    """postgres:15 from dev/images: initialised from POSTGRES_* with the password from a docker
+    secret, password auth from another container, pg_dump, and data kept across a restart."""
+    stack = f"ccci_pg_{secrets.token_hex(3)}"
+    svc = f"{stack}_db"
+    password = secrets.token_hex(16)
+    (tmp_path / "compose.yml").write_text(PG_COMPOSE)
+    docker("secret", "create", f"{stack}_db_password_v1", "-", input=password)
+    try:
+        p = subprocess.run(["docker", "stack", "deploy", "--resolve-image", "never", "-c",
+                            str(tmp_path / "compose.yml"), stack],
+                           env={**ENV, "STACK_NAME": stack}, capture_output=True, text=True,
+                           timeout=120)
+        assert p.returncode == 0, p.stderr
+        task = healthy_task(svc)
+        sql = "CREATE TABLE seed (v text); INSERT INTO seed VALUES ('kept');"
+        docker("exec", task, "psql", "-v", "ON_ERROR_STOP=1", "-U", "synapse", "-d", "synapse",
+               "-c", sql)
+
+        def remote(pw: str) -> subprocess.CompletedProcess:
+            return docker("run", "--rm", "--network", "proxy", "-e", f"PGPASSWORD={pw}",
+                          "postgres:15", "psql", "-h", f"tasks.{svc}", "-U", "synapse", "-d",
+                          "synapse", "-tAc", "SELECT v FROM seed", check=False)
+
+        ok = remote(password)
+        assert ok.returncode == 0 and ok.stdout.strip() == "kept", ok.stderr
+        bad = remote("not-the-password")
+        assert bad.returncode != 0 and "password authentication failed" in bad.stderr, bad
+        dump = docker("exec", task, "pg_dump", "-U", "synapse", "synapse").stdout
+        assert "CREATE TABLE public.seed" in dump and "kept" in dump
+        docker("service", "update", "--force", "--detach", svc, timeout=180)
+        task2 = healthy_task(svc, not_in=(task,))
+        got = docker("exec", task2, "psql", "-U", "synapse", "-d", "synapse", "-tAc",
+                     "SELECT v FROM seed").stdout
+        assert got.strip() == "kept", "the data did not survive a restart"
+    finally:
+        docker("stack", "rm", stack, check=False)
+        wait("the stack's containers gone", 60,
+             lambda: not docker("ps", "-aq", "--filter",
+                                f"label=com.docker.stack.namespace={stack}").stdout.strip())
+        for v in leftovers(stack)["volumes"]:
+            docker("volume", "rm", v, check=False)
+        docker("secret", "rm", f"{stack}_db_password_v1", check=False)
+    assert not any(leftovers(stack).values()), leftovers(stack)
