@@ -7,61 +7,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use standins::gitea::{Gitea, HookSpec, HookVersion, Options, PullSpec};
+use standins::gitea::{Gitea, HookSpec, HookVersion, Options};
 use standins::http::{Response as HttpResponse, Server};
 
 mod support;
-use support::{call, tok};
+use support::{call, tok, World};
 
 const T0: i64 = 1_740_823_200; // 2025-03-01T10:00:00Z
 
-/// An org `acme` with repo `app`, maintainer `alice` (member), outsider `bob` (fork
-/// `bob/app`), bot `ci` (member), and a PR #1 from bob's fork. Clock frozen at T0.
-struct World {
-    g: Gitea,
-    alice: String,
-    bob: String,
-    ci: String,
-}
-
-fn world() -> World {
+/// The Gitea tests' world (support::world) on the stand-in, its clock frozen at T0.
+fn world() -> World<Gitea> {
     let g = Gitea::start().unwrap();
     g.set_now(T0);
-    g.create_org("acme").unwrap();
-    for u in ["alice", "bob", "ci"] {
-        g.create_user(u).unwrap();
-    }
-    g.set_member("acme", "alice", false).unwrap();
-    g.set_member("acme", "ci", false).unwrap();
-    g.create_repo("acme", "app", false).unwrap();
-    g.fork_repo("acme/app", "bob").unwrap();
-    let n = g
-        .open_pull(
-            "acme",
-            "app",
-            &PullSpec {
-                poster: "bob".into(),
-                title: "Fix x".into(),
-                body: String::new(),
-                head_repo: Some("bob/app".into()),
-                head_branch: "fix-x".into(),
-                head_sha: "3f2e".repeat(10),
-                base_branch: None,
-            },
-        )
-        .unwrap();
-    assert_eq!(n, 1);
-    let all = &["all"];
-    let alice = g.create_token("alice", all).unwrap();
-    let bob = g.create_token("bob", all).unwrap();
-    let ci = g.create_token("ci", all).unwrap();
-    World { g, alice, bob, ci }
-}
-
-impl World {
-    fn api(&self, path: &str) -> String {
-        format!("{}{path}", self.g.api_url())
-    }
+    support::world(g)
 }
 
 fn ids(v: &Value) -> Vec<i64> {

@@ -8,59 +8,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use standins::forge::Forge;
-use standins::gitea::{Gitea, PullSpec};
+use standins::gitea::Gitea;
 use standins::http::{Response as HttpResponse, Server};
 use standins::upstream::gitea::RealGitea;
 
 mod support;
-use support::{call, tok};
-
-/// An org `acme` with repo `app`, maintainer `alice` (member), outsider `bob` (fork
-/// `bob/app`), bot `ci` (member), and PR #1 from bob's fork.
-struct World<F: Forge> {
-    g: F,
-    alice: String,
-    bob: String,
-    ci: String,
-}
-
-fn world<F: Forge>(g: F) -> World<F> {
-    g.create_org("acme").unwrap();
-    for u in ["alice", "bob", "ci"] {
-        g.create_user(u).unwrap();
-    }
-    g.set_member("acme", "alice", false).unwrap();
-    g.set_member("acme", "ci", false).unwrap();
-    g.create_repo("acme", "app", false).unwrap();
-    g.fork_repo("acme/app", "bob").unwrap();
-    let (n, _) = g
-        .open_pull(
-            "acme",
-            "app",
-            &PullSpec {
-                poster: "bob".into(),
-                title: "Fix x".into(),
-                body: String::new(),
-                head_repo: Some("bob/app".into()),
-                head_branch: "fix-x".into(),
-                head_sha: "3f2e".repeat(10),
-                base_branch: None,
-            },
-        )
-        .unwrap();
-    assert_eq!(n, 1);
-    let all = &["all"];
-    let alice = g.create_token("alice", all).unwrap();
-    let bob = g.create_token("bob", all).unwrap();
-    let ci = g.create_token("ci", all).unwrap();
-    World { g, alice, bob, ci }
-}
-
-impl<F: Forge> World<F> {
-    fn api(&self, path: &str) -> String {
-        format!("{}{path}", self.g.api_url())
-    }
-}
+use support::{call, tok, world, World};
 
 fn standin() -> World<Gitea> {
     world(Gitea::start().unwrap())

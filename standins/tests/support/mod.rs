@@ -1,11 +1,14 @@
-//! What several of these test files need: one HTTP call with the whole answer, and the
-//! process checks of the runner tests.
+//! What several of these test files need: one HTTP call with the whole answer, the Gitea
+//! world of the Gitea tests (on the stand-in or the real one), and the process checks of the
+//! runner tests.
 #![allow(dead_code)]
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use standins::forge::Forge;
+use standins::gitea::PullSpec;
 
 pub const WAIT: Duration = Duration::from_secs(60);
 
@@ -117,4 +120,51 @@ pub fn kill(pid: &str) {
     let _ = std::process::Command::new("kill")
         .args(["-9", pid])
         .status();
+}
+
+/// An org `acme` with repo `app`, maintainer `alice` (member), outsider `bob` (fork
+/// `bob/app`), bot `ci` (member), and PR #1 from bob's fork.
+pub struct World<F: Forge> {
+    pub g: F,
+    pub alice: String,
+    pub bob: String,
+    pub ci: String,
+}
+
+pub fn world<F: Forge>(g: F) -> World<F> {
+    g.create_org("acme").unwrap();
+    for u in ["alice", "bob", "ci"] {
+        g.create_user(u).unwrap();
+    }
+    g.set_member("acme", "alice", false).unwrap();
+    g.set_member("acme", "ci", false).unwrap();
+    g.create_repo("acme", "app", false).unwrap();
+    g.fork_repo("acme/app", "bob").unwrap();
+    let (n, _) = g
+        .open_pull(
+            "acme",
+            "app",
+            &PullSpec {
+                poster: "bob".into(),
+                title: "Fix x".into(),
+                body: String::new(),
+                head_repo: Some("bob/app".into()),
+                head_branch: "fix-x".into(),
+                head_sha: "3f2e".repeat(10),
+                base_branch: None,
+            },
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    let all = &["all"];
+    let alice = g.create_token("alice", all).unwrap();
+    let bob = g.create_token("bob", all).unwrap();
+    let ci = g.create_token("ci", all).unwrap();
+    World { g, alice, bob, ci }
+}
+
+impl<F: Forge> World<F> {
+    pub fn api(&self, path: &str) -> String {
+        format!("{}{path}", self.g.api_url())
+    }
 }
