@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
+
+from app_process import AppProcess, free_port
 
 START_LIMIT = 240  # seconds for Keycloak to answer /realms/master (JVM + H2 on 2 cores)
 DEFAULT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / \
@@ -25,12 +22,6 @@ def keycloak_script() -> Path | None:
     return p if p.exists() else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Keycloak:
     def __init__(self, root: Path, admin_password: str):
         script = keycloak_script()
@@ -40,9 +31,9 @@ class Keycloak:
         self.root = root
         self.db_dir = root / "db"
         self.log = root / "keycloak.log"
-        self.port = _free_port()
+        self.port = free_port()
         self.admin_password = admin_password
-        self.proc: subprocess.Popen | None = None
+        self.process = AppProcess("keycloak", self.log)
         self.db_dir.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -50,47 +41,19 @@ class Keycloak:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self):
-        assert self.proc is None
         env = {**os.environ,
                # Used only on a first start, when the database has no admin yet.
                "KC_BOOTSTRAP_ADMIN_USERNAME": "admin",
                "KC_BOOTSTRAP_ADMIN_PASSWORD": self.admin_password}
-        self.proc = subprocess.Popen(
+        # kc.sh starts the JVM as its child; the process group takes both down on stop.
+        self.process.start(
             ["bash", str(self.script), "start-dev", "--http-host", "127.0.0.1",
              "--http-port", str(self.port),
              "--db-url", f"jdbc:h2:file:{self.db_dir}/keycloakdb;NON_KEYWORDS=VALUE"],
-            env=env, cwd=self.root, stdin=subprocess.DEVNULL,
-            stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
-            # Its own group: kc.sh starts the JVM as a child, and both go on stop.
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + START_LIMIT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"keycloak exited ({self.proc.returncode}):\n"
-                                   f"{self.log.read_text()[-4000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.base_url}/realms/master", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"keycloak did not answer within {START_LIMIT}s:\n"
-                           f"{self.log.read_text()[-4000:]}")
+            f"{self.base_url}/realms/master", START_LIMIT, self.root, env)
 
     def stop(self):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self.proc = None
+        self.process.stop()
 
     def restart(self):
         """An in-place redeploy over the same database (the upgrade, as far as one version goes)."""

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
+
+from app_process import AppProcess, free_port
 
 START_LIMIT = 90  # seconds for Synapse to answer /_matrix/client/versions
 
@@ -24,21 +23,15 @@ def synapse_available() -> bool:
     return p.returncode == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Synapse:
     def __init__(self, root: Path, server_name: str):
         self.root = root
         self.data = root / "data"
         self.server_name = server_name
-        self.port = _free_port()
-        self.proc: subprocess.Popen | None = None
+        self.port = free_port()
         self.config = root / "homeserver.yaml"
         self.log = root / "synapse.log"
+        self.process = AppProcess("synapse", self.log)
         self.data.mkdir(parents=True, exist_ok=True)
         self._write_config()
         subprocess.run([sys.executable, "-m", "synapse.app.homeserver", "-c", str(self.config),
@@ -86,40 +79,11 @@ registration_shared_secret: "{secrets.token_urlsafe(32)}"
 """)
 
     def start(self):
-        assert self.proc is None
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "synapse.app.homeserver", "-c", str(self.config)],
-            cwd=self.root, stdin=subprocess.DEVNULL,
-            stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + START_LIMIT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"synapse exited ({self.proc.returncode}):\n"
-                                   f"{self.log.read_text()[-4000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.base_url}/_matrix/client/versions",
-                                            timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"synapse did not answer within {START_LIMIT}s:\n"
-                           f"{self.log.read_text()[-4000:]}")
+        self.process.start([sys.executable, "-m", "synapse.app.homeserver", "-c", str(self.config)],
+                           f"{self.base_url}/_matrix/client/versions", START_LIMIT, self.root)
 
     def stop(self):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.proc = None
+        self.process.stop()
 
     def restart(self):
         """An in-place redeploy over the same data (the upgrade, as far as one version goes)."""
