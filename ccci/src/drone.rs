@@ -302,8 +302,9 @@ impl DroneClient {
         Ok(Some(b))
     }
 
-    /// `DELETE …/builds/{number}`: cancels a pending or running build (it becomes `killed`,
-    /// unfinished steps get exit code 130); a finished build comes back unchanged.
+    /// `DELETE …/builds/{number}`: cancels a pending or running build (it becomes `killed`; a
+    /// running step ends killed with the runner's 137, or Drone's 130 where no runner held it:
+    /// docs/fidelity.md); a finished build comes back unchanged.
     pub fn cancel(&self, owner: &str, name: &str, number: i64) -> Result<Build> {
         let path = format!("{}/builds/{number}", repo_path(owner, name));
         let (_, b) = self.api.json("DELETE", &path, None, &[200])?;
