@@ -387,3 +387,63 @@ fn faults_become_clear_errors_without_the_token() {
     let e = c.repo_comments_since("acme", "app", None, 5).unwrap_err();
     assert!(w.no_token(&e).contains("HTTP 502"));
 }
+
+/// The client's paging, `since` and membership against the real Gitea (`dev/upstream`): every
+/// comment in order, in pages of 50 ended by the short one, a bounded scan that says it was
+/// cut, `since` inclusive on the update time, and membership answered by Gitea itself.
+#[test]
+fn real_gitea_paging_since_and_membership() {
+    use standins::forge::Forge;
+    let g = standins::upstream::gitea::RealGitea::start().unwrap_or_else(|e| panic!("{e:#}"));
+    g.create_org("acme").unwrap();
+    for u in ["alice", "bob", "ci"] {
+        Forge::create_user(&g, u).unwrap();
+    }
+    Forge::set_member(&g, "acme", "alice", false).unwrap();
+    Forge::set_member(&g, "acme", "ci", false).unwrap();
+    Forge::create_repo(&g, "acme", "app", false).unwrap();
+    Forge::fork_repo(&g, "acme/app", "bob").unwrap();
+    let (pr, _) = Forge::open_pull(
+        &g,
+        "acme",
+        "app",
+        &PullSpec {
+            poster: "bob".into(),
+            title: "Fix x".into(),
+            body: String::new(),
+            head_repo: Some("bob/app".into()),
+            head_branch: "fix-x".into(),
+            head_sha: String::new(),
+            base_branch: None,
+        },
+    )
+    .unwrap();
+    for i in 0..120 {
+        Forge::comment(&g, "acme", "app", pr, "alice", &format!("c{i}")).unwrap();
+    }
+    let token = Forge::create_token(
+        &g,
+        "ci",
+        &["read:issue", "read:repository", "read:organization"],
+    )
+    .unwrap();
+    let c = GiteaClient::new(&g.api_url(), Secret::new(token), Duration::from_secs(10));
+    let scan = c.repo_comments_since("acme", "app", None, 10).unwrap();
+    let bodies: Vec<&str> = scan.items.iter().map(|c| c.body.as_str()).collect();
+    let want: Vec<String> = (0..120).map(|i| format!("c{i}")).collect();
+    assert_eq!(bodies, want, "every comment, oldest first");
+    assert_eq!((scan.pages, scan.truncated), (3, false), "50 + 50 + 20");
+    let cut = c.repo_comments_since("acme", "app", None, 2).unwrap();
+    assert_eq!((cut.items.len(), cut.truncated), (100, true));
+    let t = scan.items[60].updated_at.0;
+    let since = c.repo_comments_since("acme", "app", Some(t), 10).unwrap();
+    assert!(since.items.len() >= 60, "inclusive: {}", since.items.len());
+    assert!(since.items.iter().all(|c| c.updated_at.0 >= t));
+    assert_eq!(since.items.last().unwrap().body, "c119");
+    assert_eq!(
+        c.issue_comments("acme", "app", pr, None).unwrap().len(),
+        120
+    );
+    assert_eq!(c.membership("acme", "alice"), Membership::Member);
+    assert_eq!(c.membership("acme", "bob"), Membership::NotMember);
+}
