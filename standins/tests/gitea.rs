@@ -442,17 +442,9 @@ fn receiver(status: u16) -> Server {
     .unwrap()
 }
 
-fn hmac256(key: &[u8], data: &[u8]) -> String {
-    use hmac::{Hmac, KeyInit, Mac};
-    let mut m = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).unwrap();
-    m.update(data);
-    standins::gitea::digest::hex(&m.finalize().into_bytes())
-}
-
-// services/webhook/deliver.go addDefaultHeaders + Deliver; services/webhook/notifier.go
-// CreateIssueComment; modules/structs/hook.go IssueCommentPayload (pull_request from 1.23,
-// #26178); modules/webhook/type.go Event(): PR comments travel as issue_comment with
-// X-Gitea-Event-Type pull_request_comment.
+// support::assert_comment_delivery (what every delivery carries), plus the stand-in's two
+// payload versions: modules/structs/hook.go IssueCommentPayload (pull_request from 1.23,
+// #26178), the edit's changes.body.from, and an issue comment as issue_comment twice.
 #[test]
 fn webhook_signature_headers_and_shapes() {
     let w = world();
@@ -468,48 +460,14 @@ fn webhook_signature_headers_and_shapes() {
     w.g.add_webhook("acme", "app", &hook(HookVersion::V1_24))
         .unwrap();
     let c =
-        w.g.comment("acme", "app", 1, "alice", "!testme <b>&</b>")
+        w.g.comment("acme", "app", 1, "alice", support::HOOK_COMMENT)
             .unwrap();
     let d = w.g.wait_deliveries(2, Duration::from_secs(10));
     assert_eq!(d.len(), 2);
     let got = rx.requests();
     assert_eq!(got.len(), 2);
     for req in &got {
-        let body = &req.request.body;
-        let sig = req.request.header("X-Gitea-Signature").unwrap();
-        assert_eq!(sig, hmac256(b"s3cret", body));
-        assert_eq!(
-            req.request.header("X-Hub-Signature-256").unwrap(),
-            format!("sha256={sig}")
-        );
-        let sha1 =
-            standins::gitea::digest::hex(&standins::gitea::digest::hmac_sha1(b"s3cret", body));
-        assert_eq!(
-            req.request.header("X-Hub-Signature").unwrap(),
-            format!("sha1={sha1}")
-        );
-        assert_eq!(req.request.header("X-Gitea-Event"), Some("issue_comment"));
-        assert_eq!(
-            req.request.header("X-Gitea-Event-Type"),
-            Some("pull_request_comment")
-        );
-        assert_eq!(req.request.header("X-GitHub-Event"), Some("issue_comment"));
-        let uuid = req.request.header("X-Gitea-Delivery").unwrap();
-        assert_eq!(uuid.len(), 36);
-        assert_eq!(req.request.header("X-Gogs-Delivery"), Some(uuid));
-        let text = String::from_utf8(body.clone()).unwrap();
-        assert!(
-            text.starts_with("{\n  \""),
-            "MarshalIndent, two spaces: {text:.40}"
-        );
-        assert!(text.contains("\\u003cb\\u003e\\u0026"), "Go escapes <>&");
-        let p: Value = serde_json::from_slice(body).unwrap();
-        assert_eq!(p["action"], json!("created"));
-        assert_eq!(p["is_pull"], json!(true));
-        assert_eq!(p["comment"]["id"], json!(c));
-        assert_eq!(p["comment"]["body"], json!("!testme <b>&</b>"));
-        assert_eq!(p["sender"]["login"], json!("alice"));
-        assert_eq!(p["repository"]["full_name"], json!("acme/app"));
+        let p = support::assert_comment_delivery(&req.request, b"s3cret", c);
         let v124 = req
             .request
             .header("X-Gitea-Hook-Installation-Target-Type")
@@ -530,7 +488,10 @@ fn webhook_signature_headers_and_shapes() {
     let d = w.g.wait_deliveries(4, Duration::from_secs(10));
     let edited: Value = serde_json::from_str(&d[2].body).unwrap();
     assert_eq!(edited["action"], json!("edited"));
-    assert_eq!(edited["changes"]["body"]["from"], json!("!testme <b>&</b>"));
+    assert_eq!(
+        edited["changes"]["body"]["from"],
+        json!(support::HOOK_COMMENT)
+    );
     let n = w.g.open_issue("acme", "app", "bob", "Bug").unwrap();
     w.g.comment("acme", "app", n, "alice", "hi").unwrap();
     let d = w.g.wait_deliveries(6, Duration::from_secs(10));

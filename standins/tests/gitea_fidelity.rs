@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 use standins::forge::Forge;
 use standins::gitea::Gitea;
 use standins::http::{Response as HttpResponse, Server};
@@ -279,17 +279,8 @@ fn auth_like_gitea<F: Forge>(w: World<F>) {
 }
 both!(auth_like_gitea);
 
-fn hmac256(key: &[u8], data: &[u8]) -> String {
-    use hmac::{Hmac, KeyInit, Mac};
-    let mut m = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).unwrap();
-    m.update(data);
-    standins::gitea::digest::hex(&m.finalize().into_bytes())
-}
-
-// services/webhook/deliver.go addDefaultHeaders; services/webhook/notifier.go
-// CreateIssueComment; modules/webhook/type.go Event(): a PR comment travels as issue_comment
-// with X-Gitea-Event-Type pull_request_comment; the body is MarshalIndent with Go's HTML
-// escaping, signed over its raw bytes.
+// support::assert_comment_delivery, what every delivery carries, and the 1.24+ headers and
+// payload, from both Gitea and the stand-in.
 fn webhook_signature_headers_and_shapes<F: Forge>(w: World<F>) {
     let rx = Server::start(
         0,
@@ -305,7 +296,7 @@ fn webhook_signature_headers_and_shapes<F: Forge>(w: World<F>) {
     )
     .unwrap();
     let c =
-        w.g.comment("acme", "app", 1, "alice", "!testme <b>&</b>")
+        w.g.comment("acme", "app", 1, "alice", support::HOOK_COMMENT)
             .unwrap();
     let end = Instant::now() + Duration::from_secs(15);
     while rx.requests().is_empty() && Instant::now() < end {
@@ -314,44 +305,11 @@ fn webhook_signature_headers_and_shapes<F: Forge>(w: World<F>) {
     let got = rx.requests();
     assert_eq!(got.len(), 1, "{}: one delivery", w.g.kind());
     let req = &got[0].request;
-    let body = &req.body;
-    let sig = req.header("X-Gitea-Signature").unwrap();
-    assert_eq!(sig, hmac256(b"s3cret", body));
-    assert_eq!(
-        req.header("X-Hub-Signature-256").unwrap(),
-        format!("sha256={sig}")
-    );
-    let sha1 = standins::gitea::digest::hex(&standins::gitea::digest::hmac_sha1(b"s3cret", body));
-    assert_eq!(
-        req.header("X-Hub-Signature").unwrap(),
-        format!("sha1={sha1}")
-    );
-    assert_eq!(req.header("X-Gitea-Event"), Some("issue_comment"));
-    assert_eq!(
-        req.header("X-Gitea-Event-Type"),
-        Some("pull_request_comment")
-    );
-    assert_eq!(req.header("X-GitHub-Event"), Some("issue_comment"));
+    let p = support::assert_comment_delivery(req, b"s3cret", c);
     assert_eq!(
         req.header("X-Gitea-Hook-Installation-Target-Type"),
         Some("repository")
     );
-    let uuid = req.header("X-Gitea-Delivery").unwrap();
-    assert_eq!(uuid.len(), 36);
-    assert_eq!(req.header("X-Gogs-Delivery"), Some(uuid));
-    let text = String::from_utf8(body.clone()).unwrap();
-    assert!(
-        text.starts_with("{\n  \""),
-        "MarshalIndent, two spaces: {text:.40}"
-    );
-    assert!(text.contains("\\u003cb\\u003e\\u0026"), "Go escapes <>&");
-    let p: Value = serde_json::from_slice(body).unwrap();
-    assert_eq!(p["action"], json!("created"));
-    assert_eq!(p["is_pull"], json!(true));
-    assert_eq!(p["comment"]["id"], json!(c));
-    assert_eq!(p["comment"]["body"], json!("!testme <b>&</b>"));
-    assert_eq!(p["sender"]["login"], json!("alice"));
-    assert_eq!(p["repository"]["full_name"], json!("acme/app"));
     assert_eq!(p["issue"]["pull_request"]["draft"], json!(false));
     eprintln!(
         "{}: top-level pull_request in the comment payload: {}",

@@ -168,3 +168,60 @@ impl<F: Forge> World<F> {
         format!("{}{path}", self.g.api_url())
     }
 }
+
+/// The comment every webhook test posts: HTML characters that Go's JSON escapes.
+pub const HOOK_COMMENT: &str = "!testme <b>&</b>";
+
+/// What every delivery of alice's `HOOK_COMMENT` on `acme/app#1` carries, signed with
+/// `secret`, whichever Gitea sent it (services/webhook/deliver.go addDefaultHeaders;
+/// modules/webhook/type.go Event(): a PR comment travels as issue_comment with
+/// X-Gitea-Event-Type pull_request_comment; the body is MarshalIndent with Go's HTML escaping,
+/// signed over its raw bytes). Returns the payload for the version-specific checks.
+pub fn assert_comment_delivery(
+    req: &standins::http::Request,
+    secret: &[u8],
+    comment: i64,
+) -> Value {
+    use hmac::{Hmac, KeyInit, Mac};
+    use serde_json::json;
+    use standins::gitea::digest::{hex, hmac_sha1};
+
+    let body = &req.body;
+    // Computed here with the hmac crate, not the stand-in's own digest code.
+    let mut m = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret).unwrap();
+    m.update(body);
+    let sig = req.header("X-Gitea-Signature").unwrap();
+    assert_eq!(sig, hex(&m.finalize().into_bytes()));
+    assert_eq!(
+        req.header("X-Hub-Signature-256").unwrap(),
+        format!("sha256={sig}")
+    );
+    let sha1 = hex(&hmac_sha1(secret, body));
+    assert_eq!(
+        req.header("X-Hub-Signature").unwrap(),
+        format!("sha1={sha1}")
+    );
+    assert_eq!(req.header("X-Gitea-Event"), Some("issue_comment"));
+    assert_eq!(
+        req.header("X-Gitea-Event-Type"),
+        Some("pull_request_comment")
+    );
+    assert_eq!(req.header("X-GitHub-Event"), Some("issue_comment"));
+    let uuid = req.header("X-Gitea-Delivery").unwrap();
+    assert_eq!(uuid.len(), 36);
+    assert_eq!(req.header("X-Gogs-Delivery"), Some(uuid));
+    let text = String::from_utf8(body.clone()).unwrap();
+    assert!(
+        text.starts_with("{\n  \""),
+        "MarshalIndent, two spaces: {text:.40}"
+    );
+    assert!(text.contains("\\u003cb\\u003e\\u0026"), "Go escapes <>&");
+    let p: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(p["action"], json!("created"));
+    assert_eq!(p["is_pull"], json!(true));
+    assert_eq!(p["comment"]["id"], json!(comment));
+    assert_eq!(p["comment"]["body"], json!(HOOK_COMMENT));
+    assert_eq!(p["sender"]["login"], json!("alice"));
+    assert_eq!(p["repository"]["full_name"], json!("acme/app"));
+    p
+}
