@@ -44,37 +44,30 @@ impl RealDrone {
         let token = crate::gitea::digest::token();
         let rpc_secret = crate::gitea::digest::token();
         let db = dir.join("drone.sqlite");
-        let log = dir.join("drone.log");
-        let child = Command::new(&bin)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("DRONE_GITEA_SERVER", gitea_url)
-            // Only the browser login uses the OAuth client; nothing here logs in.
-            .env("DRONE_GITEA_CLIENT_ID", "unused")
-            .env("DRONE_GITEA_CLIENT_SECRET", "unused")
-            .env("DRONE_RPC_SECRET", &rpc_secret)
-            .env("DRONE_SERVER_HOST", format!("127.0.0.1:{port}"))
-            .env("DRONE_SERVER_PROTO", "http")
-            .env("DRONE_SERVER_PORT", format!("127.0.0.1:{port}"))
-            .env("DRONE_DATABASE_DRIVER", "sqlite3")
-            .env("DRONE_DATABASE_DATASOURCE", &db)
-            .env(
-                "DRONE_USER_CREATE",
-                format!("username:{bot},admin:true,token:{token}"),
-            )
-            .env("DRONE_CRON_DISABLED", "true")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log)?)
-            .stderr(std::fs::File::options().append(true).open(&log)?)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
+        let proc = Process::spawn(
+            "drone-server",
+            Command::new(&bin)
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("DRONE_GITEA_SERVER", gitea_url)
+                // Only the browser login uses the OAuth client; nothing here logs in.
+                .env("DRONE_GITEA_CLIENT_ID", "unused")
+                .env("DRONE_GITEA_CLIENT_SECRET", "unused")
+                .env("DRONE_RPC_SECRET", &rpc_secret)
+                .env("DRONE_SERVER_HOST", format!("127.0.0.1:{port}"))
+                .env("DRONE_SERVER_PROTO", "http")
+                .env("DRONE_SERVER_PORT", format!("127.0.0.1:{port}"))
+                .env("DRONE_DATABASE_DRIVER", "sqlite3")
+                .env("DRONE_DATABASE_DATASOURCE", &db)
+                .env(
+                    "DRONE_USER_CREATE",
+                    format!("username:{bot},admin:true,token:{token}"),
+                )
+                .env("DRONE_CRON_DISABLED", "true"),
+            dir,
+        )?;
         let mut d = RealDrone {
-            proc: Process {
-                name: "drone-server",
-                child,
-                dir,
-                log,
-            },
+            proc,
             port,
             token,
             rpc_secret,
@@ -166,7 +159,6 @@ impl RealRunner {
         let dir = scratch_dir("runner")?;
         let root = dir.join("root");
         std::fs::create_dir_all(&root)?;
-        let log = dir.join("runner.log");
         let environ: Vec<String> = environ.iter().map(|(k, v)| format!("{k}:{v}")).collect();
         // Only what is set here reaches the runner (and, of it, only PATH and USER its steps).
         let mut cmd = Command::new(&bin);
@@ -176,8 +168,7 @@ impl RealRunner {
         if !environ.is_empty() {
             cmd.env("DRONE_RUNNER_ENVIRON", environ.join(","));
         }
-        let child = cmd
-            .arg("daemon")
+        cmd.arg("daemon")
             .env("PATH", path)
             .env("DRONE_RPC_HOST", format!("127.0.0.1:{}", drone.port))
             .env("DRONE_RPC_PROTO", "http")
@@ -186,18 +177,9 @@ impl RealRunner {
             .env("DRONE_RUNNER_CAPACITY", capacity.to_string())
             .env("DRONE_RUNNER_ROOT", &root)
             // Its status page would listen on every address (:3000) by default.
-            .env("DRONE_HTTP_BIND", format!("127.0.0.1:{}", free_port()?))
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log)?)
-            .stderr(std::fs::File::options().append(true).open(&log)?)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let mut proc = Process {
-            name: "drone-runner-exec",
-            child,
-            dir,
-            log: log.clone(),
-        };
+            .env("DRONE_HTTP_BIND", format!("127.0.0.1:{}", free_port()?));
+        let mut proc = Process::spawn("drone-runner-exec", &mut cmd, dir)?;
+        let log = proc.log.clone();
         proc.wait_ready(Duration::from_secs(30), || {
             std::fs::read_to_string(&log).is_ok_and(|l| l.contains("polling the remote server"))
         })?;

@@ -22,7 +22,6 @@ pub struct RealGitea {
     port: u16,
     password: String,
     admin_token: String,
-    agent: ureq::Agent,
     tokens: Cell<u32>,
     files: Cell<u32>,
 }
@@ -76,28 +75,15 @@ LEVEL = Warn
                 static_root = static_root.display(),
             ),
         )?;
-        let log = dir.join("gitea.log");
-        let child = Command::new(&bin)
-            .args(["web", "--config"])
-            .arg(&config)
-            .env("GITEA_WORK_DIR", &dir)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log)?)
-            .stderr(std::fs::File::options().append(true).open(&log)?)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let mut proc = Process {
-            name: "gitea",
-            child,
-            dir: dir.clone(),
-            log,
-        };
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(20)))
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .build()
-            .into();
+        let mut proc = Process::spawn(
+            "gitea",
+            Command::new(&bin)
+                .args(["web", "--config"])
+                .arg(&config)
+                .env("GITEA_WORK_DIR", &dir),
+            dir.clone(),
+        )?;
+        let agent = super::agent();
         let version_url = format!("http://127.0.0.1:{port}/api/v1/version");
         proc.wait_ready(Duration::from_secs(60), || {
             agent
@@ -133,7 +119,6 @@ LEVEL = Warn
             port,
             password,
             admin_token: String::new(),
-            agent,
             tokens: Cell::new(0),
             files: Cell::new(0),
         };
@@ -240,8 +225,7 @@ LEVEL = Warn
         self.tokens.set(n);
         let url = format!("{}/users/{login}/tokens", self.api_url());
         let basic = crate::gitea::digest::base64(format!("{login}:{}", self.password).as_bytes());
-        let mut resp = self
-            .agent
+        let mut resp = super::agent()
             .post(&url)
             .header("Authorization", &format!("Basic {basic}"))
             .send_json(json!({"name": format!("t{n}"), "scopes": scopes}))

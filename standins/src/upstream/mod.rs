@@ -7,7 +7,7 @@ pub mod gitea;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -126,6 +126,27 @@ pub struct Process {
 }
 
 impl Process {
+    /// Spawns `cmd` with no stdin and its output appended to `dir/<name>.log`.
+    pub fn spawn(name: &'static str, cmd: &mut Command, dir: PathBuf) -> Result<Process> {
+        let log = dir.join(format!("{name}.log"));
+        let out = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {name} ({:?})", cmd.get_program()))?;
+        Ok(Process {
+            name,
+            child,
+            dir,
+            log,
+        })
+    }
+
     /// The last `n` lines of its log, for an error message.
     pub fn log_tail(&self, n: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
