@@ -49,16 +49,7 @@ impl Loop {
             .add_collaborator("coop-cloud", "cc-ci", BOT, "admin")
             .unwrap();
         let bridge_token = gitea
-            .create_token(
-                BOT,
-                &[
-                    "read:issue",
-                    "write:issue",
-                    "write:repository",
-                    "read:organization",
-                    "write:notification",
-                ],
-            )
+            .create_token(BOT, standins::local::BOT_SCOPES)
             .unwrap();
         // What Drone's OAuth login would have given it: the whole account.
         let drone_forge_token = gitea.create_token(BOT, &["all"]).unwrap();

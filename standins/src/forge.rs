@@ -77,10 +77,7 @@ impl Forge for Gitea {
         Gitea::delete_repo(self, owner, name)
     }
     fn open_pull(&self, owner: &str, repo: &str, spec: &PullSpec) -> Result<(i64, String)> {
-        if let Some(hr) = &spec.head_repo {
-            let (o, r) = hr.split_once('/').unwrap_or((hr, repo));
-            Gitea::push_branch(self, o, r, &spec.head_branch, &spec.head_sha)?;
-        }
+        // The stand-in pushes the head branch itself.
         let index = Gitea::open_pull(self, owner, repo, spec)?;
         Ok((index, spec.head_sha.clone()))
     }

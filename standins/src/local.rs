@@ -521,7 +521,7 @@ struct Upstreams {
 }
 
 /// The bot's Gitea scopes, as the host's token has them.
-const BOT_SCOPES: &[&str] = &[
+pub const BOT_SCOPES: &[&str] = &[
     "read:issue",
     "write:issue",
     "write:repository",

@@ -235,16 +235,7 @@ impl<F: Forge> World<F> {
             recipes.insert(name.clone(), format!("coop-cloud/{name}").into());
         }
         let gitea_token = gitea
-            .create_token(
-                BOT,
-                &[
-                    "read:issue",
-                    "write:issue",
-                    "write:repository",
-                    "read:organization",
-                    "write:notification",
-                ],
-            )
+            .create_token(BOT, standins::local::BOT_SCOPES)
             .unwrap();
 
         let drone = Drone::start(DroneOpts {
