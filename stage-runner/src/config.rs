@@ -31,10 +31,12 @@ pub struct Config {
     pub python: PathBuf,
     #[serde(default = "default_chromium")]
     pub chromium: PathBuf,
-    /// HTTP proxy that reaches apps by domain (the stand-in Traefik); none on a real host.
+    /// `PATTERN=ADDRESS` (`*.ci.test=127.0.0.1`): app names matching PATTERN are reached at
+    /// ADDRESS, where no DNS knows them (a test machine, Traefik on 127.0.0.1). None on a
+    /// host, whose DNS points the app domain at itself.
     #[serde(default)]
-    pub http_proxy: Option<String>,
-    /// `https` on a host; `http` against the stand-ins.
+    pub resolve: Option<String>,
+    /// `https`, as Traefik serves apps; `http` only for a proxy without TLS.
     #[serde(default = "default_scheme")]
     pub scheme: String,
     #[serde(default = "default_tls_verify")]
@@ -137,6 +139,9 @@ impl Config {
         }
         if !matches!(self.scheme.as_str(), "http" | "https") {
             bail!("scheme must be http or https");
+        }
+        if let Some(r) = &self.resolve {
+            crate::resolve::Resolve::parse(r)?;
         }
         if self.allowed_src.is_empty() {
             bail!("allowed_src is empty: no PR source could be fetched");

@@ -9,6 +9,7 @@ pub mod janitor;
 pub mod junit;
 pub mod process;
 pub mod redact;
+pub mod resolve;
 pub mod rundir;
 pub mod stage;
 pub mod wait;

@@ -35,7 +35,7 @@ OPTIONS:
         {"server": "default", "base_domain": "ci.coopcloud.tech",
          "state_dir": "/var/lib/cc-ci/runs", "results_dir": "/var/lib/cc-ci/results",
          "tests_dir": "/etc/cc-ci/tests", "abra": "abra", "abra_dir": "/var/lib/cc-ci/abra",
-         "python": "python3", "chromium": "/usr/bin/chromium", "http_proxy": null,
+         "python": "python3", "chromium": "/usr/bin/chromium", "resolve": null,
          "scheme": "https", "tls_verify": true, "deploy_timeout_secs": 900,
          "command_timeout_secs": 1800, "janitor_max_age_secs": 21600,
          "allowed_src": ["https://git.coopcloud.tech/"], "abra_env": {}}

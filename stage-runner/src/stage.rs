@@ -20,6 +20,18 @@ use crate::redact::Redactor;
 use crate::rundir::{self, Lock, Run};
 use crate::wait;
 
+/// The recipe under test failed (not cc-ci, not the host): a red verdict, not an error.
+#[derive(Debug)]
+pub struct RecipeFailed(pub String);
+
+impl std::fmt::Display for RecipeFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RecipeFailed {}
+
 /// A stage's outcome, before it is written to the summary.
 pub struct Outcome {
     pub status: Status,
@@ -299,16 +311,22 @@ impl Ctx {
         abra::set_env(&env_file, &bumped)?;
         rundir::save_values(&self.dir, &values)?;
         match version {
-            Some(v) => abra.ok(
-                &["app", "deploy", &domain, v, "--no-converge-checks"],
-                &self.redactor,
-            )?,
-            None => abra.ok(
-                &["app", "deploy", &domain, "--chaos", "--no-converge-checks"],
-                &self.redactor,
-            )?,
+            Some(v) => self.deploy(&["app", "deploy", &domain, v])?,
+            None => self.deploy(&["app", "deploy", &domain, "--chaos"])?,
         };
         self.wait_up()
+    }
+
+    /// An abra deploy with its convergence checks: a deploy that abra reports failed (a
+    /// missing image, a crashing task, a healthcheck that rolled the update back, a secret
+    /// not there, past the recipe's timeout) is the recipe's failure, with abra's reason.
+    fn deploy(&self, args: &[&str]) -> Result<()> {
+        let out = self.abra().try_run(args, &self.redactor)?;
+        if !out.success() {
+            let said = out.last_line.trim_start_matches("FATA ").to_owned();
+            return Err(RecipeFailed(format!("the deploy failed: {said}")).into());
+        }
+        Ok(())
     }
 
     fn wait_up(&self) -> Result<()> {
@@ -324,7 +342,7 @@ impl Ctx {
         let url = format!("{}{}", self.base_url(), self.run.ci.health_path);
         wait::until_up(
             &url,
-            self.cfg.http_proxy.as_deref(),
+            self.cfg.resolve.as_deref(),
             self.cfg.tls_verify,
             limit,
             &self.redactor,
@@ -370,10 +388,7 @@ impl Ctx {
             .env("CCCI_BASE_URL", self.base_url())
             .env("CCCI_STAGE", stage)
             .env("CCCI_PHASE", phase)
-            .env(
-                "CCCI_HTTP_PROXY",
-                self.cfg.http_proxy.clone().unwrap_or_default(),
-            )
+            .env("CCCI_RESOLVE", self.cfg.resolve.clone().unwrap_or_default())
             .env("CCCI_RUN_DIR", self.dir.display().to_string())
             .env("CCCI_ARTIFACTS", artifacts.display().to_string())
             .env("CCCI_ABRA", self.cfg.abra.display().to_string())
@@ -481,17 +496,7 @@ impl Ctx {
         if o.status == Status::Passed {
             self.checkout(&self.run.sha.clone())?;
             let d = self.run.domain.clone();
-            self.abra().ok(
-                &[
-                    "app",
-                    "deploy",
-                    &d,
-                    "--force",
-                    "--chaos",
-                    "--no-converge-checks",
-                ],
-                &self.redactor,
-            )?;
+            self.deploy(&["app", "deploy", &d, "--force", "--chaos"])?;
             self.wait_up()?;
             o.merge(self.pytest("upgrade", "post_upgrade", &suite, false)?);
         }
@@ -781,6 +786,11 @@ pub fn run_stage(ctx: &mut Ctx, stage: &str) -> Outcome {
     };
     let o = match result {
         Ok(o) => o,
+        Err(e) if e.downcast_ref::<RecipeFailed>().is_some() => Outcome {
+            status: Status::Failed,
+            reason: format!("{e}"),
+            ..Outcome::passed()
+        },
         Err(e) => Outcome {
             status: Status::Error,
             reason: format!("{e:#}"),

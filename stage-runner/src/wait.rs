@@ -1,4 +1,4 @@
-//! Waiting until an app really answers through the proxy, visibly and within a bound.
+//! Waiting until an app really answers through Traefik, visibly and within a bound.
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use crate::redact::Redactor;
 /// least every 10 s so a slow start reads as slow, not stuck.
 pub fn until_up(
     url: &str,
-    proxy: Option<&str>,
+    resolve: Option<&str>,
     tls_verify: bool,
     limit: Duration,
     r: &Redactor,
@@ -21,9 +21,6 @@ pub fn until_up(
         .timeout_global(Some(Duration::from_secs(10)))
         .http_status_as_error(false)
         .max_redirects(0);
-    if let Some(p) = proxy {
-        cfg = cfg.proxy(Some(ureq::Proxy::new(p)?));
-    }
     if !tls_verify {
         cfg = cfg.tls_config(
             ureq::tls::TlsConfig::builder()
@@ -31,7 +28,14 @@ pub fn until_up(
                 .build(),
         );
     }
-    let agent: ureq::Agent = cfg.build().into();
+    let agent = match resolve {
+        Some(r) => ureq::Agent::with_parts(
+            cfg.build(),
+            ureq::unversioned::transport::DefaultConnector::new(),
+            crate::resolve::Pinned(crate::resolve::Resolve::parse(r)?),
+        ),
+        None => cfg.build().into(),
+    };
     let start = Instant::now();
     let _counted = Counted(start);
     let mut last_report = Instant::now();

@@ -31,7 +31,7 @@ fn check_config_accepts_a_good_config_and_names_what_is_wrong_with_a_bad_one() {
         "tests_dir": "/etc/cc-ci/tests",
         "abra_dir": "/var/lib/cc-ci-runner/abra",
         "allowed_src": ["https://git.coopcloud.tech/"],
-        "http_proxy": null,
+        "resolve": null,
     });
     let (ok, out) = check(&good, &[]);
     assert!(ok, "{out}");

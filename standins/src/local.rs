@@ -1,8 +1,8 @@
 //! The whole cc-ci loop on one machine: Gitea and Drone (its exec runner running this
 //! repository's real `.drone.yml`) — the stand-ins, or with [`Setup::real`] the real Gitea,
-//! Drone and drone-runner-exec from `dev/upstream` — the stand-in abra's swarm and Traefik,
-//! and the real bridge, stage-runner and dashboard-gen, wired through the same config files the
-//! NixOS modules write. `dev/local` runs it for a person; the end-to-end tests drive it.
+//! Drone and drone-runner-exec from `dev/upstream` — the stand-in abra deploying to the real
+//! swarm behind the real Traefik ([`Ground`]), and the real bridge, stage-runner and
+//! dashboard-gen, wired through the same config files the NixOS modules write. `dev/local` runs it for a person; the end-to-end tests drive it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::drone::{Build, ConfigSource, Drone, DroneOpts, NewRepo, Perm};
 use crate::gitea::{Gitea, Options, PullSpec};
-use crate::traefik::Traefik;
+use crate::ground::Ground;
 use crate::upstream::drone::{RealDrone, RealRunner};
 use crate::upstream::gitea::RealGitea;
 
@@ -45,6 +45,9 @@ pub struct Setup {
     pub deploy_timeout_secs: u64,
     /// The real Gitea, Drone and exec runner (`dev/upstream`) instead of the stand-ins.
     pub real: bool,
+    /// Apps are deployed at `<recipe>-<run>.<base_domain>`: the proxy's own domain for one
+    /// world alone on the engine, [`Ground::world_domain`] where worlds share it.
+    pub base_domain: String,
 }
 
 /// The forge of a local world.
@@ -150,7 +153,7 @@ pub struct World {
     pub setup: Setup,
     pub gitea: LocalGitea,
     pub drone: LocalDrone,
-    pub proxy: Traefik,
+    pub ground: Ground,
     pub pr: i64,
     pub sha: String,
     pub bridge_listen: String,
@@ -184,7 +187,6 @@ impl World {
         let d = &setup.dir;
         std::fs::create_dir_all(d)?;
         let crate::abra::catalogue::Host {
-            swarm,
             abra_dir: host_abra,
             catalogue,
         } = crate::abra::catalogue::host(d, &setup.bin.join("abra"))
@@ -204,15 +206,12 @@ impl World {
             allowed_src,
         } = up;
 
-        // Its per-request lines would drown the run's story; the apps' logs are in the swarm.
-        let proxy = Traefik::start_with(
-            0,
-            &swarm,
-            crate::traefik::Options {
-                log: false,
-                ..Default::default()
-            },
-        )?;
+        let ground = Ground::from_env()?;
+        let mut abra_env = ground.abra_env();
+        abra_env.insert(
+            "STANDIN_ABRA_CATALOGUE".into(),
+            catalogue.display().to_string(),
+        );
         let site = d.join("site");
         let site_server = serve_site(site.join("current"))?;
         let site_url = site_server.url();
@@ -224,7 +223,7 @@ impl World {
             &stage_cfg,
             &json!({
                 "server": "default",
-                "base_domain": "ci.test",
+                "base_domain": setup.base_domain,
                 "state_dir": d.join("state"),
                 "results_dir": results,
                 "tests_dir": setup.repo.join("tests"),
@@ -232,14 +231,15 @@ impl World {
                 "abra_dir": host_abra,
                 "python": setup.repo.join(".venv/bin/python"),
                 "chromium": "/usr/bin/chromium",
-                "http_proxy": proxy.url(),
-                "scheme": "http",
+                "resolve": ground.resolve(),
+                "scheme": "https",
+                // The local CA is not in the system's trust store.
                 "tls_verify": false,
                 "deploy_timeout_secs": setup.deploy_timeout_secs,
                 "command_timeout_secs": 600,
                 "janitor_max_age_secs": 3600,
                 "allowed_src": [allowed_src],
-                "abra_env": {"STANDIN_SWARM_DIR": swarm, "STANDIN_ABRA_CATALOGUE": catalogue},
+                "abra_env": abra_env,
             })
             .to_string(),
         )?;
@@ -300,7 +300,7 @@ impl World {
             setup,
             gitea,
             drone,
-            proxy,
+            ground,
             pr: 0,
             sha: String::new(),
             bridge_listen,
@@ -487,7 +487,7 @@ impl World {
         std::fs::read_to_string(self.setup.dir.join("bridge.log")).unwrap_or_default()
     }
 
-    /// Stops everything and removes every trace: apps, the swarm, the directory.
+    /// Stops everything and removes every trace: apps on the engine, the directory.
     pub fn stop(self) {
         drop(self);
     }
@@ -504,7 +504,7 @@ impl Drop for World {
         }
         self.kill_bridge();
         self.drone.wait_idle(Duration::from_secs(60));
-        crate::abra::swarm::stop_all(&self.setup.dir.join("swarm"));
+        crate::abra::app::purge(&self.setup.dir.join("abra"));
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.setup.dir);
         }

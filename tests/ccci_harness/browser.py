@@ -1,6 +1,6 @@
 """Chromium through Playwright for the `page` fixture: Debian's Chromium (CCCI_CHROMIUM), never
-Playwright's own download, headless, through the stand-in proxy when one is set, or with the
-app's names mapped to CCCI_RESOLVE's address."""
+Playwright's own download, headless, with the app's names mapped to CCCI_RESOLVE's address
+where no DNS knows them."""
 
 from __future__ import annotations
 
@@ -18,23 +18,21 @@ CHROMIUM_ARGS = [
 ]
 
 
-def chromium_args(proxy: str | None, resolve=None) -> list:
+def chromium_args(resolve=None) -> list:
     args = list(CHROMIUM_ARGS)
-    if proxy:
-        args.append(f"--proxy-server={proxy}")
     if resolve is not None:
         # The name stays in the URL, so TLS and Host are the app's (context.Resolve).
         args.append(f"--host-resolver-rules=MAP {resolve.pattern} {resolve.address}")
     return args
 
 
-def launch(playwright, executable: str, proxy: str | None, resolve=None):
+def launch(playwright, executable: str, resolve=None):
     if not Path(executable).exists():
         raise FileNotFoundError(
             f"Chromium not found at {executable} (set CCCI_CHROMIUM to the browser executable)"
         )
     return playwright.chromium.launch(
-        executable_path=executable, headless=True, args=chromium_args(proxy, resolve),
+        executable_path=executable, headless=True, args=chromium_args(resolve),
         timeout=60_000
     )
 

@@ -79,7 +79,6 @@ class Context:
     base_url: str
     stage: str
     phase: str
-    http_proxy: str | None
     run_dir: Path | None
     artifacts: Path | None
     abra: str
@@ -101,7 +100,6 @@ class Context:
             base_url=(e.get("CCCI_BASE_URL") or scheme_default).rstrip("/"),
             stage=e.get("CCCI_STAGE", ""),
             phase=e.get("CCCI_PHASE", ""),
-            http_proxy=e.get("CCCI_HTTP_PROXY") or None,
             run_dir=Path(run_dir) if run_dir else None,
             artifacts=Path(artifacts) if artifacts else None,
             abra=e.get("CCCI_ABRA") or "abra",

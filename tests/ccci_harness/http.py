@@ -1,7 +1,7 @@
-"""The `http` fixture's session: requests against the app's base URL, through the stand-in proxy
-when CCCI_HTTP_PROXY is set, or to the address CCCI_RESOLVE names for the app's name (the name
-kept for TLS and Host), with a default timeout and bounded retries for a proxy or app that is
-still settling (connection refused, 502/503/504 on idempotent methods)."""
+"""The `http` fixture's session: requests against the app's base URL — at the address
+CCCI_RESOLVE names for the app's name where no DNS knows it (the name kept for TLS and Host) —
+with a default timeout and bounded retries for a proxy or app that is still settling
+(connection refused, 502/503/504 on idempotent methods)."""
 
 from __future__ import annotations
 
@@ -40,16 +40,13 @@ def resolve_names(rule) -> None:
 class AppSession(requests.Session):
     """A Session whose relative paths resolve against the app's base URL."""
 
-    def __init__(self, base_url: str, proxy: str | None, verify: bool, retries: int = 4,
-                 resolve=None):
+    def __init__(self, base_url: str, verify, retries: int = 4, resolve=None):
         super().__init__()
         if resolve is not None:
             resolve_names(resolve)
         self.base_url = base_url.rstrip("/")
         # The host's own proxy settings must not reroute test traffic.
         self.trust_env = False
-        if proxy:
-            self.proxies = {"http": proxy, "https": proxy}
         self.verify = verify
         retry = Retry(
             total=retries,

@@ -68,7 +68,7 @@ def app(ccci_context):
 @pytest.fixture
 def http(app, ccci_context):
     """A requests.Session reaching the app (relative paths resolve against base_url)."""
-    s = AppSession(app.base_url, ccci_context.http_proxy, ccci_context.tls_verify,
+    s = AppSession(app.base_url, ccci_context.tls_verify,
                    resolve=ccci_context.resolve)
     yield s
     s.close()
@@ -105,7 +105,7 @@ def _ccci_browser(ccci_context):
 
     pw = sync_playwright().start()
     try:
-        browser = launch(pw, ccci_context.chromium, ccci_context.http_proxy, ccci_context.resolve)
+        browser = launch(pw, ccci_context.chromium, ccci_context.resolve)
     except BaseException:
         pw.stop()
         raise

@@ -234,14 +234,14 @@ def test_the_harness_reaches_it_by_name_through_traefik(ground, proxy):
     assert proxy["CCCI_PROXY_HTTPS_PORT"] == "443", "the names are reached on the default port"
     domain = ground["domain"]
     rule = Resolve.parse(f"*.{proxy['CCCI_BASE_DOMAIN']}=127.0.0.1")
-    s = AppSession(f"https://{domain}", None, proxy["CCCI_PROXY_CA"], resolve=rule)
+    s = AppSession(f"https://{domain}", proxy["CCCI_PROXY_CA"], resolve=rule)
     r = wait("the route", 30, lambda: (r := s.get("/m.txt")).status_code == 200 and r)
     assert r.text.strip() == ground["marker"]
     assert s.get("/").headers["Content-Type"].startswith("text/html")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = launch(pw, "/usr/bin/chromium", None, rule)
+        browser = launch(pw, "/usr/bin/chromium", rule)
         try:
             page = browser.new_context(ignore_https_errors=True).new_page()
             resp = page.goto(f"https://{domain}/")

@@ -1,4 +1,4 @@
-"""Fixtures for the harness's own tests: stand-in worlds built from the real `abra` stand-in."""
+"""Fixtures for the harness's own tests: worlds of the stand-in `abra` on the real engine."""
 
 import sys
 from pathlib import Path
@@ -17,12 +17,13 @@ def world():
         yield w
     finally:
         w.close()
+    assert w.leftovers() == [], "the world left apps on the engine"
 
 
 @pytest.fixture
 def html_app(world):
     """A custom-html app at its latest release, deployed; returns the domain."""
-    domain = "html.ci.example"
+    domain = world.domain("html")
     world.abra("app", "new", "custom-html", "--server", "default", "--domain", domain, "-S")
-    world.abra("app", "deploy", domain)
+    world.deploy(domain)
     return domain

@@ -1,8 +1,9 @@
-"""The custom-html suite against the stand-in abra's deployed app, through the proxy, with real
-Chromium, phase by phase as stage-runner walks them; and the same suite failing on a broken app
-(wrong content, data lost in an upgrade, a restore that restores nothing)."""
+"""The custom-html suite against the app the stand-in abra deployed on the real engine, through
+the real Traefik, with real Chromium, phase by phase as stage-runner walks them; and the same
+suite failing on a broken app (wrong content, data lost in an upgrade, a restore that restores
+nothing)."""
 
-import shutil
+import tarfile
 
 SUITE = "custom-html"
 RECIPE = "custom-html"
@@ -23,7 +24,7 @@ def assert_green(res, expect_tests):
 def upgrade_to_head(world, domain):
     """What stage-runner does for the upgrade: check the PR head out, deploy it as chaos."""
     world.git(RECIPE, "checkout", "-q", NEW)
-    world.abra("app", "deploy", domain, "--force", "--chaos")
+    world.deploy(domain, "--force", "--chaos")
 
 
 def test_every_phase_green(world, html_app):
@@ -37,7 +38,7 @@ def test_every_phase_green(world, html_app):
 
     # upgrade stage: the previous release, then the PR head.
     world.abra("app", "undeploy", d)
-    world.abra("app", "deploy", d, OLD)
+    world.deploy(d, OLD)
     assert_green(phase(world, d, "upgrade", "pre_upgrade"), ["test_seed_before_upgrade"])
     upgrade_to_head(world, d)
     ps = world.abra("app", "ps", d, "-m").stdout
@@ -55,7 +56,7 @@ def test_every_phase_green(world, html_app):
 
 def test_wrong_content_fails_install(world, html_app):
     # nginx without an index answers / with an error page, not the site.
-    (world.volume(html_app, "content") / "index.html").unlink()
+    world.abra("app", "run", html_app, "app", "--", "rm", "/usr/share/nginx/html/index.html")
     res = phase(world, html_app, "install", "install")
     assert res.returncode == 1, str(res)
     assert res.failed == ["test_index_is_served"], str(res)
@@ -66,13 +67,13 @@ def test_wrong_content_fails_install(world, html_app):
 def test_data_lost_in_upgrade_fails_post_upgrade(world, html_app):
     d = html_app
     world.abra("app", "undeploy", d)
-    world.abra("app", "deploy", d, OLD)
+    world.deploy(d, OLD)
     assert_green(phase(world, d, "upgrade", "pre_upgrade"), ["test_seed_before_upgrade"])
     # An upgrade that loses the volume: undeploy, remove it, deploy the head on a fresh one.
     world.abra("app", "undeploy", d)
     world.abra("app", "volume", "remove", d, "--force")
     world.git(RECIPE, "checkout", "-q", NEW)
-    world.abra("app", "deploy", d, "--chaos")
+    world.deploy(d, "--chaos")
     res = phase(world, d, "upgrade", "post_upgrade")
     assert res.returncode == 1, str(res)
     assert res.failed == ["test_seed_survives_upgrade"], str(res)
@@ -84,13 +85,11 @@ def test_restore_that_restores_nothing_fails_after_restore(world, html_app):
     assert_green(phase(world, d, "backup", "pre_backup"), ["test_seed_before_backup"])
     world.abra("app", "backup", "create", d)
     # Empty the snapshot: the restore then succeeds (exit 0) and writes nothing back.
-    snaps = [p for p in (world.swarm_dir / "backups" / d.replace(".", "_")).iterdir()
-             if p.is_dir()]
+    snaps = world.snapshots(d)
     assert len(snaps) == 1, snaps
-    for entry in snaps[0].iterdir():
-        if entry.is_dir():
-            shutil.rmtree(entry)
-            entry.mkdir()
+    for entry in snaps[0].glob("*.tar"):
+        with tarfile.open(entry, "w"):
+            pass
     assert_green(phase(world, d, "backup", "after_backup"), ["test_mutate_after_backup"])
     world.abra("app", "restore", d)
     res = phase(world, d, "backup", "after_restore")
@@ -105,16 +104,3 @@ def test_a_phase_without_its_seed_fails_not_skips(world, html_app):
     assert res.returncode == 1
     assert res.failed == ["test_seed_survives_upgrade"], str(res)
     assert "the phase that seeds it did not run" in res.output
-
-
-def test_world_uses_standin_traefik_when_built(world, html_app):
-    """The suites reach the app through the stand-in Traefik once that binary exists (the
-    Python proxy in standin_world.py is only a fallback for a tree without it)."""
-    import requests
-
-    if (world.bin / "standin-traefik").exists():
-        assert world.proxy_kind == "TraefikProxy"
-    r = requests.get(f"http://{html_app}/", proxies={"http": world.proxy.url}, timeout=10)
-    assert r.status_code == 200 and "<html" in r.text.lower()
-    r = requests.get("http://nothing.ci.example/", proxies={"http": world.proxy.url}, timeout=10)
-    assert r.status_code == 404

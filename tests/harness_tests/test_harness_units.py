@@ -1,5 +1,5 @@
 """The harness's pieces on their own: kv persistence, the bounded wait, the environment contract,
-the HTTP session through a proxy, and the tree's rules (every suite test has a phase marker,
+the HTTP session by a resolve rule, and the tree's rules (every suite test has a phase marker,
 every ci.json has the contract's keys, the suites are collected and skipped without an app)."""
 
 import json
@@ -15,9 +15,10 @@ import pytest
 
 from ccci_harness import KV, PHASES, Context, wait_until
 from ccci_harness.browser import artifact_name, chromium_args
+from ccci_harness.context import Resolve
 from ccci_harness.http import AppSession
 from ccci_harness.wait import WaitTimeout
-from standin_world import PyProxy, TESTS_DIR
+from standin_world import TESTS_DIR
 
 SUITES = ["custom-html", "hedgedoc", "keycloak", "matrix-synapse", "lasuite-docs", "immich",
           "bluesky-pds", "cryptpad"]
@@ -59,10 +60,9 @@ def test_context_from_env(tmp_path):
     ctx = Context.from_env({
         "CCCI_RECIPE": "custom-html", "CCCI_DOMAIN": "h.example", "CCCI_STAGE": "install",
         "CCCI_PHASE": "install", "CCCI_RUN_DIR": str(tmp_path), "CCCI_TLS_VERIFY": "0",
-        "CCCI_HTTP_PROXY": "",
     })
     assert ctx.base_url == "https://h.example"  # the host default
-    assert ctx.http_proxy is None and ctx.tls_verify is False
+    assert ctx.resolve is None and ctx.tls_verify is False
     assert ctx.chromium == "/usr/bin/chromium" and ctx.abra == "abra"
     assert ctx.values() == {"admin_password": "pw"}
     assert ctx.app().url("/x") == "https://h.example/x"
@@ -70,10 +70,9 @@ def test_context_from_env(tmp_path):
 
 
 def test_chromium_args_and_artifact_names():
-    assert chromium_args(None) == ["--no-sandbox", "--disable-gpu",
+    assert chromium_args() == ["--no-sandbox", "--disable-gpu",
                                    "--disable-background-networking",
                                    "--disable-component-update", "--no-first-run"]
-    assert chromium_args("http://127.0.0.1:9")[-1] == "--proxy-server=http://127.0.0.1:9"
     assert artifact_name("custom-html/test_install.py::test_x[a/b]", "-failed") == \
         "test_x_a_b-failed.png"
 
@@ -94,20 +93,19 @@ class _Flaky(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def test_http_session_goes_through_proxy_and_retries():
+def test_http_session_reaches_the_app_by_name_and_retries():
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     port = srv.server_address[1]
-    proxy = PyProxy(lambda host: port if host == "app.example" else None)
     try:
-        s = AppSession("http://app.example", proxy.url, verify=True)
+        # app.invalid has no DNS anywhere: only the rule makes it reachable, name kept.
+        s = AppSession(f"http://app.invalid:{port}", verify=True,
+                       resolve=Resolve.parse("*.invalid=127.0.0.1"))
         r = s.get("/hello?x=1")
         assert r.status_code == 200, r.text
-        assert r.text == "app.example /hello?x=1"
+        assert r.text == f"app.invalid:{port} /hello?x=1"
         assert _Flaky.hits == 3  # two 503s retried
-        assert s.get("http://other.example/").status_code == 404  # not routed
     finally:
-        proxy.stop()
         srv.shutdown()
         srv.server_close()
 
@@ -215,7 +213,6 @@ def test_failed_browser_test_leaves_a_screenshot(world, html_app, tmp_path):
 
 
 def test_resolve_rule_parses_matches_and_refuses_nonsense():
-    from ccci_harness.context import Resolve
 
     r = Context.from_env({"CCCI_RESOLVE": " *.ci.test=127.0.0.1 "}).resolve
     assert r == Resolve("*.ci.test", "127.0.0.1")
@@ -225,4 +222,4 @@ def test_resolve_rule_parses_matches_and_refuses_nonsense():
     for bad in ("127.0.0.1", "*.ci.test=", "=127.0.0.1", "*.ci.test=127.0.0.1:443"):
         with pytest.raises(ValueError, match="PATTERN=ADDRESS"):
             Resolve.parse(bad)
-    assert "--host-resolver-rules=MAP *.ci.test 127.0.0.1" in chromium_args(None, r)
+    assert "--host-resolver-rules=MAP *.ci.test 127.0.0.1" in chromium_args(r)

@@ -1,5 +1,6 @@
-//! A throwaway cc-ci host for stage-runner's tests: the stand-in abra over a private swarm and
-//! catalogue, a forge holding a PR commit, the stand-in Traefik, and the real test tree.
+//! A throwaway cc-ci host for stage-runner's tests: the stand-in abra with a private catalogue,
+//! deploying to the real engine behind the real Traefik under a base domain of the world's
+//! own, a forge holding a PR commit, and the real test tree.
 
 #![allow(dead_code)] // each test file uses a different part of it
 
@@ -8,7 +9,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use standins::traefik::Traefik;
+use standins::ground::Ground;
 
 pub const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
@@ -44,13 +45,16 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 
 pub struct World {
     pub dir: PathBuf,
-    pub swarm: PathBuf,
+    /// `STANDIN_ABRA_FAULT_FILE`: fault knobs a test flips between stages.
+    pub faults: PathBuf,
     pub host_abra: PathBuf,
     pub catalogue: PathBuf,
     pub forge: PathBuf,
     pub tests_dir: PathBuf,
     pub config: PathBuf,
-    pub proxy: Traefik,
+    pub ground: Ground,
+    /// Apps are `<recipe>-<run>.<base_domain>`.
+    pub base_domain: String,
     /// The PR head: one commit on top of the newest release.
     pub sha: String,
 }
@@ -69,8 +73,8 @@ impl World {
         let dir = std::env::temp_dir().join(format!("sr-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        let ground = Ground::from_env().unwrap();
         let standins::abra::catalogue::Host {
-            swarm,
             abra_dir: host_abra,
             catalogue,
         } = standins::abra::catalogue::host(&dir, &bin_dir().join("abra")).unwrap();
@@ -90,17 +94,17 @@ impl World {
         std::fs::write(repo.join("README.md"), "# custom-html\n\nA PR's change.\n").unwrap();
         git(&repo, &["commit", "-qam", "PR: reword README"]);
         let sha = git(&repo, &["rev-parse", "HEAD"]);
-        let proxy = Traefik::start(0, &swarm).unwrap();
         let config = dir.join("stage-runner.json");
         let w = World {
+            faults: dir.join("faults"),
+            base_domain: ground.world_domain(),
             dir,
-            swarm,
             host_abra,
             catalogue,
             forge,
             tests_dir: tests_dir.to_owned(),
             config,
-            proxy,
+            ground,
             sha,
         };
         w.write_config(&[]);
@@ -111,7 +115,7 @@ impl World {
     pub fn write_config(&self, extra: &[(&str, serde_json::Value)]) {
         let mut cfg = serde_json::json!({
             "server": "default",
-            "base_domain": "ci.test",
+            "base_domain": self.base_domain,
             "state_dir": self.dir.join("state"),
             "results_dir": self.dir.join("results"),
             "tests_dir": self.tests_dir,
@@ -119,16 +123,17 @@ impl World {
             "abra_dir": self.host_abra,
             "python": Path::new(REPO).join(".venv/bin/python"),
             "chromium": "/usr/bin/chromium",
-            "http_proxy": self.proxy.url(),
-            "scheme": "http",
+            "resolve": self.ground.resolve(),
+            "scheme": "https",
             "tls_verify": false,
             "deploy_timeout_secs": 60,
             "command_timeout_secs": 300,
             "janitor_max_age_secs": 3600,
             "allowed_src": [format!("file://{}/", self.forge.display())],
             "abra_env": {
-                "STANDIN_SWARM_DIR": self.swarm,
+                "DOCKER_HOST": self.ground.docker_host,
                 "STANDIN_ABRA_CATALOGUE": self.catalogue,
+                "STANDIN_ABRA_FAULT_FILE": self.faults,
             },
         });
         for (k, v) in extra {
@@ -189,33 +194,18 @@ impl World {
         .unwrap()
     }
 
-    /// Stacks the stand-in swarm still has.
+    /// Stacks of this world's apps still on the engine.
     pub fn stacks(&self) -> Vec<String> {
-        let Ok(text) = std::fs::read_to_string(self.swarm.join("state.json")) else {
-            return vec![];
-        };
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        v["stacks"]
-            .as_object()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default()
+        standins::ground::leftovers(&self.base_domain)
+            .into_iter()
+            .filter(|l| l.starts_with("service:"))
+            .collect()
     }
 
-    /// Everything of any run still on the "host": stacks, volumes, secrets, app env files,
-    /// run directories.
+    /// Everything of any run still on the "host": docker objects of this world's apps
+    /// (`docker` is the witness), app env files, run directories.
     pub fn leftovers(&self) -> Vec<String> {
-        let mut left = Vec::new();
-        if let Ok(text) = std::fs::read_to_string(self.swarm.join("state.json")) {
-            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-            for key in ["stacks", "volumes", "secrets"] {
-                if let Some(m) = v[key].as_object() {
-                    left.extend(m.keys().map(|k| format!("{key}:{k}")));
-                }
-                if let Some(a) = v[key].as_array() {
-                    left.extend(a.iter().map(|k| format!("{key}:{k}")));
-                }
-            }
-        }
+        let mut left = standins::ground::leftovers(&self.base_domain);
         for sub in ["state/runs"] {
             if let Ok(rd) = std::fs::read_dir(self.dir.join(sub)) {
                 left.extend(
@@ -243,7 +233,7 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
-        standins::abra::swarm::stop_all(&self.swarm);
+        standins::abra::app::purge(&self.host_abra);
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }

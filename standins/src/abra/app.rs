@@ -1,22 +1,22 @@
-//! The abra commands: argument handling, the rules abra and Docker enforce, and the effects on
-//! `$ABRA_DIR` and the stand-in swarm. Where a rule comes from is cited next to it; sources
+//! The abra commands: argument handling, the rules abra enforces, and their effects on
+//! `$ABRA_DIR` and the Docker engine. Where a rule comes from is cited next to it; sources
 //! are named by the keys docs/fidelity.md lists under "Sources of the stand-in abra" ([SEC],
-//! [MH], [CCCI] …), each with its URL.
+//! [MH], [CCCI] …), each with its URL. The engine's behaviour is the engine's own.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::cli::{self, flag, opt, Flag, Parsed};
+use super::docker;
 use super::recipe::{self, EnvFile};
-use super::swarm::{self, Service, Stack};
 use super::{Ctx, UsageError, HELP};
 
 /// abra's convergence wait when the compose has no `coop-cloud.<stack>.timeout` label. The
@@ -91,6 +91,8 @@ pub fn dispatch(args: &[String]) -> Result<i32> {
                 "ls" | "list" => "ls",
                 "ps" => "ps",
                 "run" => "run",
+                "cmd" => "cmd",
+                "logs" => "logs",
                 "restore" | "rs" => "restore",
                 other => bail!("unknown command \"{other}\" for \"abra app\""),
             };
@@ -102,7 +104,7 @@ pub fn dispatch(args: &[String]) -> Result<i32> {
         [] => unreachable!("empty args handled above"),
     };
     let ctx = Ctx::from_env()?;
-    if ctx.swarm.fault(&format!("hang:{key}")) {
+    if ctx.fault(&format!("hang:{key}")) {
         std::thread::sleep(HANG_FOR);
     }
     match cmd {
@@ -112,6 +114,8 @@ pub fn dispatch(args: &[String]) -> Result<i32> {
         "ls" => app_ls(&ctx, rest),
         "ps" => app_ps(&ctx, rest),
         "run" => app_run(&ctx, rest),
+        "cmd" => app_cmd(&ctx, rest),
+        "logs" => app_logs(&ctx, rest),
         "restore" => app_restore(&ctx, rest),
         "backup-create" => app_backup_create(&ctx, rest),
         "volume-remove" => app_volume_remove(&ctx, rest),
@@ -130,7 +134,6 @@ pub fn dispatch(args: &[String]) -> Result<i32> {
 /// An app as abra knows it: its `.env` under a server dir.
 struct App {
     domain: String,
-    server: String,
     env: EnvFile,
     recipe: String,
     /// The version pinned in `TYPE=<recipe>:<version>`.
@@ -155,7 +158,7 @@ fn find_app(ctx: &Ctx, domain: &str) -> Result<App> {
             }
         }
     }
-    let (server, path) = found.ok_or_else(|| anyhow!("cannot find app with name {domain}"))?;
+    let (_server, path) = found.ok_or_else(|| anyhow!("cannot find app with name {domain}"))?;
     let env = EnvFile::read(&path)?;
     let ty = env
         .get("TYPE")
@@ -167,7 +170,6 @@ fn find_app(ctx: &Ctx, domain: &str) -> Result<App> {
     };
     Ok(App {
         domain: domain.to_owned(),
-        server,
         env,
         stack: stack_name(domain),
         recipe,
@@ -367,7 +369,7 @@ fn app_new(ctx: &Ctx, args: &[String]) -> Result<i32> {
     );
     if p.on("secrets") {
         let app = find_app(ctx, &domain)?;
-        let generated = generate_secrets(ctx, &app, &all_secret_specs(&app))?;
+        let generated = generate_secrets(&app, &all_secret_specs(&app))?;
         // Real abra shows the new secrets once, with their values ([CCCI] BACKLOG.md M5): the caller must
         // keep this output out of logs.
         println!();
@@ -398,24 +400,27 @@ fn all_secret_specs(app: &App) -> Vec<(String, String, usize)> {
         .collect()
 }
 
-/// Docker's remote name, `<stack>_<secret>_<version>` ([SEC]; [BON] compose.yml).
+/// Docker's secret name, `<stack>_<secret>_<version>` ([SEC]; [BON] compose.yml).
 fn secret_remote(app: &App, name: &str, version: &str) -> String {
     format!("{}_{name}_{version}", app.stack)
 }
 
+/// `docker secret create NAME -`, the value on stdin (never on a command line).
+fn create_secret(remote: &str, value: &[u8]) -> Result<()> {
+    docker::ok_in(
+        &["secret", "create", remote, "-"],
+        docker::Input::Bytes(value),
+    )
+    .map(|_| ())
+}
+
 /// Generates and stores secrets; returns (name, value) pairs. Stops at the first Docker error.
-fn generate_secrets(
-    ctx: &Ctx,
-    app: &App,
-    specs: &[(String, String, usize)],
-) -> Result<Vec<(String, String)>> {
-    let _lock = ctx.swarm.lock()?;
+fn generate_secrets(app: &App, specs: &[(String, String, usize)]) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for (name, version, len) in specs {
         let value = random_secret(*len)?;
         let remote = secret_remote(app, name, version);
-        ctx.swarm
-            .create_secret(&remote, value.as_bytes())
+        create_secret(&remote, value.as_bytes())
             .with_context(|| format!("failed to create secret {remote}"))?;
         out.push((name.clone(), value));
     }
@@ -455,7 +460,7 @@ fn app_secret_generate(ctx: &Ctx, args: &[String]) -> Result<i32> {
         };
         vec![(name.clone(), version.clone(), *len)]
     };
-    let generated = generate_secrets(ctx, &app, &specs)?;
+    let generated = generate_secrets(&app, &specs)?;
     if p.on("machine") {
         let v: Vec<_> = generated
             .iter()
@@ -497,10 +502,7 @@ fn app_secret_insert(ctx: &Ctx, args: &[String]) -> Result<i32> {
         value = s.into_bytes();
     }
     let remote = secret_remote(&app, name, version);
-    let _lock = ctx.swarm.lock()?;
-    ctx.swarm
-        .create_secret(&remote, &value)
-        .with_context(|| format!("failed to insert secret {remote}"))?;
+    create_secret(&remote, &value).with_context(|| format!("failed to insert secret {remote}"))?;
     eprintln!("INFO {name} has been inserted as {remote}");
     Ok(0)
 }
@@ -521,27 +523,30 @@ fn app_secret_remove(ctx: &Ctx, args: &[String]) -> Result<i32> {
             "provide a secret name or --all, not both",
         ));
     }
-    let _lock = ctx.swarm.lock()?;
-    let state = ctx.swarm.load()?;
     let prefix = format!("{}_", app.stack);
-    let targets: Vec<String> = ctx
-        .swarm
-        .list_secrets()?
-        .into_iter()
-        .filter(|s| {
-            let Some(rest) = s.strip_prefix(&prefix) else {
-                return false;
-            };
-            match name {
-                // `<name>_<version>`, the version itself having no `_`.
-                Some(n) => rest
-                    .strip_prefix(n.as_str())
-                    .and_then(|r| r.strip_prefix('_'))
-                    .is_some_and(|v| !v.is_empty() && !v.contains('_')),
-                None => true,
-            }
-        })
-        .collect();
+    let targets: Vec<String> = docker::lines(&docker::ok(&[
+        "secret",
+        "ls",
+        "--format",
+        "{{.Name}}",
+        "--filter",
+        &format!("name={prefix}"),
+    ])?)
+    .into_iter()
+    .filter(|s| {
+        let Some(rest) = s.strip_prefix(&prefix) else {
+            return false;
+        };
+        match name {
+            // `<name>_<version>`, the version itself having no `_`.
+            Some(n) => rest
+                .strip_prefix(n.as_str())
+                .and_then(|r| r.strip_prefix('_'))
+                .is_some_and(|v| !v.is_empty() && !v.contains('_')),
+            None => true,
+        }
+    })
+    .collect();
     if targets.is_empty() {
         bail!(
             "no secrets to remove for {}{}",
@@ -550,24 +555,8 @@ fn app_secret_remove(ctx: &Ctx, args: &[String]) -> Result<i32> {
         );
     }
     for t in &targets {
-        // swarmkit manager/controlapi/secret.go RemoveSecret refuses a secret in use.
-        if let Some(stack) = state.stacks.values().find(|s| s.secrets.contains(t)) {
-            let users: Vec<String> = stack
-                .services
-                .iter()
-                .filter(|svc| svc.secret_mounts.iter().any(|(n, _)| n == t))
-                .map(|svc| format!("{}_{}", stack_name(&stack.domain), svc.name))
-                .collect();
-            bail!(
-                "Error response from daemon: rpc error: code = InvalidArgument desc = secret '{t}' is in use by the following service{}: {}",
-                if users.len() > 1 { "s" } else { "" },
-                users.join(", ")
-            );
-        }
-    }
-    for t in &targets {
-        fs::remove_file(ctx.swarm.secret_path(t))
-            .with_context(|| format!("removing secret {t}"))?;
+        // The engine refuses a secret a service still uses, in its own words.
+        docker::ok(&["secret", "rm", t])?;
         eprintln!("INFO removed secret {t}");
     }
     Ok(0)
@@ -599,12 +588,9 @@ fn app_deploy(ctx: &Ctx, args: &[String]) -> Result<i32> {
     want_args(DEPLOY, &p, 1, 2)?;
     let mut app = find_app(ctx, &p.positional[0])?;
     let dir = ensure_recipe(ctx, &app.recipe)?;
-
-    {
-        let state = ctx.swarm.load()?;
-        if state.stacks.contains_key(&app.stack) && !p.on("force") {
-            bail!("{} is already deployed", app.domain);
-        }
+    let before = docker::services(&app.stack)?;
+    if !before.is_empty() && !p.on("force") {
+        bail!("{} is already deployed", app.domain);
     }
 
     // Version kinds ([HB-ver]).
@@ -670,7 +656,8 @@ fn app_deploy(ctx: &Ctx, args: &[String]) -> Result<i32> {
         .or_insert_with(|| app.domain.clone());
     let compose = recipe::load_compose(&dir, &env)
         .with_context(|| format!("loading {}'s compose files", app.recipe))?;
-
+    // abra's convergence wait is bounded by the stack's timeout label ([CCCI]
+    // tests/matrix-synapse/PARITY.md: `TIMEOUT`, `GetTimeoutFromLabel`).
     let timeout = compose
         .services
         .values()
@@ -678,148 +665,22 @@ fn app_deploy(ctx: &Ctx, args: &[String]) -> Result<i32> {
         .and_then(|t| t.trim().parse::<u64>().ok())
         .unwrap_or(DEFAULT_TIMEOUT_S);
 
-    let lock = ctx.swarm.lock()?;
-    let mut state = ctx.swarm.load()?;
-    let old = state.stacks.remove(&app.stack);
-    if old.is_some() && !p.on("force") {
-        bail!("{} is already deployed", app.domain);
+    let overlay = ctx
+        .abra_dir
+        .join(format!(".standin-deploy-{}.yml", std::process::id()));
+    fs::write(&overlay, overlay_compose(&app.stack, &compose, &plan))
+        .with_context(|| format!("writing {}", overlay.display()))?;
+    let mut args = vec!["stack", "deploy", "--resolve-image", "never"];
+    let files: Vec<String> = compose
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .chain([overlay.display().to_string()])
+        .collect();
+    for f in &files {
+        args.extend(["-c", f.as_str()]);
     }
-    // Every secret the services use must exist at the version the .env says; docker stack
-    // deploy fails otherwise.
-    let mut used_secrets = Vec::new();
-    for (svc_name, svc) in &compose.services {
-        for (key, _) in &svc.secrets {
-            let remote = compose
-                .secrets
-                .get(key)
-                .cloned()
-                .unwrap_or_else(|| format!("{}_{key}", app.stack));
-            if !ctx.swarm.secret_exists(&remote) {
-                bail!("failed to create service {}_{svc_name}: Error response from daemon: secret not found: {remote}", app.stack);
-            }
-            used_secrets.push(remote);
-        }
-    }
-    let mut labels = BTreeMap::new();
-    labels.insert(
-        format!("coop-cloud.{}.version", app.stack),
-        plan.version_label.clone(),
-    );
-    labels.insert(
-        format!("coop-cloud.{}.chaos", app.stack),
-        plan.chaos.to_string(),
-    );
-    if let Some(cv) = &plan.chaos_version {
-        labels.insert(
-            format!("coop-cloud.{}.chaos-version", app.stack),
-            cv.clone(),
-        );
-    }
-    // A redeploy replaces the running tasks.
-    let mut old_ports = BTreeMap::new();
-    if let Some(old) = &old {
-        for s in &old.services {
-            if let Some(pid) = s.pid {
-                swarm::stop_process(pid, s.start_time);
-            }
-            if let Some(port) = s.port {
-                old_ports.insert(s.name.clone(), port);
-            }
-        }
-    }
-    let mut stack = Stack {
-        domain: app.domain.clone(),
-        server: app.server.clone(),
-        recipe: app.recipe.clone(),
-        labels,
-        services: Vec::new(),
-        secrets: used_secrets,
-        deployed_at_ms: now_ms(),
-    };
-    let deploy_fails = ctx.swarm.fault("deploy-fails");
-    let never_converges = ctx.swarm.fault("never-converges");
-    let mut failure = None;
-    for (name, svc) in &compose.services {
-        let mut service = Service {
-            name: name.clone(),
-            image: svc.image.clone(),
-            state: "running".into(),
-            env: svc.environment.clone(),
-            ..Default::default()
-        };
-        for (vol, target) in &svc.volumes {
-            let remote = format!("{}_{vol}", app.stack);
-            let vdir = ctx.swarm.volume_dir(&remote);
-            let fresh = !vdir.exists()
-                || fs::read_dir(&vdir)
-                    .map(|mut d| d.next().is_none())
-                    .unwrap_or(true);
-            fs::create_dir_all(&vdir).with_context(|| format!("creating volume {remote}"))?;
-            // Docker copies the image's content at the mount point into an empty volume on
-            // first mount; the stand-in images are described in `image_content`.
-            if fresh {
-                seed_volume(&svc.image, target, &vdir)?;
-            }
-            service.mounts.push((remote, target.clone()));
-        }
-        for (key, target) in &svc.secrets {
-            let remote = compose
-                .secrets
-                .get(key)
-                .cloned()
-                .unwrap_or_else(|| format!("{}_{key}", app.stack));
-            service.secret_mounts.push((remote, target.clone()));
-        }
-        if deploy_fails {
-            service.state = "failed".into();
-            failure.get_or_insert_with(|| format!("service {}_{name}: task failed: container exited with status 1 (stand-in fault deploy-fails)", app.stack));
-            stack.services.push(service);
-            continue;
-        }
-        let started = start_service(
-            ctx,
-            &app.stack,
-            &service,
-            old_ports.get(name).copied(),
-            never_converges,
-        )
-        .with_context(|| format!("starting service {}_{name}", app.stack));
-        let (pid, start_time, port) = match started {
-            Ok(s) => s,
-            Err(e) => {
-                // Nothing is recorded for this deploy, so nothing it started may outlive it.
-                for s in &stack.services {
-                    if let Some(pid) = s.pid {
-                        swarm::stop_process(pid, s.start_time);
-                    }
-                }
-                return Err(e);
-            }
-        };
-        service.pid = Some(pid);
-        service.start_time = start_time;
-        service.port = Some(port);
-        stack.services.push(service);
-    }
-    stack.secrets.sort();
-    stack.secrets.dedup();
-    materialise_secrets(ctx, &stack)?;
-    let backup = backup_plan(&compose, &app.stack);
-    fs::write(
-        ctx.swarm
-            .backups_dir(&app.stack)
-            .with_extension("plan.json"),
-        serde_json::to_vec_pretty(&backup)?,
-    )
-    .context("recording the backup plan")?;
-    let services: Vec<Service> = stack.services.clone();
-    state.stacks.insert(app.stack.clone(), stack);
-    ctx.swarm.save(&state)?;
-    drop(lock);
-
-    if let Some(f) = failure {
-        bail!("deploy failed 🛑 {f}");
-    }
+    args.push(&app.stack);
     eprintln!(
         "INFO deploying {} version {}{}",
         app.domain,
@@ -829,44 +690,166 @@ fn app_deploy(ctx: &Ctx, args: &[String]) -> Result<i32> {
             .map(|c| format!(" (chaos {c})"))
             .unwrap_or_default()
     );
-    if !p.on("no-converge-checks") {
-        // abra's convergence monitor, bounded by the stack's timeout label ([CCCI] tests/matrix-synapse/PARITY.md: `TIMEOUT`, `GetTimeoutFromLabel`).
-        let deadline = Instant::now() + Duration::from_secs(timeout);
-        for s in &services {
-            let Some(port) = s.port else { continue };
-            loop {
-                if http_answers(port) {
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    bail!(
-                        "{}: deploy timed out 🟠 service {}_{} did not converge within {timeout}s",
-                        app.domain,
-                        app.stack,
-                        s.name
-                    );
-                }
-                if !s.pid.is_some_and(|pid| swarm::pid_alive(pid, s.start_time)) {
-                    bail!(
-                        "deploy failed 🛑 service {}_{}: task exited",
-                        app.stack,
-                        s.name
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        println!(
-            "{} deployed and converged ✅ version {}",
-            app.domain, plan.version_label
-        );
-    } else {
+    let out = docker::call_with(&args, docker::Input::Nothing, Some(&env), None);
+    let _ = fs::remove_file(&overlay);
+    let out = out?;
+    if !out.success() {
+        bail!("failed to deploy {}: {}", app.domain, out.said());
+    }
+    if p.on("no-converge-checks") {
         println!(
             "{} deployed (converge checks skipped) version {}",
             app.domain, plan.version_label
         );
+        return Ok(0);
     }
+    let started: BTreeMap<String, String> = before
+        .iter()
+        .map(|s| {
+            let at = s.update_status.as_ref().map(|u| u.started_at.clone());
+            (s.spec.name.clone(), at.unwrap_or_default())
+        })
+        .collect();
+    converge(&app, &started, Duration::from_secs(timeout))?;
+    println!(
+        "{} deployed and converged ✅ version {}",
+        app.domain, plan.version_label
+    );
     Ok(0)
+}
+
+/// The compose file the stand-in adds last: abra's version labels on every service, and
+/// `endpoint_mode: dnsrr` where the service publishes no port (no IPVS here: see the module
+/// docs). JSON is YAML, so serde writes it.
+fn overlay_compose(stack: &str, compose: &recipe::Compose, plan: &Plan) -> String {
+    let mut labels = BTreeMap::new();
+    labels.insert(
+        format!("coop-cloud.{stack}.version"),
+        plan.version_label.clone(),
+    );
+    labels.insert(format!("coop-cloud.{stack}.chaos"), plan.chaos.to_string());
+    if let Some(cv) = &plan.chaos_version {
+        labels.insert(format!("coop-cloud.{stack}.chaos-version"), cv.clone());
+    }
+    let services: serde_json::Map<String, serde_json::Value> = compose
+        .services
+        .iter()
+        .map(|(name, svc)| {
+            let mut deploy = json!({ "labels": labels });
+            if !svc.ports {
+                deploy["endpoint_mode"] = json!("dnsrr");
+            }
+            (name.clone(), json!({ "deploy": deploy }))
+        })
+        .collect();
+    let mut doc = json!({ "services": services });
+    if let Some(v) = &compose.version {
+        doc["version"] = json!(v);
+    }
+    doc.to_string()
+}
+
+/// abra's convergence monitor: every service of the stack runs its wanted number of tasks of
+/// the spec just deployed (a task with a healthcheck counts once healthy). A rollback or a
+/// paused update of this deploy fails it: the old tasks still run, but the new version did
+/// not. `before` holds each service's update start before the deploy, to tell this deploy's
+/// update from an earlier one's.
+fn converge(app: &App, before: &BTreeMap<String, String>, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let services = docker::services(&app.stack)?;
+        let mut waiting = Vec::new();
+        for svc in &services {
+            let name = &svc.spec.name;
+            let fresh = svc
+                .update_status
+                .as_ref()
+                .filter(|u| before.get(name) != Some(&u.started_at));
+            let tasks = docker::tasks(name)?;
+            if let Some(u) = fresh {
+                // Failed either way; the rollback is waited for (within the bound), so the
+                // app is left as swarm leaves it, the old version running again.
+                let settled = u.state == "rollback_completed"
+                    || u.state == "rollback_paused"
+                    || u.state == "paused";
+                let rolling_back = u.state == "rollback_started";
+                if settled || (rolling_back && Instant::now() >= deadline) {
+                    bail!(
+                        "deploy failed 🛑 service {name}: update {}: {}{}",
+                        if u.state == "paused" {
+                            "paused"
+                        } else {
+                            "rolled back"
+                        },
+                        u.message,
+                        last_error(&tasks)
+                            .map(|e| format!(" (task: {e})"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            let updating =
+                fresh.is_some_and(|u| u.state == "updating" || u.state == "rollback_started");
+            let up = tasks
+                .iter()
+                .filter(|t| {
+                    t.desired_state == "running"
+                        && t.status.state == "running"
+                        && same_spec(
+                            &t.spec.container_spec,
+                            &svc.spec.task_template.container_spec,
+                        )
+                        && t.spec.force_update == svc.spec.task_template.force_update
+                })
+                .count() as u64;
+            if updating || up < svc.desired() {
+                let why = last_error(&tasks)
+                    .or_else(|| tasks.first().map(|t| t.status.state.clone()))
+                    .unwrap_or_else(|| "no task yet".into());
+                waiting.push(format!("{name} ({up}/{}: {why})", svc.desired()));
+            }
+        }
+        if services.is_empty() {
+            waiting.push(format!("no services of {}", app.stack));
+        }
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{}: deploy timed out 🟠 not converged within {} s: {}",
+                app.domain,
+                limit.as_secs(),
+                waiting.join(", ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// A task runs the service's current container spec. The engine leaves defaults out of one
+/// copy or the other (`StopGracePeriod`, `Privileges.NoNewPrivileges: false`, an empty
+/// `DNSConfig`), so at every level only the keys both carry count; the image, environment,
+/// mounts, secrets and healthcheck always do.
+fn same_spec(task: &serde_json::Value, service: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (task, service) {
+        (Value::Object(t), Value::Object(s)) => t
+            .iter()
+            .all(|(k, v)| s.get(k).is_none_or(|sv| same_spec(v, sv))),
+        (Value::Array(t), Value::Array(s)) => {
+            t.len() == s.len() && t.iter().zip(s).all(|(a, b)| same_spec(a, b))
+        }
+        _ => task == service,
+    }
+}
+
+/// The newest error a task of the service reported (`No such image: …`, `task: non-zero exit (1)`).
+fn last_error(tasks: &[docker::Task]) -> Option<String> {
+    tasks
+        .iter()
+        .find(|t| !t.status.err.is_empty())
+        .map(|t| t.status.err.clone())
 }
 
 fn chaos_plan(app: &App, dir: &Path) -> Result<Plan> {
@@ -893,214 +876,110 @@ fn chaos_plan(app: &App, dir: &Path) -> Result<Plan> {
     })
 }
 
-/// The content an image keeps at a path, copied into an empty volume mounted there. The
-/// stand-in knows nginx's: `/usr/share/nginx/html/index.html` (and 50x.html), with the image
-/// tag in it so an upgrade of a fresh install is visible.
-fn seed_volume(image: &str, target: &str, vdir: &Path) -> Result<()> {
-    let (name, tag) = image.split_once(':').unwrap_or((image, "latest"));
-    let base = name.rsplit('/').next().unwrap_or(name);
-    if base == "nginx" && target.trim_end_matches('/') == "/usr/share/nginx/html" {
-        let index = format!(
-            "<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome to nginx!</title>\n</head>\n<body>\n<h1>Welcome to nginx!</h1>\n<p>If you see this page, the nginx web server is successfully installed and\nworking.</p>\n<!-- stand-in image {name}:{tag} -->\n</body>\n</html>\n"
-        );
-        fs::write(vdir.join("index.html"), index).context("seeding index.html")?;
-        fs::write(
-            vdir.join("50x.html"),
-            "<!DOCTYPE html>\n<html>\n<head>\n<title>Error</title>\n</head>\n<body>\n<h1>An error occurred.</h1>\n</body>\n</html>\n",
-        )
-        .context("seeding 50x.html")?;
+fn require_deployed(app: &App) -> Result<Vec<docker::Service>> {
+    let services = docker::services(&app.stack)?;
+    if services.is_empty() {
+        bail!("{} is not deployed?", app.domain);
     }
-    Ok(())
+    Ok(services)
 }
 
-fn container_dir(ctx: &Ctx, stack: &str, service: &str) -> PathBuf {
-    ctx.swarm
-        .dir
-        .join("containers")
-        .join(format!("{stack}_{service}"))
-}
-
-/// Copies the service's secrets where `/run/secrets/…` maps for `app run`.
-fn materialise_secrets(ctx: &Ctx, stack: &Stack) -> Result<()> {
-    let sname = stack_name(&stack.domain);
-    for svc in &stack.services {
-        let dir = container_dir(ctx, &sname, &svc.name).join("run/secrets");
-        fs::create_dir_all(&dir)?;
-        for (remote, target) in &svc.secret_mounts {
-            let Some(rel) = target.strip_prefix("/run/secrets/") else {
-                continue;
-            };
-            let value = fs::read(ctx.swarm.secret_path(remote))
-                .with_context(|| format!("reading secret {remote}"))?;
-            fs::write(dir.join(rel), value)?;
-        }
-    }
-    Ok(())
-}
-
-/// Starts the service process; returns (pid, start time, port).
-fn start_service(
-    ctx: &Ctx,
-    stack: &str,
-    svc: &Service,
-    prefer_port: Option<u16>,
-    never_converges: bool,
-) -> Result<(u32, Option<u64>, u16)> {
-    let cdir = container_dir(ctx, stack, &svc.name);
-    fs::create_dir_all(&cdir)?;
-    let port_file = cdir.join("port");
-    let _ = fs::remove_file(&port_file);
-    let root = svc
-        .mounts
-        .iter()
-        .find(|(_, t)| t.trim_end_matches('/') == "/usr/share/nginx/html")
-        .or_else(|| svc.mounts.first())
-        .map(|(v, _)| ctx.swarm.volume_dir(v));
-    let (name, tag) = svc.image.split_once(':').unwrap_or((&svc.image, "latest"));
-    let base = name.rsplit('/').next().unwrap_or(name);
-    let header = if base == "nginx" {
-        format!("nginx/{tag}")
-    } else {
-        format!("standin ({})", svc.image)
-    };
-    let log = fs::File::create(ctx.swarm.log_path(stack, &svc.name))?;
-    let exe = std::env::current_exe().context("locating the abra binary")?;
-    let mut cmd = Command::new(exe);
-    cmd.arg(super::serve::MODE)
-        .arg("--port-file")
-        .arg(&port_file)
-        .arg("--watch-dir")
-        .arg(&ctx.swarm.dir)
-        .arg("--server-header")
-        .arg(&header);
-    if let Some(r) = &root {
-        cmd.arg("--root").arg(r);
-    }
-    if let Some(pp) = prefer_port {
-        cmd.arg("--prefer-port").arg(pp.to_string());
-    }
-    if never_converges {
-        cmd.arg("--no-listen");
-    }
-    use std::os::unix::process::CommandExt;
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        // Its own process group: a Ctrl-C or a runner killing abra's group does not take the
-        // "container" down, as killing the docker CLI leaves containers running.
-        .process_group(0)
-        .spawn()
-        .context("spawning the service process")?;
-    let pid = child.id();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(text) = fs::read_to_string(&port_file) {
-            if let Ok(port) = text.trim().parse::<u16>() {
-                return Ok((pid, swarm::proc_start_time(pid), port));
-            }
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            bail!("service process exited at start ({status})");
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            bail!("service process did not publish its port within 10s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Any HTTP answer on `/` counts as converged.
-fn http_answers(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(
-        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_millis(300),
-    ) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut buf = [0u8; 12];
-    matches!(s.read(&mut buf), Ok(n) if n >= 5 && buf.starts_with(b"HTTP/"))
+fn container_of(app: &App, service: &str) -> Result<String> {
+    let full = format!("{}_{service}", app.stack);
+    docker::running_container(&full)?
+        .ok_or_else(|| anyhow!("no containers matching the {full} service"))
 }
 
 // ---------------------------------------------------------------------------------------------
 // backups (backupbot labels, [SPEC] https://docs.coopcloud.tech/specs/backup/spec)
 
-/// Per volume, the paths (relative to the volume root; empty = everything) to back up.
-type BackupPlan = BTreeMap<String, Vec<String>>;
+/// One tar stream of a snapshot: paths under one mount of one service.
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    service: String,
+    /// The mount point in the container.
+    target: String,
+    /// Relative to `target`; `.` is the whole mount.
+    paths: Vec<String>,
+    file: String,
+}
 
-fn backup_plan(compose: &recipe::Compose, stack: &str) -> BackupPlan {
-    let mut plan = BackupPlan::new();
-    for svc in compose.services.values() {
-        if svc.labels.get("backupbot.backup").map(String::as_str) != Some("true") {
+/// What backupbot would back up of a service, read from its live labels and mounts.
+fn backup_entries(app: &App, svc: &docker::Service) -> Vec<Entry> {
+    let labels = &svc.spec.labels;
+    let short = svc.short(&app.stack).to_owned();
+    let mounts = svc.spec.task_template.container_spec["Mounts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for m in mounts {
+        if m["Type"] != "volume" {
             continue;
         }
-        for (vol, target) in &svc.volumes {
-            let remote = format!("{stack}_{vol}");
-            if svc
-                .labels
-                .get(&format!("backupbot.backup.volumes.{vol}"))
-                .is_some_and(|v| v == "false")
-            {
+        let source = m["Source"].as_str().unwrap_or_default();
+        let target = m["Target"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_end_matches('/');
+        let vol = source
+            .strip_prefix(&format!("{}_", app.stack))
+            .unwrap_or(source);
+        let label = |k: &str| labels.get(&format!("backupbot.backup.volumes.{vol}{k}"));
+        if label("").is_some_and(|v| v == "false") {
+            continue;
+        }
+        let paths: Vec<String> = if let Some(ps) = label(".path") {
+            ps.split(',')
+                .map(|p| p.trim().trim_start_matches('/').to_owned())
+                .collect()
+        } else if let Some(ps) = labels.get("backupbot.backup.path") {
+            // The older label names container paths; keep those inside this mount.
+            let inside: Vec<String> = ps
+                .split(',')
+                .filter_map(|p| p.trim().strip_prefix(target))
+                .map(|r| match r.trim_start_matches('/') {
+                    "" => ".".to_owned(),
+                    rel => rel.to_owned(),
+                })
+                .collect();
+            if inside.is_empty() {
                 continue;
             }
-            let mut paths = Vec::new();
-            if let Some(ps) = svc
-                .labels
-                .get(&format!("backupbot.backup.volumes.{vol}.path"))
-            {
-                paths.extend(
-                    ps.split(',')
-                        .map(|p| p.trim().trim_start_matches('/').to_owned()),
-                );
-            } else if let Some(ps) = svc.labels.get("backupbot.backup.path") {
-                // The older label names container paths; keep those inside this mount.
-                let t = target.trim_end_matches('/');
-                for p in ps.split(',').map(str::trim) {
-                    if let Some(rel) = p.strip_prefix(t) {
-                        paths.push(rel.trim_start_matches('/').to_owned());
-                    }
-                }
-                if paths.is_empty() {
-                    continue;
-                }
-            } else {
-                paths.push(String::new());
-            }
-            plan.insert(remote, paths);
-        }
+            inside
+        } else {
+            vec![".".to_owned()]
+        };
+        out.push(Entry {
+            file: format!("{short}-{}.tar", out.len()),
+            service: short.clone(),
+            target: target.to_owned(),
+            paths,
+        });
     }
-    plan
+    out
 }
 
-fn require_deployed(ctx: &Ctx, app: &App) -> Result<Stack> {
-    ctx.swarm
-        .load()?
-        .stacks
-        .get(&app.stack)
-        .cloned()
-        .ok_or_else(|| anyhow!("{} is not deployed?", app.domain))
+/// Runs a backupbot hook in the service's container, as backupbot does (`sh -c`).
+fn hook(app: &App, svc: &docker::Service, label: &str) -> Result<()> {
+    let Some(cmd) = svc.spec.labels.get(label) else {
+        return Ok(());
+    };
+    let cid = container_of(app, svc.short(&app.stack))?;
+    let out = docker::call(&["exec", &cid, "sh", "-c", cmd])?;
+    if !out.success() {
+        bail!(
+            "{label} of {} failed (exit {}): {}",
+            svc.spec.name,
+            out.code.map_or("signal".into(), |c| c.to_string()),
+            out.said()
+        );
+    }
+    Ok(())
 }
 
-fn copy_path(src: &Path, dest: &Path) -> Result<()> {
-    if src.is_dir() {
-        super::catalogue::copy_tree(src, dest)
-    } else if src.is_file() {
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent)?;
-        }
-        fs::copy(src, dest)
-            .map(|_| ())
-            .with_context(|| format!("copying {}", src.display()))
-    } else {
-        Ok(())
-    }
+fn backups_dir(ctx: &Ctx, app: &App) -> PathBuf {
+    ctx.abra_dir.join("backups").join(&app.stack)
 }
 
 const BACKUP: &str = "abra app backup create";
@@ -1111,23 +990,17 @@ fn app_backup_create(ctx: &Ctx, args: &[String]) -> Result<i32> {
     };
     want_args(BACKUP, &p, 1, 1)?;
     let app = find_app(ctx, &p.positional[0])?;
-    let _lock = ctx.swarm.lock()?;
-    require_deployed(ctx, &app)?;
-    let plan: BackupPlan = fs::read(
-        ctx.swarm
-            .backups_dir(&app.stack)
-            .with_extension("plan.json"),
-    )
-    .ok()
-    .and_then(|b| serde_json::from_slice(&b).ok())
-    .unwrap_or_default();
-    if plan.is_empty() {
+    let services: Vec<docker::Service> = require_deployed(&app)?
+        .into_iter()
+        .filter(|s| s.spec.labels.get("backupbot.backup").map(String::as_str) == Some("true"))
+        .collect();
+    if services.is_empty() {
         bail!(
             "no backup configured for {} (no backupbot.backup=true service)",
             app.domain
         );
     }
-    if ctx.swarm.fault("backup-fails") {
+    if ctx.fault("backup-fails") {
         bail!("backup failed: restic: Fatal: unable to save snapshot: stand-in fault backup-fails");
     }
     let id = format!(
@@ -1138,15 +1011,45 @@ fn app_backup_create(ctx: &Ctx, args: &[String]) -> Result<i32> {
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     );
-    let snap = ctx.swarm.backups_dir(&app.stack).join(&id);
-    for (vol, paths) in &plan {
-        let vdir = ctx.swarm.volume_dir(vol);
-        for rel in paths {
-            copy_path(&vdir.join(rel), &snap.join(vol).join(rel))?;
+    let tmp = backups_dir(ctx, &app).join(format!(".{id}"));
+    fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let result = (|| -> Result<Vec<Entry>> {
+        let mut all = Vec::new();
+        for svc in &services {
+            hook(&app, svc, "backupbot.backup.pre-hook")?;
+            let cid = container_of(&app, svc.short(&app.stack))?;
+            for e in backup_entries(&app, svc) {
+                let file = fs::File::create(tmp.join(&e.file))?;
+                let mut args = vec!["exec", cid.as_str(), "tar", "-C", &e.target, "-cf", "-"];
+                args.extend(e.paths.iter().map(String::as_str));
+                let out = docker::call_with(&args, docker::Input::Nothing, None, Some(file))?;
+                if !out.success() {
+                    bail!(
+                        "backing up {} of {}: {}",
+                        e.target,
+                        svc.spec.name,
+                        out.said()
+                    );
+                }
+                all.push(e);
+            }
+            hook(&app, svc, "backupbot.backup.post-hook")?;
         }
-        fs::create_dir_all(snap.join(vol))?;
-    }
-    fs::write(snap.join("plan.json"), serde_json::to_vec_pretty(&plan)?)?;
+        Ok(all)
+    })();
+    let entries = match result {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e.context("backup failed"));
+        }
+    };
+    fs::write(
+        tmp.join("snapshot.json"),
+        serde_json::to_vec_pretty(&entries)?,
+    )?;
+    // Whole or not at all: a snapshot appears under its name only when complete.
+    fs::rename(&tmp, backups_dir(ctx, &app).join(&id))?;
     eprintln!("INFO snapshot {id} saved for {}", app.domain);
     println!("backup finished");
     Ok(0)
@@ -1160,31 +1063,52 @@ fn app_restore(ctx: &Ctx, args: &[String]) -> Result<i32> {
     };
     want_args(RESTORE, &p, 1, 1)?;
     let app = find_app(ctx, &p.positional[0])?;
-    let _lock = ctx.swarm.lock()?;
-    require_deployed(ctx, &app)?;
-    if ctx.swarm.fault("restore-fails") {
+    let services = require_deployed(&app)?;
+    if ctx.fault("restore-fails") {
         bail!("restore failed: restic: Fatal: unable to restore snapshot: stand-in fault restore-fails");
     }
     // The latest snapshot wins ([CCCI] commit 16c9241: restore "picks the global LATEST").
-    let bdir = ctx.swarm.backups_dir(&app.stack);
+    let bdir = backups_dir(ctx, &app);
     let latest = fs::read_dir(&bdir)
         .map(|rd| {
             rd.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
                 .max()
         })
         .ok()
         .flatten()
         .ok_or_else(|| anyhow!("no snapshots found for {}", app.domain))?;
     let snap = bdir.join(&latest);
-    let plan: BackupPlan = serde_json::from_slice(&fs::read(snap.join("plan.json"))?)?;
-    // restic restore writes the snapshot's files back; files created since stay.
-    for (vol, paths) in &plan {
-        let vdir = ctx.swarm.volume_dir(vol);
-        fs::create_dir_all(&vdir)?;
-        for rel in paths {
-            copy_path(&snap.join(vol).join(rel), &vdir.join(rel))?;
+    let entries: Vec<Entry> = serde_json::from_slice(&fs::read(snap.join("snapshot.json"))?)
+        .with_context(|| format!("reading snapshot {latest}"))?;
+    for svc in &services {
+        let short = svc.short(&app.stack);
+        let mine: Vec<&Entry> = entries.iter().filter(|e| e.service == short).collect();
+        if mine.is_empty() {
+            continue;
         }
+        hook(&app, svc, "backupbot.restore.pre-hook")?;
+        let cid = container_of(&app, short)?;
+        // restic restore writes the snapshot's files back; files created since stay.
+        for e in mine {
+            let file = fs::File::open(snap.join(&e.file))?;
+            let out = docker::call_with(
+                &["exec", "-i", &cid, "tar", "-C", &e.target, "-xf", "-"],
+                docker::Input::File(file),
+                None,
+                None,
+            )?;
+            if !out.success() {
+                bail!(
+                    "restore failed: {} of {}: {}",
+                    e.target,
+                    svc.spec.name,
+                    out.said()
+                );
+            }
+        }
+        hook(&app, svc, "backupbot.restore.post-hook")?;
     }
     eprintln!("INFO restored snapshot {latest} for {}", app.domain);
     println!("restore finished");
@@ -1196,6 +1120,9 @@ fn app_restore(ctx: &Ctx, args: &[String]) -> Result<i32> {
 
 const UNDEPLOY: &str = "abra app undeploy";
 
+/// How long an undeploy waits for the stack's containers to go (they hold its volumes).
+const UNDEPLOY_WAIT: Duration = Duration::from_secs(120);
+
 fn app_undeploy(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let spec = [flag("prune", Some('p'))];
     let Some(p) = parse(UNDEPLOY, args, &spec)? else {
@@ -1203,18 +1130,32 @@ fn app_undeploy(ctx: &Ctx, args: &[String]) -> Result<i32> {
     };
     want_args(UNDEPLOY, &p, 1, 1)?;
     let app = find_app(ctx, &p.positional[0])?;
-    let _lock = ctx.swarm.lock()?;
-    let mut state = ctx.swarm.load()?;
-    let stack = state
-        .stacks
-        .remove(&app.stack)
-        .ok_or_else(|| anyhow!("{} is not deployed?", app.domain))?;
-    for s in &stack.services {
-        if let Some(pid) = s.pid {
-            swarm::stop_process(pid, s.start_time);
+    require_deployed(&app)?;
+    docker::ok(&["stack", "rm", &app.stack])?;
+    // `docker stack rm` returns at once; the containers take seconds to stop, and keep the
+    // volumes in use until they are gone.
+    let deadline = Instant::now() + UNDEPLOY_WAIT;
+    loop {
+        let left = docker::stack_objects("container", &app.stack)?;
+        if left.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{}: {} container(s) still there {} s after the undeploy",
+                app.domain,
+                left.len(),
+                UNDEPLOY_WAIT.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // What `stack rm` could not remove while the containers were attached.
+    for kind in ["network", "config"] {
+        for id in docker::stack_objects(kind, &app.stack)? {
+            docker::ok(&[kind, "rm", &id])?;
         }
     }
-    ctx.swarm.save(&state)?;
     // Volumes stay ([LLAMENOS]: "Stop and remove the app (data preserved)").
     println!("{} undeployed", app.domain);
     Ok(0)
@@ -1229,9 +1170,7 @@ fn app_volume_remove(ctx: &Ctx, args: &[String]) -> Result<i32> {
     };
     want_args(VOLUME_REMOVE, &p, 1, 1)?;
     let app = find_app(ctx, &p.positional[0])?;
-    let _lock = ctx.swarm.lock()?;
-    let state = ctx.swarm.load()?;
-    let volumes = ctx.swarm.stack_volumes(&app.stack)?;
+    let volumes = docker::stack_objects("volume", &app.stack)?;
     if volumes.is_empty() {
         eprintln!("WARN no volumes created for {}", app.domain);
         return Ok(0);
@@ -1239,30 +1178,15 @@ fn app_volume_remove(ctx: &Ctx, args: &[String]) -> Result<i32> {
     if !p.on("force") {
         bail!("unable to prompt for the volumes to remove: no TTY (pass --force to remove all)");
     }
-    if let Some(stack) = state.stacks.get(&app.stack) {
-        // moby daemon/volumes: "remove <name>: volume is in use - [<container ids>]".
-        let ids: Vec<String> = stack
-            .services
-            .iter()
-            .filter(|s| s.mounts.iter().any(|(v, _)| *v == volumes[0]))
-            .map(|s| format!("{:012x}", s.pid.unwrap_or(0)))
-            .collect();
-        bail!(
-            "removing volume {v} failed: Error response from daemon: remove {v}: volume is in use - [{}]",
-            ids.join(", "),
-            v = volumes[0]
-        );
-    }
     for v in &volumes {
-        fs::remove_dir_all(ctx.swarm.volume_dir(v))
-            .with_context(|| format!("removing volume {v}"))?;
+        docker::ok(&["volume", "rm", v]).with_context(|| format!("removing volume {v} failed"))?;
         eprintln!("INFO volume {v} removed");
     }
     Ok(0)
 }
 
 // ---------------------------------------------------------------------------------------------
-// ls, ps, run
+// ls, ps, logs, run, cmd
 
 const LS: &str = "abra app ls";
 
@@ -1277,7 +1201,6 @@ fn app_ls(ctx: &Ctx, args: &[String]) -> Result<i32> {
         return Ok(0);
     };
     want_args(LS, &p, 0, 0)?;
-    let state = ctx.swarm.load()?;
     // server → rows of (recipe, domain, version, status, chaos, chaos version)
     let mut by_server: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
     let mut rows = Vec::new();
@@ -1303,12 +1226,23 @@ fn app_ls(ctx: &Ctx, args: &[String]) -> Result<i32> {
                 if p.value("recipe").is_some_and(|r| r != app.recipe) {
                     continue;
                 }
-                let st = state.stacks.get(&app.stack);
+                let services = docker::services(&app.stack)?;
+                let labels = services
+                    .iter()
+                    .find(|s| s.short(&app.stack) == "app")
+                    .or(services.first())
+                    .map(|s| s.spec.labels.clone())
+                    .unwrap_or_default();
                 let label = |k: &str| {
-                    st.and_then(|s| s.labels.get(&format!("coop-cloud.{}.{k}", app.stack)))
+                    labels
+                        .get(&format!("coop-cloud.{}.{k}", app.stack))
                         .cloned()
                 };
-                let status = if st.is_some() { "deployed" } else { "unknown" };
+                let status = if services.is_empty() {
+                    "unknown"
+                } else {
+                    "deployed"
+                };
                 let version = label("version").unwrap_or_else(|| "unknown".into());
                 let chaos = label("chaos").unwrap_or_else(|| "false".into());
                 let chaos_version = label("chaos-version").unwrap_or_else(|| "unknown".into());
@@ -1353,18 +1287,6 @@ fn app_ls(ctx: &Ctx, args: &[String]) -> Result<i32> {
     Ok(0)
 }
 
-/// A service's live state: the process is gone → `failed`/`shutdown`; alive but not
-/// answering → `starting` (a healthcheck still in start period); else `running`.
-fn live_state(s: &Service) -> &'static str {
-    match s.pid {
-        None if s.state == "failed" => "failed",
-        None => "shutdown",
-        Some(pid) if !swarm::pid_alive(pid, s.start_time) => "failed",
-        Some(_) if s.port.is_some_and(http_answers) => "running",
-        Some(_) => "starting",
-    }
-}
-
 const PS: &str = "abra app ps";
 
 fn app_ps(ctx: &Ctx, args: &[String]) -> Result<i32> {
@@ -1374,50 +1296,104 @@ fn app_ps(ctx: &Ctx, args: &[String]) -> Result<i32> {
     };
     want_args(PS, &p, 1, 1)?;
     let app = find_app(ctx, &p.positional[0])?;
-    let stack = require_deployed(ctx, &app)?;
-    let version = stack
-        .labels
-        .get(&format!("coop-cloud.{}.version", app.stack))
-        .cloned()
-        .unwrap_or_default();
-    let chaos_version = stack
-        .labels
-        .get(&format!("coop-cloud.{}.chaos-version", app.stack))
-        .cloned();
+    let services = require_deployed(&app)?;
     let mut rows = Vec::new();
     let mut items = Vec::new();
-    for s in &stack.services {
-        let state = live_state(s);
+    for s in &services {
+        let label = |k: &str| {
+            s.spec
+                .labels
+                .get(&format!("coop-cloud.{}.{k}", app.stack))
+                .cloned()
+        };
+        let version = label("version").unwrap_or_default();
+        // The state of the newest task meant to run (else the newest): running, starting
+        // (healthcheck not yet passed), rejected, failed …
+        let tasks = docker::tasks(&s.spec.name)?;
+        let state = tasks
+            .iter()
+            .find(|t| t.desired_state == "running")
+            .or(tasks.first())
+            .map_or_else(|| "no task".to_owned(), |t| t.status.state.clone());
+        let image = s.spec.task_template.container_spec["Image"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         rows.push(vec![
-            format!("{}_{}", app.stack, s.name),
-            s.image.clone(),
-            state.to_owned(),
+            s.spec.name.clone(),
+            image.clone(),
+            state.clone(),
             version.clone(),
-            s.port.map(|p| p.to_string()).unwrap_or_default(),
         ]);
         items.push(json!({
-            "service": s.name, "name": format!("{}_{}", app.stack, s.name), "image": s.image,
-            "state": state, "version": version, "chaosVersion": chaos_version,
-            // Stand-in addition: where the service answers on this machine.
-            "standinPort": s.port,
+            "service": s.short(&app.stack), "name": s.spec.name, "image": image,
+            "state": state, "version": version, "chaosVersion": label("chaos-version"),
         }));
     }
     if p.on("machine") {
         println!("{}", serde_json::Value::Array(items));
     } else {
-        // PORT is a stand-in addition (the service's 127.0.0.1 port).
         print!(
             "{}",
-            table(
-                &["SERVICE", "IMAGE", "STATE", "VERSION", "PORT (stand-in)"],
-                &rows
-            )
+            table(&["SERVICE", "IMAGE", "STATE", "VERSION"], &rows)
+        );
+    }
+    Ok(0)
+}
+
+const LOGS: &str = "abra app logs";
+
+fn app_logs(ctx: &Ctx, args: &[String]) -> Result<i32> {
+    let Some(p) = parse(LOGS, args, &[])? else {
+        return Ok(0);
+    };
+    want_args(LOGS, &p, 1, 2)?;
+    let app = find_app(ctx, &p.positional[0])?;
+    let services = require_deployed(&app)?;
+    let wanted = p.positional.get(1);
+    let mut shown = 0;
+    for s in &services {
+        if wanted.is_some_and(|w| w != s.short(&app.stack)) {
+            continue;
+        }
+        shown += 1;
+        // Ends at the end of what was logged (no --follow).
+        let status = Command::new("docker")
+            .args(["service", "logs", "--no-trunc", &s.spec.name])
+            .status()
+            .context("running docker service logs")?;
+        if !status.success() {
+            return Ok(status.code().unwrap_or(1));
+        }
+    }
+    if shown == 0 {
+        bail!(
+            "no service {} in {}",
+            wanted.map(String::as_str).unwrap_or(""),
+            app.domain
         );
     }
     Ok(0)
 }
 
 const RUN: &str = "abra app run";
+
+/// `docker exec` of `cmd` in the service's newest running container; its exit code is the
+/// command's. Stdin is passed on (`-i`); there is never a TTY here.
+fn exec(app: &App, service: &str, user: Option<&str>, cmd: &[String]) -> Result<i32> {
+    let cid = container_of(app, service)?;
+    let mut c = Command::new("docker");
+    c.args(["exec", "-i"]);
+    if let Some(u) = user {
+        c.args(["-u", u]);
+    }
+    let status = c
+        .arg(&cid)
+        .args(cmd)
+        .status()
+        .with_context(|| format!("running docker exec in {}_{service}", app.stack))?;
+    Ok(status.code().unwrap_or(1))
+}
 
 fn app_run(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let spec = [flag("no-tty", Some('t')), opt("user", Some('u'))];
@@ -1434,62 +1410,54 @@ fn app_run(ctx: &Ctx, args: &[String]) -> Result<i32> {
         ));
     }
     let app = find_app(ctx, &p.positional[0])?;
-    let svc_name = &p.positional[1];
     let mut cmd_args: Vec<String> = p.positional[2..].to_vec();
     cmd_args.extend(p.after_dashes.iter().cloned());
     if cmd_args.is_empty() {
         return Err(usage(RUN, "no command to run"));
     }
-    let stack = require_deployed(ctx, &app)?;
-    let svc = stack
-        .services
-        .iter()
-        .find(|s| {
-            &s.name == svc_name && s.pid.is_some_and(|pid| swarm::pid_alive(pid, s.start_time))
-        })
-        .ok_or_else(|| {
-            anyhow!(
-                "no containers matching the {}_{svc_name} service",
-                app.stack
-            )
-        })?;
-    // Container paths → host dirs, longest first so nested mounts win.
-    let mut map: Vec<(String, PathBuf)> = svc
-        .mounts
-        .iter()
-        .map(|(v, t)| (t.trim_end_matches('/').to_owned(), ctx.swarm.volume_dir(v)))
-        .collect();
-    map.push((
-        "/run/secrets".into(),
-        container_dir(ctx, &app.stack, &svc.name).join("run/secrets"),
-    ));
-    map.sort_by_key(|(t, _)| std::cmp::Reverse(t.len()));
-    let rewrite = |a: &str| {
-        let mut a = a.to_owned();
-        for (t, host) in &map {
-            a = a.replace(t.as_str(), &host.to_string_lossy());
-        }
-        a
+    exec(&app, &p.positional[1], p.value("user"), &cmd_args)
+}
+
+const CMD: &str = "abra app cmd";
+
+/// Runs a function of the recipe's `abra.sh` inside the service's container, with the
+/// script's definitions loaded first ([MH]: recipe commands live in `abra.sh`).
+fn app_cmd(ctx: &Ctx, args: &[String]) -> Result<i32> {
+    let Some(p) = parse(CMD, args, &[])? else {
+        return Ok(0);
     };
-    let mapped: Vec<String> = cmd_args.iter().map(|a| rewrite(a)).collect();
-    let mut cmd = Command::new(&mapped[0]);
-    cmd.args(&mapped[1..]).envs(&svc.env);
-    for (v, t) in &svc.mounts {
-        let key = v
-            .strip_prefix(&format!("{}_", app.stack))
-            .unwrap_or(v)
-            .to_uppercase()
-            .replace(['-', '.'], "_");
-        cmd.env(format!("STANDIN_VOLUME_{key}"), ctx.swarm.volume_dir(v));
-        let _ = t;
+    if p.positional.len() < 3 {
+        return Err(usage(
+            CMD,
+            format!(
+                "requires at least 3 arg(s), only received {}",
+                p.positional.len()
+            ),
+        ));
     }
-    if let Some((v, _)) = svc.mounts.first() {
-        cmd.current_dir(ctx.swarm.volume_dir(v));
+    let app = find_app(ctx, &p.positional[0])?;
+    let (service, function) = (&p.positional[1], &p.positional[2]);
+    let dir = ensure_recipe(ctx, &app.recipe)?;
+    let script = fs::read_to_string(dir.join("abra.sh"))
+        .with_context(|| format!("{} has no abra.sh", app.recipe))?;
+    let defined = script.lines().any(|l| {
+        let l = l.trim_start();
+        let l = l.strip_prefix("function ").unwrap_or(l);
+        l.strip_prefix(function.as_str())
+            .is_some_and(|r| r.trim_start().starts_with("()") || r.starts_with(' '))
+    });
+    if !defined {
+        bail!("{function} doesn't exist in {}'s abra.sh", app.recipe);
     }
-    let status = cmd
-        .status()
-        .with_context(|| format!("running {} in {}_{svc_name}", cmd_args[0], app.stack))?;
-    Ok(status.code().unwrap_or(1))
+    let mut cmd = vec![
+        "sh".to_owned(),
+        "-c".to_owned(),
+        format!("{script}\n{function} \"$@\""),
+        "sh".to_owned(),
+    ];
+    cmd.extend(p.positional[3..].iter().cloned());
+    cmd.extend(p.after_dashes.iter().cloned());
+    exec(&app, service, None, &cmd)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1529,4 +1497,51 @@ fn server_add(ctx: &Ctx, args: &[String]) -> Result<i32> {
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     eprintln!("INFO server {name} added");
     Ok(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// the teardown of last resort
+
+/// Removes from the engine everything of every app whose `.env` is under `abra_dir`: stack,
+/// containers (waited for, bounded), volumes, networks, configs and secrets. For the Drop
+/// guards of tests and the local run, which must leave the shared engine as they found it
+/// whatever happened to the run; best effort, errors ignored.
+pub fn purge(abra_dir: &Path) {
+    let Ok(servers) = fs::read_dir(abra_dir.join("servers")) else {
+        return;
+    };
+    for server in servers.flatten() {
+        let Ok(files) = fs::read_dir(server.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            if let Some(domain) = name.strip_suffix(".env") {
+                purge_stack(&stack_name(domain));
+            }
+        }
+    }
+}
+
+fn purge_stack(stack: &str) {
+    let _ = docker::call(&["stack", "rm", stack]);
+    let deadline = Instant::now() + UNDEPLOY_WAIT;
+    while Instant::now() < deadline
+        && docker::stack_objects("container", stack).is_ok_and(|c| !c.is_empty())
+    {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    for kind in ["volume", "network", "config"] {
+        for id in docker::stack_objects(kind, stack).unwrap_or_default() {
+            let _ = docker::call(&[kind, "rm", &id]);
+        }
+    }
+    let prefix = format!("{stack}_");
+    if let Ok(out) = docker::ok(&["secret", "ls", "--format", "{{.Name}}"]) {
+        for s in docker::lines(&out) {
+            if s.starts_with(&prefix) {
+                let _ = docker::call(&["secret", "rm", &s]);
+            }
+        }
+    }
 }

@@ -20,19 +20,16 @@ pub fn source_dir() -> PathBuf {
 
 /// A throwaway host's abra side, under one directory.
 pub struct Host {
-    /// The stand-in swarm (`STANDIN_SWARM_DIR`).
-    pub swarm: PathBuf,
-    /// An `ABRA_DIR` that knows the swarm as server `default`.
+    /// An `ABRA_DIR` that knows the local engine as server `default`.
     pub abra_dir: PathBuf,
     /// The recipe catalogue, built from [`source_dir`].
     pub catalogue: PathBuf,
 }
 
-/// Builds the catalogue and registers the swarm with `abra server add --local`, run by the
+/// Builds the catalogue and registers the local engine with `abra server add --local`, run by the
 /// stand-in `abra` binary at `abra`.
 pub fn host(dir: &Path, abra: &Path) -> Result<Host> {
     let host = Host {
-        swarm: dir.join("swarm"),
         abra_dir: dir.join("abra"),
         catalogue: dir.join("catalogue"),
     };
@@ -40,7 +37,6 @@ pub fn host(dir: &Path, abra: &Path) -> Result<Host> {
     let out = std::process::Command::new(abra)
         .args(["server", "add", "--local"])
         .env("ABRA_DIR", &host.abra_dir)
-        .env("STANDIN_SWARM_DIR", &host.swarm)
         .output()
         .with_context(|| format!("running the stand-in abra {}", abra.display()))?;
     if !out.status.success() {

@@ -1,4 +1,4 @@
-//! Stand-in `abra` (Co-op Cloud's CLI) driving a stand-in swarm on this machine.
+//! Stand-in `abra` (Co-op Cloud's CLI) doing its work on the real Docker engine.
 //!
 //! Why it is kept (docs/fidelity.md): the Go module proxy refuses `coopcloud.tech/abra`
 //! (403 Forbidden for every version), so no real abra can be installed here; its behaviour is
@@ -6,20 +6,26 @@
 //!
 //! Real command syntax (cobra/pflag parsing, see [`cli`]) for the commands cc-ci uses; state
 //! laid out as abra lays it out under `$ABRA_DIR` (default `~/.abra`): `servers/<server>/
-//! <domain>.env`, `recipes/<recipe>` git checkouts with release tags. The swarm (stacks,
-//! services, volumes, secrets, backups) lives under `$STANDIN_SWARM_DIR` ([`swarm`]) and each
-//! service is a real local HTTP process ([`serve`]) so data can be written and read back.
+//! <domain>.env`, `recipes/<recipe>` git checkouts with release tags. Everything else is the
+//! engine's: secrets are docker secrets, a deploy is `docker stack deploy` followed by abra's
+//! convergence wait, `app run` is `docker exec` ([`docker`], [`app`]). Backups are tar
+//! streams of the backupbot-labelled paths, kept per app under `$ABRA_DIR/backups/<stack>/`.
+//!
+//! One deliberate difference: every service is deployed with `endpoint_mode: dnsrr`, because
+//! this machine's kernel has no IPVS, so swarm's virtual IPs do not connect
+//! (../shared/facts/docker.md). Recipes deploy unchanged; the cc-ci host needs no such thing.
 //!
 //! Stand-in-only environment variables (no real abra reads them):
-//! - `STANDIN_SWARM_DIR`: the shared swarm (default `$HOME/.standin-swarm`).
 //! - `STANDIN_ABRA_CATALOGUE`: dir of recipe git repos `abra recipe fetch` clones from
 //!   (build one with [`catalogue::build`]).
-//! - `STANDIN_ABRA_FAULT`: comma-separated fault knobs, also read from `$STANDIN_SWARM_DIR/faults`
-//!   (one per line, so a test can flip them between stages): `deploy-fails`,
-//!   `never-converges`, `backup-fails`, `restore-fails`, `hang:<command>` where command is one
-//!   of `new`, `deploy`, `undeploy`, `ls`, `ps`, `run`, `restore`, `backup`, `volume`,
-//!   `secret-generate`, `secret-insert`, `secret-remove`, `recipe-fetch`, `server-add`.
-//!   A hang sleeps (up to an hour) before touching anything, so killing it leaves no trace.
+//! - `STANDIN_ABRA_FAULT`: comma-separated fault knobs, also read from the file named by
+//!   `STANDIN_ABRA_FAULT_FILE` (one per line, so a test can flip them between stages):
+//!   `backup-fails`, `restore-fails` (backupbot's restic failing, which has no engine-side
+//!   cause), `hang:<command>` where command is one of `new`, `deploy`, `undeploy`, `ls`, `ps`,
+//!   `run`, `cmd`, `logs`, `restore`, `backup`, `volume`, `secret-generate`, `secret-insert`,
+//!   `secret-remove`, `recipe-fetch`, `server-add`. A hang sleeps (up to an hour) before
+//!   touching anything, so killing it leaves no trace. Failed deploys need no knob: a recipe
+//!   naming a missing image, crashing or failing its healthcheck fails for real.
 //!
 //! Errors are printed as abra's logger prints a fatal error, `FATA <message>` on stderr, exit 1;
 //! flag errors as cobra prints them (`Error: unknown flag: --x`), exit 1.
@@ -27,16 +33,15 @@
 pub mod app;
 pub mod catalogue;
 pub mod cli;
+pub mod docker;
 pub mod recipe;
-pub mod serve;
-pub mod swarm;
 
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Result};
 
 pub const HELP: &str = "\
-abra (stand-in): Co-op Cloud's CLI over a local stand-in swarm
+abra (stand-in): Co-op Cloud's CLI, doing its work on the Docker engine at DOCKER_HOST
 
 USAGE:
   abra app new <recipe> [version] --server S --domain D [--secrets|-S] [--chaos|-C]
@@ -45,7 +50,9 @@ USAGE:
   abra app undeploy <domain> [-p|--prune]
   abra app ls [-m|--machine] [-s|--server S] [-S|--status] [-r|--recipe R]
   abra app ps <domain> [-m|--machine]
-  abra app run <domain> <service> [--] <cmd> [args...]
+  abra app logs <domain> [<service>]
+  abra app run <domain> <service> [-t|--no-tty] [-u|--user U] [--] <cmd> [args...]
+  abra app cmd <domain> <service> <function> [--] [args...]
   abra app volume remove <domain> [-f|--force]
   abra app secret generate <domain> (<name> <version> | -a|--all) [-m|--machine]
   abra app secret insert <domain> <name> <version> <value> [-f|--file] [-t|--trim]
@@ -59,21 +66,20 @@ OPTIONS (every command):
   -d, --debug  -n, --no-input  -o, --offline  -h, --help
 
 ENVIRONMENT:
-  ABRA_DIR                abra's state dir (default ~/.abra)
-  STANDIN_SWARM_DIR       stand-in only: the shared swarm dir (default ~/.standin-swarm)
-  STANDIN_ABRA_CATALOGUE  stand-in only: dir of recipe git repos for `recipe fetch`
-  STANDIN_ABRA_FAULT      stand-in only: deploy-fails, never-converges, backup-fails,
-                          restore-fails, hang:<command> (also lines of $STANDIN_SWARM_DIR/faults);
-                          <command> = new deploy undeploy ls ps run restore backup volume
-                          secret-generate secret-insert secret-remove recipe-fetch server-add
+  ABRA_DIR                 abra's state dir (default ~/.abra)
+  DOCKER_HOST              the engine (docker's own variable)
+  STANDIN_ABRA_CATALOGUE   stand-in only: dir of recipe git repos for `recipe fetch`
+  STANDIN_ABRA_FAULT       stand-in only: backup-fails, restore-fails, hang:<command>
+  STANDIN_ABRA_FAULT_FILE  stand-in only: a file of the same knobs, one per line
+                           <command> = new deploy undeploy ls ps logs run cmd restore backup
+                           volume secret-generate secret-insert secret-remove recipe-fetch
+                           server-add
 
 STAND-IN NOTES:
   `abra __standin-catalogue <dest> [<src>]` builds the recipe catalogue (git repos with one
   tag per release) from the stand-in's recipe sources into <dest>.
-  `app run` runs the command on this machine with container paths of the service's mounts
-  (volume targets, /run/secrets) rewritten in its arguments to the host directories; cwd is
-  the first volume; env STANDIN_VOLUME_<VOLUME>=<dir> for each volume.
-  `app ps` adds a PORT column (the service's 127.0.0.1 port), which real abra does not have.
+  Services are deployed with endpoint_mode dnsrr (this kernel has no IPVS for swarm VIPs).
+  Backups are kept under $ABRA_DIR/backups/<stack>/<snapshot>/ (backupbot keeps restic's).
 
 EXAMPLES:
   abra server add --local
@@ -97,10 +103,9 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// Paths every command needs.
+/// What every command needs.
 pub struct Ctx {
     pub abra_dir: PathBuf,
-    pub swarm: swarm::Swarm,
 }
 
 impl Ctx {
@@ -113,25 +118,38 @@ impl Ctx {
             )
             .join(".abra"),
         };
-        Ok(Ctx {
-            abra_dir,
-            swarm: swarm::Swarm::from_env()?,
-        })
+        Ok(Ctx { abra_dir })
+    }
+
+    /// Active fault knobs: `$STANDIN_ABRA_FAULT` (comma-separated) plus the lines of
+    /// `$STANDIN_ABRA_FAULT_FILE`.
+    pub fn faults(&self) -> Vec<String> {
+        let mut out: Vec<String> = std::env::var("STANDIN_ABRA_FAULT")
+            .unwrap_or_default()
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if let Some(file) = std::env::var_os("STANDIN_ABRA_FAULT_FILE") {
+            if let Ok(text) = std::fs::read_to_string(file) {
+                out.extend(
+                    text.lines()
+                        .map(|l| l.trim().to_owned())
+                        .filter(|l| !l.is_empty() && !l.starts_with('#')),
+                );
+            }
+        }
+        out
+    }
+
+    pub fn fault(&self, name: &str) -> bool {
+        self.faults().iter().any(|f| f == name)
     }
 }
 
 /// Runs one invocation (`args` without the program name); returns the exit code. Prints
 /// errors itself.
 pub fn main(args: &[String]) -> i32 {
-    if args.first().map(String::as_str) == Some(serve::MODE) {
-        return match serve::main(&args[1..]) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("FATA stand-in service: {e:#}");
-                1
-            }
-        };
-    }
     if args.first().map(String::as_str) == Some(catalogue::MODE) {
         let dest = args.get(1).map(PathBuf::from);
         let src = args

@@ -241,23 +241,22 @@ pub fn interpolate(text: &str, env: &BTreeMap<String, String>) -> Result<String>
     Ok(out)
 }
 
-/// One service, as the stand-in needs it.
+/// One service, as the stand-in needs it (docker itself reads the rest).
 #[derive(Clone, Debug, Default)]
 pub struct ComposeService {
     pub image: String,
-    /// (volume key, container target); bind mounts are skipped.
-    pub volumes: Vec<(String, String)>,
-    /// (secret key, container target).
-    pub secrets: Vec<(String, String)>,
+    /// `deploy.labels`, interpolated.
     pub labels: BTreeMap<String, String>,
-    pub environment: BTreeMap<String, String>,
+    /// Publishes ports: such a service cannot take `endpoint_mode: dnsrr`.
+    pub ports: bool,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct Compose {
+    /// The first file's `version:`; docker refuses files whose versions differ.
+    pub version: Option<String>,
+    pub files: Vec<PathBuf>,
     pub services: BTreeMap<String, ComposeService>,
-    /// secret key → remote name (`name:` or `<stack>_<key>`).
-    pub secrets: BTreeMap<String, String>,
 }
 
 /// Loads `COMPOSE_FILE` (colon-separated, default `compose.yml`) from the recipe dir, later
@@ -267,7 +266,6 @@ pub fn load_compose(recipe_dir: &Path, env: &BTreeMap<String, String>) -> Result
         .get("COMPOSE_FILE")
         .cloned()
         .unwrap_or_else(|| "compose.yml".to_owned());
-    let stack = env.get("STACK_NAME").cloned().unwrap_or_default();
     let mut compose = Compose::default();
     for f in files.split(':').filter(|f| !f.is_empty()) {
         let path = recipe_dir.join(f);
@@ -275,8 +273,12 @@ pub fn load_compose(recipe_dir: &Path, env: &BTreeMap<String, String>) -> Result
             fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let text = interpolate(&raw, env).with_context(|| format!("interpolating {f}"))?;
         let docs = YamlLoader::load_from_str(&text).with_context(|| format!("parsing {f}"))?;
+        compose.files.push(path);
         let Some(doc) = docs.first() else { continue };
-        merge_compose(&mut compose, doc, &stack).with_context(|| format!("reading {f}"))?;
+        if compose.files.len() == 1 {
+            compose.version = yaml_str(&doc["version"]);
+        }
+        merge_compose(&mut compose, doc).with_context(|| format!("reading {f}"))?;
     }
     Ok(compose)
 }
@@ -290,7 +292,7 @@ fn yaml_str(y: &Yaml) -> Option<String> {
     }
 }
 
-/// Compose's "list of `k=v`" or "map" forms, both allowed for labels and environment.
+/// Compose's "list of `k=v`" or "map" forms, both allowed for labels.
 fn kv_list(y: &Yaml) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     match y {
@@ -314,7 +316,7 @@ fn kv_list(y: &Yaml) -> BTreeMap<String, String> {
     out
 }
 
-fn merge_compose(c: &mut Compose, doc: &Yaml, stack: &str) -> Result<()> {
+fn merge_compose(c: &mut Compose, doc: &Yaml) -> Result<()> {
     if let Yaml::Hash(services) = &doc["services"] {
         for (name, svc) in services {
             let name = yaml_str(name).context("service name")?;
@@ -322,63 +324,8 @@ fn merge_compose(c: &mut Compose, doc: &Yaml, stack: &str) -> Result<()> {
             if let Some(img) = yaml_str(&svc["image"]) {
                 entry.image = img;
             }
-            if let Yaml::Array(vols) = &svc["volumes"] {
-                for v in vols {
-                    let (src, target) = match v {
-                        Yaml::String(s) => {
-                            let mut parts = s.split(':');
-                            let src = parts.next().unwrap_or_default().to_owned();
-                            let target = parts.next().unwrap_or_default().to_owned();
-                            (src, target)
-                        }
-                        Yaml::Hash(_) => {
-                            if yaml_str(&v["type"]).is_some_and(|t| t != "volume") {
-                                continue;
-                            }
-                            (
-                                yaml_str(&v["source"]).unwrap_or_default(),
-                                yaml_str(&v["target"]).unwrap_or_default(),
-                            )
-                        }
-                        _ => continue,
-                    };
-                    // Bind mounts (paths) are not volumes.
-                    if src.is_empty() || src.starts_with('/') || src.starts_with('.') {
-                        continue;
-                    }
-                    entry.volumes.retain(|(_, t)| *t != target);
-                    entry.volumes.push((src, target));
-                }
-            }
-            if let Yaml::Array(secrets) = &svc["secrets"] {
-                for s in secrets {
-                    let (src, target) = match s {
-                        Yaml::String(s) => (s.clone(), format!("/run/secrets/{s}")),
-                        Yaml::Hash(_) => {
-                            let src = yaml_str(&s["source"]).unwrap_or_default();
-                            let t = yaml_str(&s["target"]).unwrap_or_else(|| src.clone());
-                            let t = if t.starts_with('/') {
-                                t
-                            } else {
-                                format!("/run/secrets/{t}")
-                            };
-                            (src, t)
-                        }
-                        _ => continue,
-                    };
-                    entry.secrets.retain(|(k, _)| *k != src);
-                    entry.secrets.push((src, target));
-                }
-            }
+            entry.ports |= !svc["ports"].is_badvalue() && !svc["ports"].is_null();
             entry.labels.extend(kv_list(&svc["deploy"]["labels"]));
-            entry.environment.extend(kv_list(&svc["environment"]));
-        }
-    }
-    if let Yaml::Hash(secrets) = &doc["secrets"] {
-        for (k, v) in secrets {
-            let k = yaml_str(k).context("secret key")?;
-            let name = yaml_str(&v["name"]).unwrap_or_else(|| format!("{stack}_{k}"));
-            c.secrets.insert(k, name);
         }
     }
     Ok(())

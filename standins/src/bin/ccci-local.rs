@@ -11,8 +11,9 @@ const HELP: &str = "\
 ccci-local: the whole cc-ci loop on this machine.
 
 Starts a Gitea with a demo PR on the stand-in custom-html recipe, a Drone whose exec runner
-runs this repository's committed .drone.yml, the stand-in swarm and Traefik, and the real
-cc-ci-bridge, cc-ci-stage-runner and cc-ci-dashboard-gen. Posts `!testme` as a maintainer and
+runs this repository's committed .drone.yml, the stand-in abra deploying to the real Docker
+swarm behind the real Traefik (DOCKER_HOST; dev/engine, dev/proxy), and the real cc-ci-bridge,
+cc-ci-stage-runner and cc-ci-dashboard-gen. Posts `!testme` as a maintainer and
 shows the run as it goes. Then type more comments. Gitea, Drone and the runner are the
 stand-ins, or with --real the real ones that dev/upstream installs (docs/fidelity.md).
 
@@ -76,13 +77,14 @@ fn run(mut args: pico_args::Arguments) -> Result<bool> {
         capacity: 2,
         deploy_timeout_secs: 120,
         real,
+        base_domain: standins::ground::Ground::from_env()?.base_domain,
     })?;
     clock.say(&format!(
-        "up: {} {}  Drone {}  proxy {}  bridge {}",
+        "up: {} {}  Drone {}  apps at https://*.{} (Traefik on 127.0.0.1)  bridge {}",
         world.gitea.kind(),
         world.gitea.url(),
         world.drone.url(),
-        world.proxy.url(),
+        world.setup.base_domain,
         world.bridge_listen
     ));
     clock.say(&format!(
