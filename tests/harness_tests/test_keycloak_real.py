@@ -28,7 +28,7 @@ def keycloak(world):
 
 def phase(world, kc, stage, name):
     return world.run_phase(SUITE, "keycloak", DOMAIN, stage, name,
-                           base_url=kc.base_url, proxy=False)
+                           base_url=kc.base_url)
 
 
 def green(res, names):

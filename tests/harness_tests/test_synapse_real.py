@@ -32,7 +32,7 @@ def synapse(world):
 
 def phase(world, synapse, stage, name):
     return world.run_phase(SUITE, "matrix-synapse", DOMAIN, stage, name,
-                           base_url=synapse.base_url, proxy=False)
+                           base_url=synapse.base_url)
 
 
 def green(res, names):
