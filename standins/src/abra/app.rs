@@ -153,12 +153,12 @@ fn find_app(ctx: &Ctx, domain: &str) -> Result<App> {
         for e in rd.flatten() {
             let p = e.path().join(format!("{domain}.env"));
             if p.is_file() {
-                found = Some((e.file_name().to_string_lossy().into_owned(), p));
+                found = Some(p);
                 break;
             }
         }
     }
-    let (_server, path) = found.ok_or_else(|| anyhow!("cannot find app with name {domain}"))?;
+    let path = found.ok_or_else(|| anyhow!("cannot find app with name {domain}"))?;
     let env = EnvFile::read(&path)?;
     let ty = env
         .get("TYPE")
@@ -1132,24 +1132,7 @@ fn app_undeploy(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let app = find_app(ctx, &p.positional[0])?;
     require_deployed(&app)?;
     docker::ok(&["stack", "rm", &app.stack])?;
-    // `docker stack rm` returns at once; the containers take seconds to stop, and keep the
-    // volumes in use until they are gone.
-    let deadline = Instant::now() + UNDEPLOY_WAIT;
-    loop {
-        let left = docker::stack_objects("container", &app.stack)?;
-        if left.is_empty() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "{}: {} container(s) still there {} s after the undeploy",
-                app.domain,
-                left.len(),
-                UNDEPLOY_WAIT.as_secs()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    containers_gone(&app.stack).with_context(|| format!("undeploying {}", app.domain))?;
     // What `stack rm` could not remove while the containers were attached.
     for kind in ["network", "config"] {
         for id in docker::stack_objects(kind, &app.stack)? {
@@ -1159,6 +1142,26 @@ fn app_undeploy(ctx: &Ctx, args: &[String]) -> Result<i32> {
     // Volumes stay ([LLAMENOS]: "Stop and remove the app (data preserved)").
     println!("{} undeployed", app.domain);
     Ok(0)
+}
+
+/// `docker stack rm` returns at once; the containers take seconds to stop, and keep the
+/// volumes in use until they are gone. Waits for that, bounded.
+fn containers_gone(stack: &str) -> Result<()> {
+    let deadline = Instant::now() + UNDEPLOY_WAIT;
+    loop {
+        let left = docker::stack_objects("container", stack)?;
+        if left.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{} container(s) of {stack} still there {} s after the undeploy",
+                left.len(),
+                UNDEPLOY_WAIT.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 const VOLUME_REMOVE: &str = "abra app volume remove";
@@ -1227,17 +1230,11 @@ fn app_ls(ctx: &Ctx, args: &[String]) -> Result<i32> {
                     continue;
                 }
                 let services = docker::services(&app.stack)?;
-                let labels = services
+                let main = services
                     .iter()
                     .find(|s| s.short(&app.stack) == "app")
-                    .or(services.first())
-                    .map(|s| s.spec.labels.clone())
-                    .unwrap_or_default();
-                let label = |k: &str| {
-                    labels
-                        .get(&format!("coop-cloud.{}.{k}", app.stack))
-                        .cloned()
-                };
+                    .or(services.first());
+                let label = |k: &str| main.and_then(|s| s.abra_label(&app.stack, k));
                 let status = if services.is_empty() {
                     "unknown"
                 } else {
@@ -1300,12 +1297,7 @@ fn app_ps(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let mut rows = Vec::new();
     let mut items = Vec::new();
     for s in &services {
-        let label = |k: &str| {
-            s.spec
-                .labels
-                .get(&format!("coop-cloud.{}.{k}", app.stack))
-                .cloned()
-        };
+        let label = |k: &str| s.abra_label(&app.stack, k);
         let version = label("version").unwrap_or_default();
         // The state of the newest task meant to run (else the newest): running, starting
         // (healthcheck not yet passed), rejected, failed …
@@ -1525,12 +1517,7 @@ pub fn purge(abra_dir: &Path) {
 
 fn purge_stack(stack: &str) {
     let _ = docker::call(&["stack", "rm", stack]);
-    let deadline = Instant::now() + UNDEPLOY_WAIT;
-    while Instant::now() < deadline
-        && docker::stack_objects("container", stack).is_ok_and(|c| !c.is_empty())
-    {
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let _ = containers_gone(stack);
     for kind in ["volume", "network", "config"] {
         for id in docker::stack_objects(kind, stack).unwrap_or_default() {
             let _ = docker::call(&[kind, "rm", &id]);

@@ -243,6 +243,14 @@ impl Service {
             .unwrap_or(&self.spec.name)
     }
 
+    /// One of the labels abra writes at deploy, `coop-cloud.<stack>.<key>`.
+    pub fn abra_label(&self, stack: &str, key: &str) -> Option<String> {
+        self.spec
+            .labels
+            .get(&format!("coop-cloud.{stack}.{key}"))
+            .cloned()
+    }
+
     /// Replicas wanted (a global service runs one task on this one node).
     pub fn desired(&self) -> u64 {
         self.spec
