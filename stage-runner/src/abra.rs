@@ -77,7 +77,10 @@ impl Abra {
             r,
         )?;
         if !out.success() {
-            bail!("`abra app secret generate {domain} {name} {version}` failed");
+            bail!(
+                "`abra app secret generate {domain} {name} {version}` failed: {}",
+                out.last_line
+            );
         }
         #[derive(Deserialize)]
         struct Generated {

@@ -48,6 +48,49 @@ fn a_whole_run_passes_and_leaves_nothing_behind() {
     assert_eq!(w.leftovers(), Vec::<String>::new());
 }
 
+/// The stateful recipe: Synapse and PostgreSQL for real, the matrix-synapse suite in every stage.
+/// The upgrade keeps what the old Synapse wrote through a database migration; the backup stage
+/// gets back, through pg_dump and the restore hook, what was there before the mutation.
+#[test]
+fn a_whole_matrix_synapse_run_passes_on_synapse_and_postgres() {
+    let mut w = World::of_recipe("synapse", "matrix-synapse");
+    // The PR is the one that became release 1.1.0: Synapse 1.160.0 → 1.163.2, whose start
+    // migrates the old version's database.
+    w.sha = world::git(
+        &w.forge.join("matrix-synapse"),
+        &["rev-parse", "1.1.0+v1.163.2^{commit}"],
+    );
+    w.write_config(&[("deploy_timeout_secs", serde_json::json!(300))]);
+    let env = w.params(9);
+    let stack = standins::abra::app::stack_name(&format!("matrix-synapse-9.{}", w.base_domain));
+    for stage in STAGES {
+        let s = w.stage(stage, &env);
+        assert_eq!(s.code, 0, "{stage} failed:\n{}", s.stdout);
+        if stage == "upgrade" {
+            let images: Vec<String> = standins::abra::docker::services(&stack)
+                .unwrap()
+                .iter()
+                .map(|s| s.spec.task_template.container_spec["Image"].to_string())
+                .collect();
+            assert!(
+                images
+                    .iter()
+                    .any(|i| i == "\"matrixdotorg/synapse:v1.163.2\""),
+                "the upgrade runs the PR's Synapse: {images:?}"
+            );
+        }
+    }
+    let sum = w.summary(9);
+    for (stage, passed) in [("install", 4), ("upgrade", 3), ("backup", 3)] {
+        let st = sum.stage(stage).unwrap();
+        assert_eq!(st.status.as_str(), "passed", "{stage}: {}", st.reason);
+        assert_eq!(st.tests.passed, passed, "{stage}'s tests");
+    }
+    assert_eq!(sum.upgrade_base, "1.0.0+v1.160.0");
+    assert_eq!(sum.version, "1.1.0+v1.163.2");
+    assert_eq!(w.leftovers(), Vec::<String>::new());
+}
+
 /// A copy of the test tree with extra test files planted in the custom-html suite.
 fn planted_tests(name: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
     let dst = std::env::temp_dir().join(format!("sr-tests-{name}-{}", std::process::id()));
@@ -681,4 +724,32 @@ fn a_recipe_that_does_not_deploy_fails_install_with_the_engine_s_reason() {
         assert_eq!(w.stage("teardown", &env).code, 0, "{build}: teardown");
         assert_eq!(w.leftovers(), Vec::<String>::new(), "{build}");
     }
+}
+
+/// A secret version already on the engine (left by something else under the app's name):
+/// abra's `secret generate` meets docker's AlreadyExists. Not the recipe's fault, so the stage
+/// is an error of the run (exit 2), and the reason is docker's own.
+#[test]
+fn a_secret_version_already_on_the_engine_errors_install_with_docker_s_reason() {
+    let w = World::new("secretexists");
+    let env = w.params(45);
+    assert_eq!(w.stage("prepare", &env).code, 0);
+    let stack = standins::abra::app::stack_name(&format!("custom-html-45.{}", w.base_domain));
+    let planted = format!("{stack}_admin_password_v1");
+    standins::abra::docker::ok_in(
+        &["secret", "create", &planted, "-"],
+        standins::abra::docker::Input::Bytes(b"planted"),
+    )
+    .unwrap();
+    let s = w.stage("install", &env);
+    assert_eq!(s.code, 2, "{}", s.stdout);
+    let install = w.summary(45).stage("install").cloned().unwrap();
+    assert_eq!(install.status.as_str(), "error");
+    assert!(
+        install.reason.contains(&planted) && install.reason.contains("already exists"),
+        "reason {:?}",
+        install.reason
+    );
+    assert_eq!(w.stage("teardown", &env).code, 0);
+    assert_eq!(w.leftovers(), Vec::<String>::new());
 }

@@ -65,12 +65,18 @@ def test_guard_rejects_private_ranges_on_the_default_route():
 
 
 def test_images_are_built_and_labelled_with_their_inputs():
-    for ref in ("nginx:1.25.0", "nginx:1.27.2", "postgres:15", "traefik:3.7.15"):
+    for ref in ("nginx:1.25.0", "nginx:1.27.2", "postgres:15", "traefik:3.7.15",
+                "matrixdotorg/synapse:v1.160.0", "matrixdotorg/synapse:v1.163.2"):
         label = docker("image", "inspect", "-f", '{{index .Config.Labels "ccci.inputs"}}',
                        ref).stdout.strip()
         assert len(label) == 16, (ref, label)
     version = docker("run", "--rm", "traefik:3.7.15", "version").stdout
     assert "3.7.15" in version, version
+    for v in ("1.160.0", "1.163.2"):
+        # The tag is the program's version, with Debian's psycopg2 for PostgreSQL.
+        out = docker("run", "--rm", "--network", "none", f"matrixdotorg/synapse:v{v}", "python3",
+                     "-c", "import synapse, psycopg2; print(synapse.__version__)").stdout
+        assert out.strip() == v, out
 
 
 COMPOSE = """

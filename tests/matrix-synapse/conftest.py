@@ -85,6 +85,12 @@ class Matrix:
         assert r.status_code == 200, f"joined_rooms: {r.status_code} {r.text[:300]}"
         return r.json()["joined_rooms"]
 
+    def profile_status(self, username: str) -> int:
+        """HTTP status of the user's public profile: a database read with no rate limit
+        (Synapse serves profiles without auth by default), 200 once the user is there."""
+        user_id = quote(f"@{username}:{self.server_name}")
+        return self.http.get(f"{C}/profile/{user_id}").status_code
+
     def username_available(self, username: str) -> bool:
         r = self._call("GET", f"{C}/register/available", params={"username": username})
         if r.status_code == 200:

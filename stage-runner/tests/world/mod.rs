@@ -53,6 +53,8 @@ pub struct World {
     pub tests_dir: PathBuf,
     pub config: PathBuf,
     pub ground: Ground,
+    /// The recipe the PR is for.
+    pub recipe: String,
     /// Apps are `<recipe>-<run>.<base_domain>`.
     pub base_domain: String,
     /// The PR head: one commit on top of the newest release.
@@ -70,6 +72,15 @@ impl World {
     }
 
     pub fn with_tests(name: &str, tests_dir: &Path) -> World {
+        Self::build(name, "custom-html", tests_dir)
+    }
+
+    /// A PR to another stand-in recipe than custom-html.
+    pub fn of_recipe(name: &str, recipe: &str) -> World {
+        Self::build(name, recipe, &Path::new(REPO).join("tests"))
+    }
+
+    fn build(name: &str, recipe: &str, tests_dir: &Path) -> World {
         let dir = std::env::temp_dir().join(format!("sr-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -86,12 +97,16 @@ impl World {
             &[
                 "clone",
                 "-q",
-                catalogue.join("custom-html").to_str().unwrap(),
-                "custom-html",
+                catalogue.join(recipe).to_str().unwrap(),
+                recipe,
             ],
         );
-        let repo = forge.join("custom-html");
-        std::fs::write(repo.join("README.md"), "# custom-html\n\nA PR's change.\n").unwrap();
+        let repo = forge.join(recipe);
+        std::fs::write(
+            repo.join("README.md"),
+            format!("# {recipe}\n\nA PR's change.\n"),
+        )
+        .unwrap();
         git(&repo, &["commit", "-qam", "PR: reword README"]);
         let sha = git(&repo, &["rev-parse", "HEAD"]);
         let config = dir.join("stage-runner.json");
@@ -105,6 +120,7 @@ impl World {
             tests_dir: tests_dir.to_owned(),
             config,
             ground,
+            recipe: recipe.to_owned(),
             sha,
         };
         w.write_config(&[]);
@@ -143,14 +159,14 @@ impl World {
     }
 
     pub fn src(&self) -> String {
-        format!("file://{}/custom-html", self.forge.display())
+        format!("file://{}/{}", self.forge.display(), self.recipe)
     }
 
     /// The environment the Drone exec runner gives a step of build `build`.
     pub fn params(&self, build: u32) -> Vec<(String, String)> {
         vec![
             ("DRONE_BUILD_NUMBER".into(), build.to_string()),
-            ("RECIPE".into(), "custom-html".into()),
+            ("RECIPE".into(), self.recipe.clone()),
             ("REF".into(), self.sha.clone()),
             ("PR".into(), "4".into()),
             ("SRC".into(), self.src()),
