@@ -1,7 +1,11 @@
-//! Reliability: a run's step shell SIGKILLed at 20 random moments across its stages, as Drone
-//! cancels and times out (drone-runner-exec kills the shell only). After the next janitor pass
-//! nothing may be left: prints the apps, volumes, secrets and run directories remaining.
-//! Run with `cargo bench -p cc-ci-stage-runner --bench kills` (seed: `KILLS_SEED=n`).
+//! Reliability on the real engine: a run's step shell SIGKILLed at 20 random moments across
+//! its stages, as Drone cancels and times out (drone-runner-exec kills the shell only). After
+//! each kill stage-runner tears the run down itself; then the janitor runs. `docker` is the
+//! witness: per kill, what of the run is left on the engine (services, containers, volumes,
+//! networks, configs, secrets) and on disk before and after the janitor, and whether the
+//! proxy stack is untouched. Goal: 0 left after the janitor, every time.
+//! Run with `cargo bench -p cc-ci-stage-runner --bench kills` (seed: `KILLS_SEED=n`; the
+//! engine and proxy must be up: `eval "$(dev/engine start)" && dev/images && eval "$(dev/proxy up)"`).
 
 #[path = "../tests/world/mod.rs"]
 mod world;
@@ -42,8 +46,15 @@ fn main() {
         .map(|s| format!("{runner} {s} --config {}", w.config.display()))
         .collect::<Vec<_>>()
         .join(" && ");
+    let proxy = proxy_state();
+    // A whole custom-html run takes about 30 s here: kills land anywhere in it, or after it.
+    let span_ms = std::env::var("KILLS_SPAN_MS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(32_000);
     let start = Instant::now();
     let mut unfinished = 0;
+    let (mut dirty_before, mut dirty_after, mut proxy_changed) = (0, 0, 0);
     for i in 0..20u32 {
         let env = w.params(100 + i);
         let mut sh = std::process::Command::new("/bin/sh");
@@ -57,7 +68,7 @@ fn main() {
             }
         }
         let mut child = sh.spawn().unwrap();
-        let delay = Duration::from_millis(next(7000));
+        let delay = Duration::from_millis(next(span_ms));
         let mut out = child.stdout.take().unwrap();
         let reader = std::thread::spawn(move || {
             let mut s = String::new();
@@ -86,34 +97,98 @@ fn main() {
             .rev()
             .find_map(|l| l.strip_prefix("stage ").and_then(|r| r.split(':').next()))
             .unwrap_or("none");
+        let cleanup = t.elapsed();
+        let before = w.leftovers();
+        let j = w
+            .command("janitor", &[])
+            .args(["--janitor-max-age-secs", "0"])
+            .output()
+            .unwrap();
+        assert!(j.status.success(), "{}", String::from_utf8_lossy(&j.stdout));
+        let after = w.leftovers();
+        let proxy_ok = proxy_state() == proxy;
+        dirty_before += usize::from(!before.is_empty());
+        dirty_after += usize::from(!after.is_empty());
+        proxy_changed += usize::from(!proxy_ok);
         println!(
-            "kills: #{i:02} after {:>4} ms ({}), last stage ended: {stage}, cleaned up in {} ms",
+            "kills: #{i:02} after {:>5} ms ({}), last stage ended: {stage}, cleaned up in {} ms; \
+             left before the janitor {} {before:?}, after {} {after:?}; proxy {}",
             delay.as_millis(),
             if finished_before {
                 "run had ended"
             } else {
                 "mid-run"
             },
-            t.elapsed().as_millis()
+            cleanup.as_millis(),
+            before.len(),
+            after.len(),
+            if proxy_ok { "untouched" } else { "CHANGED" }
         );
     }
-    let before = w.leftovers();
-    let j = w
-        .command("janitor", &[])
-        .args(["--janitor-max-age-secs", "0"])
-        .output()
-        .unwrap();
-    assert!(j.status.success(), "{}", String::from_utf8_lossy(&j.stdout));
-    let after = w.leftovers();
-    println!("kills: seed {seed}, 20 kills in {:.1} s, stage-runners not exited within 120 s: {unfinished}", start.elapsed().as_secs_f64());
     println!(
-        "kills: left before the janitor: {} {:?}",
-        before.len(),
-        before
+        "kills: seed {seed}, 20 kills in {:.1} s, stage-runners not exited within 120 s: {unfinished}",
+        start.elapsed().as_secs_f64()
     );
-    println!(
-        "kills: left after the janitor: {} (goal 0) {:?}",
-        after.len(),
-        after
-    );
+    println!("kills: kills leaving something before the janitor: {dirty_before} of 20");
+    println!("kills: kills leaving something after the janitor: {dirty_after} of 20 (goal 0)");
+    println!("kills: proxy changed: {proxy_changed} of 20 (goal 0)");
+}
+
+/// The proxy stack as docker reports it: its service's id and spec version, its tasks' ids
+/// (a restart would change them), its configs, secrets and the `proxy` network's id.
+fn proxy_state() -> Vec<String> {
+    use standins::abra::docker;
+    let mut out = Vec::new();
+    for args in [
+        &[
+            "service",
+            "ls",
+            "--filter",
+            "name=ccci_proxy",
+            "--format",
+            "{{.ID}}",
+        ][..],
+        &[
+            "service",
+            "inspect",
+            "ccci_proxy_app",
+            "--format",
+            "{{.Version.Index}}",
+        ][..],
+        &[
+            "service",
+            "ps",
+            "-q",
+            "--filter",
+            "desired-state=running",
+            "ccci_proxy_app",
+        ][..],
+        &[
+            "config",
+            "ls",
+            "--filter",
+            "name=ccci_proxy",
+            "--format",
+            "{{.ID}}",
+        ][..],
+        &[
+            "secret",
+            "ls",
+            "--filter",
+            "name=ccci_proxy",
+            "--format",
+            "{{.ID}}",
+        ][..],
+        &[
+            "network",
+            "ls",
+            "--filter",
+            "name=^proxy$",
+            "--format",
+            "{{.ID}}",
+        ][..],
+    ] {
+        out.push(docker::ok(args).unwrap_or_else(|e| format!("docker failed: {e:#}")));
+    }
+    out
 }

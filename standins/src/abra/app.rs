@@ -1145,12 +1145,26 @@ fn app_undeploy(ctx: &Ctx, args: &[String]) -> Result<i32> {
 }
 
 /// `docker stack rm` returns at once; the containers take seconds to stop, and keep the
-/// volumes in use until they are gone. Waits for that, bounded.
+/// volumes in use until they are gone. Waits for that, bounded. "Gone" must hold twice, a
+/// settle apart: a task the node was already creating when its service went (a deploy cut
+/// short) gets its container — and its named volumes — a moment after the removal, and a
+/// single look can fall in between, leaving a volume no one removes.
 fn containers_gone(stack: &str) -> Result<()> {
+    const SETTLE: Duration = Duration::from_millis(500);
     let deadline = Instant::now() + UNDEPLOY_WAIT;
+    let mut empty_since: Option<Instant> = None;
     loop {
         let left = docker::stack_objects("container", stack)?;
         if left.is_empty() {
+            match empty_since {
+                Some(t) if t.elapsed() >= SETTLE => return Ok(()),
+                Some(_) => {}
+                None => empty_since = Some(Instant::now()),
+            }
+        } else {
+            empty_since = None;
+        }
+        if left.is_empty() && Instant::now() >= deadline {
             return Ok(());
         }
         if Instant::now() >= deadline {
