@@ -86,6 +86,10 @@ fn a_whole_matrix_synapse_run_passes_on_synapse_and_postgres() {
         assert_eq!(st.status.as_str(), "passed", "{stage}: {}", st.reason);
         assert_eq!(st.tests.passed, passed, "{stage}'s tests");
     }
+    // The recipe's own tests (standins/recipes/matrix-synapse/1.1.0+v1.163.2/tests/).
+    let rt = sum.stage("recipe-tests").unwrap();
+    assert_eq!(rt.status.as_str(), "passed", "{}", rt.reason);
+    assert_eq!(rt.tests.passed, 2);
     assert_eq!(sum.upgrade_base, "1.0.0+v1.160.0");
     assert_eq!(sum.version, "1.1.0+v1.163.2");
     assert_eq!(w.leftovers(), Vec::<String>::new());

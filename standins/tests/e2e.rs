@@ -84,6 +84,27 @@ fn final_comment(w: &World, pr: i64, build: i64) -> String {
     })
 }
 
+/// The logs of the build's failed steps, as Drone stored them: what a red run says for itself.
+fn failed_logs(w: &World, build: i64) -> String {
+    let Some(b) = w.drone.build("coop-cloud", "cc-ci", build) else {
+        return "(no build)".into();
+    };
+    let mut out = String::new();
+    for stage in &b.stages {
+        for step in stage.steps.iter().filter(|s| s.status == "failure") {
+            let log = w
+                .drone
+                .step_log("coop-cloud", "cc-ci", build, stage.number, step.number)
+                .unwrap_or_default();
+            out.push_str(&format!("--- step {} ---\n", step.name));
+            for l in log {
+                out.push_str(&l.out);
+            }
+        }
+    }
+    out
+}
+
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
@@ -110,7 +131,11 @@ fn green_everywhere(w: World, bound: Duration) {
     assert_eq!(b.params["PR"], w.pr.to_string());
     assert_eq!(b.params["COMMENT"], c.to_string());
     let body = final_comment(&w, w.pr, b.number);
-    assert!(body.contains("**passed**"), "{body}");
+    assert!(
+        body.contains("**passed**"),
+        "{body}\n{}",
+        failed_logs(&w, b.number)
+    );
     assert!(body.contains(&format!("--ref {}", w.sha)), "{body}");
     let b = w.drone.build("coop-cloud", "cc-ci", b.number).unwrap();
     assert_eq!(b.status, "success");
