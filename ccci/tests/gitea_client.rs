@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use ccci::gitea::{GiteaClient, Membership};
 use ccci::secret::Secret;
-use standins::gitea::{Gitea, HookSpec, HookVersion, PullSpec};
+use standins::gitea::{Gitea, HookSpec, HookVersion};
 use standins::http::{Fault, FaultRule};
 
 const T0: i64 = 1_740_823_200; // 2025-03-01T10:00:00Z
@@ -19,28 +19,7 @@ struct World {
 fn world() -> World {
     let g = Gitea::start().unwrap();
     g.set_now(T0);
-    g.create_org("acme").unwrap();
-    for u in ["alice", "bob", "ci"] {
-        g.create_user(u).unwrap();
-    }
-    g.set_member("acme", "alice", false).unwrap();
-    g.set_member("acme", "ci", false).unwrap();
-    g.create_repo("acme", "app", false).unwrap();
-    g.fork_repo("acme/app", "bob").unwrap();
-    g.open_pull(
-        "acme",
-        "app",
-        &PullSpec {
-            poster: "bob".into(),
-            title: "Fix x".into(),
-            body: String::new(),
-            head_repo: Some("bob/app".into()),
-            head_branch: "fix-x".into(),
-            head_sha: "3f2e".repeat(10),
-            base_branch: None,
-        },
-    )
-    .unwrap();
+    standins::forge::acme_scene(&g, &"3f2e".repeat(10)).unwrap();
     let token = g
         .create_token(
             "ci",
@@ -395,29 +374,7 @@ fn faults_become_clear_errors_without_the_token() {
 fn real_gitea_paging_since_and_membership() {
     use standins::forge::Forge;
     let g = standins::upstream::gitea::RealGitea::start().unwrap_or_else(|e| panic!("{e:#}"));
-    g.create_org("acme").unwrap();
-    for u in ["alice", "bob", "ci"] {
-        Forge::create_user(&g, u).unwrap();
-    }
-    Forge::set_member(&g, "acme", "alice", false).unwrap();
-    Forge::set_member(&g, "acme", "ci", false).unwrap();
-    Forge::create_repo(&g, "acme", "app", false).unwrap();
-    Forge::fork_repo(&g, "acme/app", "bob").unwrap();
-    let (pr, _) = Forge::open_pull(
-        &g,
-        "acme",
-        "app",
-        &PullSpec {
-            poster: "bob".into(),
-            title: "Fix x".into(),
-            body: String::new(),
-            head_repo: Some("bob/app".into()),
-            head_branch: "fix-x".into(),
-            head_sha: String::new(),
-            base_branch: None,
-        },
-    )
-    .unwrap();
+    let pr = standins::forge::acme_scene(&g, "").unwrap();
     for i in 0..120 {
         Forge::comment(&g, "acme", "app", pr, "alice", &format!("c{i}")).unwrap();
     }

@@ -445,12 +445,7 @@ fn interrupt(
         Vec::<String>::new(),
         "the app is gone before the janitor: {log}"
     );
-    let j = w
-        .command("janitor", &[])
-        .args(["--janitor-max-age-secs", "0"])
-        .output()
-        .unwrap();
-    assert!(j.status.success(), "{}", String::from_utf8_lossy(&j.stdout));
+    w.janitor();
     assert_eq!(w.leftovers(), Vec::<String>::new());
 }
 
@@ -594,12 +589,7 @@ fn the_janitor_never_touches_apps_it_did_not_create() {
     ]);
     abra(&["app", "secret", "generate", &dashboard, "--all"]);
     abra(&["app", "deploy", &dashboard]);
-    let j = w
-        .command("janitor", &[])
-        .args(["--janitor-max-age-secs", "0"])
-        .output()
-        .unwrap();
-    assert!(j.status.success(), "{}", String::from_utf8_lossy(&j.stdout));
+    w.janitor();
     assert_eq!(
         w.stacks(),
         vec![format!("service:{}_app", dashboard.replace('.', "_"))],

@@ -45,6 +45,34 @@ pub trait Forge {
     ) -> Result<()>;
 }
 
+/// The forge tests' usual scene: org `acme` with repo `app`, maintainer `alice` and bot `ci`
+/// (members), outsider `bob` with his fork `bob/app`, and one PR from bob's fork (head
+/// `head_sha` on the stand-in; the real Gitea makes a commit of its own). Returns the PR's number.
+pub fn acme_scene<F: Forge + ?Sized>(g: &F, head_sha: &str) -> Result<i64> {
+    g.create_org("acme")?;
+    for u in ["alice", "bob", "ci"] {
+        g.create_user(u)?;
+    }
+    g.set_member("acme", "alice", false)?;
+    g.set_member("acme", "ci", false)?;
+    g.create_repo("acme", "app", false)?;
+    g.fork_repo("acme/app", "bob")?;
+    let (n, _) = g.open_pull(
+        "acme",
+        "app",
+        &PullSpec {
+            poster: "bob".into(),
+            title: "Fix x".into(),
+            body: String::new(),
+            head_repo: Some("bob/app".into()),
+            head_branch: "fix-x".into(),
+            head_sha: head_sha.into(),
+            base_branch: None,
+        },
+    )?;
+    Ok(n)
+}
+
 impl Forge for Gitea {
     fn kind(&self) -> &'static str {
         "stand-in Gitea"

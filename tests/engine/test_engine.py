@@ -156,6 +156,28 @@ def leftovers(stack: str) -> dict:
     }
 
 
+def healthy_task(svc: str, not_in: tuple = (), limit: float = 90) -> str:
+    def find():
+        out = docker("ps", "--filter", f"label=com.docker.swarm.service.name={svc}",
+                     "--format", "{{.ID}} {{.Status}}").stdout.splitlines()
+        ids = [line.split()[0] for line in out if "(healthy)" in line]
+        ids = [i for i in ids if i not in not_in]
+        return ids[0] if ids else None
+    return wait(f"a healthy task of {svc}", limit, find)
+
+
+def remove_stack(stack: str, secret: str):
+    """Removes a test stack as abra's undeploy + volume/secret removal would: the stack, then
+    (once its containers are gone) its volumes and its secret."""
+    docker("stack", "rm", stack, check=False)
+    wait("the stack's containers gone", 60,
+         lambda: not docker("ps", "-aq", "--filter",
+                            f"label=com.docker.stack.namespace={stack}").stdout.strip())
+    for v in leftovers(stack)["volumes"]:
+        docker("volume", "rm", v, check=False)
+    docker("secret", "rm", secret, check=False)
+
+
 @pytest.fixture(scope="module")
 def ground(proxy, tmp_path_factory):
     """A custom-html-shaped stack deployed and healthy, with a marker file in its volume; torn
@@ -173,22 +195,12 @@ def ground(proxy, tmp_path_factory):
                             str(compose), stack], env=env_stack,
                            capture_output=True, text=True, timeout=120)
         assert p.returncode == 0, p.stderr
-        wait("the app task healthy", 60, lambda: "(healthy)" in docker(
-            "ps", "--filter", f"label=com.docker.swarm.service.name={svc}",
-            "--format", "{{.Status}}").stdout)
-        task = docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={svc}"
-                      ).stdout.split()[0]
+        task = healthy_task(svc, limit=60)
         marker = secrets.token_hex(8)
         docker("exec", task, "sh", "-c", f"echo {marker} > /usr/share/nginx/html/m.txt")
         yield {"domain": domain, "stack": stack, "svc": svc, "task": task, "marker": marker}
     finally:
-        docker("stack", "rm", stack, check=False)
-        wait("the stack's containers gone", 60,
-             lambda: not docker("ps", "-aq", "--filter",
-                                f"label=com.docker.stack.namespace={stack}").stdout.strip())
-        for v in leftovers(stack)["volumes"]:
-            docker("volume", "rm", v, check=False)
-        docker("secret", "rm", f"{stack}_admin_password_v1", check=False)
+        remove_stack(stack, f"{stack}_admin_password_v1")
     end = time.monotonic() + 30
     while any(leftovers(stack).values()) and time.monotonic() < end:
         time.sleep(0.5)
@@ -286,16 +298,6 @@ secrets:
 """
 
 
-def healthy_task(svc: str, not_in: tuple = ()) -> str:
-    def find():
-        out = docker("ps", "--filter", f"label=com.docker.swarm.service.name={svc}",
-                     "--format", "{{.ID}} {{.Status}}").stdout.splitlines()
-        ids = [line.split()[0] for line in out if "(healthy)" in line]
-        ids = [i for i in ids if i not in not_in]
-        return ids[0] if ids else None
-    return wait(f"a healthy task of {svc}", 90, find)
-
-
 def test_postgres_image_keeps_upstreams_contract(tmp_path):
     """postgres:15 from dev/images: initialised from POSTGRES_* with the password from a docker
     secret, password auth from another container, pg_dump, and data kept across a restart."""
@@ -332,11 +334,5 @@ def test_postgres_image_keeps_upstreams_contract(tmp_path):
                      "SELECT v FROM seed").stdout
         assert got.strip() == "kept", "the data did not survive a restart"
     finally:
-        docker("stack", "rm", stack, check=False)
-        wait("the stack's containers gone", 60,
-             lambda: not docker("ps", "-aq", "--filter",
-                                f"label=com.docker.stack.namespace={stack}").stdout.strip())
-        for v in leftovers(stack)["volumes"]:
-            docker("volume", "rm", v, check=False)
-        docker("secret", "rm", f"{stack}_db_password_v1", check=False)
+        remove_stack(stack, f"{stack}_db_password_v1")
     assert not any(leftovers(stack).values()), leftovers(stack)

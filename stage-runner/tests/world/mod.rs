@@ -235,6 +235,16 @@ impl World {
         left
     }
 
+    /// One janitor pass that reaps every run, whatever its age; it must succeed.
+    pub fn janitor(&self) {
+        let j = self
+            .command("janitor", &[])
+            .args(["--janitor-max-age-secs", "0"])
+            .output()
+            .unwrap();
+        assert!(j.status.success(), "{}", String::from_utf8_lossy(&j.stdout));
+    }
+
     pub fn wait_until(&self, what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
         let end = Instant::now() + limit;
         while Instant::now() < end {

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use standins::forge::Forge;
-use standins::gitea::PullSpec;
 
 pub const WAIT: Duration = Duration::from_secs(60);
 
@@ -132,29 +131,7 @@ pub struct World<F: Forge> {
 }
 
 pub fn world<F: Forge>(g: F) -> World<F> {
-    g.create_org("acme").unwrap();
-    for u in ["alice", "bob", "ci"] {
-        g.create_user(u).unwrap();
-    }
-    g.set_member("acme", "alice", false).unwrap();
-    g.set_member("acme", "ci", false).unwrap();
-    g.create_repo("acme", "app", false).unwrap();
-    g.fork_repo("acme/app", "bob").unwrap();
-    let (n, _) = g
-        .open_pull(
-            "acme",
-            "app",
-            &PullSpec {
-                poster: "bob".into(),
-                title: "Fix x".into(),
-                body: String::new(),
-                head_repo: Some("bob/app".into()),
-                head_branch: "fix-x".into(),
-                head_sha: "3f2e".repeat(10),
-                base_branch: None,
-            },
-        )
-        .unwrap();
+    let n = standins::forge::acme_scene(&g, &"3f2e".repeat(10)).unwrap();
     assert_eq!(n, 1);
     let all = &["all"];
     let alice = g.create_token("alice", all).unwrap();
