@@ -1,7 +1,11 @@
 //! Every text the bridge posts on a PR, in one place. Replies to people are short and say what
 //! to do next; internal errors stay in the log, and the PR gets a pointer to it.
 
-use ccci::drone::{Build, Stage};
+use std::collections::BTreeMap;
+
+use ccci::drone::Build;
+use ccci::summary::Status;
+use ccci::verdict::Verdict;
 
 /// Marks the run's status comment so a restarted bridge can find the comment it already
 /// posted instead of posting a second one.
@@ -57,12 +61,15 @@ pub fn start_failed(comment: i64) -> String {
 pub struct RunView<'a> {
     pub build_link: &'a str,
     pub dashboard_run: &'a str,
+    pub dashboard: &'a str,
     pub recipe: &'a str,
     pub sha: &'a str,
     /// Older builds still waiting for a runner.
     pub queued_ahead: usize,
     /// Set when a newer `!testme` replaced this run.
     pub superseded_by: Option<i64>,
+    /// Step name → what stage-runner said in that step's log (`None`: the log had no verdict).
+    pub verdicts: &'a BTreeMap<String, Option<Verdict>>,
 }
 
 fn short(sha: &str) -> &str {
@@ -77,13 +84,29 @@ fn duration(secs: i64) -> String {
     }
 }
 
-fn mark(status: &str) -> &'static str {
+/// Text from a run (a reason, a test's message) made safe for one Markdown table cell: no
+/// new row, no HTML, no mention.
+fn cell(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('@', "@\u{200b}")
+        .replace(['\n', '\r'], " ")
+}
+
+/// A test's name as inline code (which no backtick in it may end).
+fn code(name: &str) -> String {
+    format!("`{}`", name.replace('`', "'").replace('|', "\\|"))
+}
+
+fn drone_mark(status: &str) -> &'static str {
     match status {
         "success" => "✅ passed",
         "failure" => "❌ failed",
         "error" => "⚠️ error",
         "killed" => "⏹️ cancelled",
-        "skipped" => "⏭️ skipped",
+        "skipped" => "⏭️ not run",
         "running" => "🔄 running",
         "pending" | "waiting_on_dependencies" => "⏳ waiting",
         "blocked" | "declined" => "⛔ blocked",
@@ -91,38 +114,146 @@ fn mark(status: &str) -> &'static str {
     }
 }
 
-fn outcome(status: &str) -> &'static str {
+fn verdict_mark(status: Status) -> &'static str {
     match status {
-        "success" => "**passed** ✅",
-        "failure" => "**failed** ❌",
-        "killed" => "**cancelled** ⏹️",
-        "error" => "**could not run** ⚠️",
-        _ => "**ended** ❔",
+        Status::Passed => "✅ passed",
+        Status::Failed => "❌ failed",
+        Status::Skipped => "⏭️ skipped",
+        Status::Error => "⚠️ error",
+        Status::Running => "🔄 running",
     }
 }
 
+/// What a finished run came to. stage-runner's verdicts decide where they exist; Drone's
+/// status where none does (a step killed before it could say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunResult {
+    Passed,
+    Failed,
+    CouldNotRun,
+    Cancelled,
+}
+
+impl RunResult {
+    fn of(build: &Build, verdicts: &BTreeMap<String, Option<Verdict>>) -> RunResult {
+        let said = |s: Status| verdicts.values().flatten().any(|v| v.status == s);
+        match build.status.as_str() {
+            "killed" => RunResult::Cancelled,
+            _ if said(Status::Failed) => RunResult::Failed,
+            _ if said(Status::Error) => RunResult::CouldNotRun,
+            "success" => RunResult::Passed,
+            "failure" => RunResult::Failed,
+            _ => RunResult::CouldNotRun,
+        }
+    }
+
+    fn headline(self) -> &'static str {
+        match self {
+            RunResult::Passed => "**passed** ✅",
+            RunResult::Failed => "**failed** ❌",
+            RunResult::CouldNotRun => "**could not run** ⚠️",
+            RunResult::Cancelled => "**cancelled** ⏹️",
+        }
+    }
+
+    /// The commit status state Gitea shows for it.
+    fn state(self) -> &'static str {
+        match self {
+            RunResult::Passed => "success",
+            RunResult::Failed => "failure",
+            RunResult::CouldNotRun | RunResult::Cancelled => "error",
+        }
+    }
+}
+
+/// The level reached, from the verdicts of the ladder's stages; unknown (`None`) when install
+/// gave none (it never ran, or an older stage-runner ran it).
+fn level(verdicts: &BTreeMap<String, Option<Verdict>>) -> Option<String> {
+    verdicts.get("install")?.as_ref()?;
+    let l = ccci::summary::level(|stage| {
+        verdicts
+            .get(stage)
+            .and_then(|v| v.as_ref())
+            .map(|v| v.status)
+    });
+    Some(format!(
+        "level {l} of {} ({})",
+        ccci::summary::LADDER.len(),
+        ccci::summary::LEVELS[l as usize].0
+    ))
+}
+
+/// The first thing that went wrong, for a one-line description.
+fn first_problem(build: &Build, verdicts: &BTreeMap<String, Option<Verdict>>) -> Option<String> {
+    for step in build.stages.iter().flat_map(|s| &s.steps) {
+        match verdicts.get(&step.name).and_then(|v| v.as_ref()) {
+            Some(v) if matches!(v.status, Status::Failed | Status::Error) => {
+                let mut d = format!("{}: {}", step.name, v.reason);
+                if let Some(f) = v.failures.first() {
+                    let name = f.name.rsplit("::").next().unwrap_or(&f.name);
+                    d.push_str(&format!(" ({name})"));
+                }
+                return Some(d);
+            }
+            None if matches!(step.status.as_str(), "failure" | "error") => {
+                return Some(format!("{}: step {}", step.name, step.status));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// One row per step of every stage: cc-ci's pipeline runs each test stage as a step.
-fn rows(stages: &[Stage], now: i64) -> Vec<String> {
+fn rows(build: &Build, v: &RunView, now: i64) -> Vec<String> {
     let mut out = Vec::new();
-    for stage in stages {
+    for stage in &build.stages {
         for step in &stage.steps {
             let took = match (step.started, step.stopped) {
                 (0, _) => String::new(),
                 (s, 0) => duration(now - s),
                 (s, e) => duration(e - s),
             };
-            out.push(format!(
-                "| {} | {} | {} |",
-                step.name,
-                mark(&step.status),
-                took
-            ));
+            let said = v.verdicts.get(&step.name).and_then(|x| x.as_ref());
+            let done = ccci::drone::is_done(&step.status);
+            let log = format!("{}/{}/{}", v.build_link, stage.number, step.number);
+            let look = format!(
+                "see [{} on the run page]({}#stage-{}) · [Drone log]({log})",
+                step.name, v.dashboard_run, step.name
+            );
+            let (mark, details) = match said {
+                Some(x) if done => {
+                    let mut d = cell(&x.reason);
+                    for f in &x.failures {
+                        d.push_str(&format!("<br>{} — {}", code(&f.name), cell(&f.message)));
+                    }
+                    if x.more_failures > 0 {
+                        d.push_str(&format!("<br>and {} more failing tests", x.more_failures));
+                    }
+                    if matches!(x.status, Status::Failed | Status::Error) {
+                        d.push_str(&format!("<br>{look}"));
+                    }
+                    (verdict_mark(x.status), d)
+                }
+                _ => {
+                    let d = match step.status.as_str() {
+                        "skipped" => "an earlier step failed".to_owned(),
+                        "failure" | "error" => {
+                            format!("stage-runner gave no verdict; [Drone log]({log})")
+                        }
+                        _ => String::new(),
+                    };
+                    (drone_mark(&step.status), d)
+                }
+            };
+            out.push(format!("| {} | {mark} | {took} | {details} |", step.name));
         }
     }
     out
 }
 
-/// The status comment, rendered from the build as Drone reports it.
+/// The status comment, rendered from the build as Drone reports it and the verdicts read from
+/// its steps' logs.
 pub fn status(build: &Build, v: &RunView, now: i64) -> String {
     let mut s = marker(build.number);
     s.push('\n');
@@ -139,24 +270,46 @@ pub fn status(build: &Build, v: &RunView, now: i64) -> String {
         ));
         return s;
     }
+    let done = ccci::drone::is_done(&build.status);
     match build.status.as_str() {
         "pending" if build.started == 0 => s.push_str(&match v.queued_ahead {
             0 => " — ⏳ queued, next in line\n".to_owned(),
             1 => " — ⏳ queued, 1 run ahead of it\n".to_owned(),
             n => format!(" — ⏳ queued, {n} runs ahead of it\n"),
         }),
-        st if !ccci::drone::is_done(st) => s.push_str(" — 🔄 running\n"),
-        st => s.push_str(&format!(" — {}\n", outcome(st))),
+        _ if !done => s.push_str(" — 🔄 running\n"),
+        _ => {
+            let r = RunResult::of(build, v.verdicts);
+            s.push_str(&format!(" — {}", r.headline()));
+            if r != RunResult::Cancelled {
+                if let Some(l) = level(v.verdicts) {
+                    s.push_str(&format!(" · reached **{l}**"));
+                }
+            }
+            s.push('\n');
+        }
     }
-    let rows = rows(&build.stages, now);
+    let rows = rows(build, v, now);
     if !rows.is_empty() {
-        s.push_str("\n| stage | state | time |\n|---|---|---|\n");
+        s.push_str("\n| stage | result | time | details |\n|---|---|---|---|\n");
         for r in rows {
             s.push_str(&r);
             s.push('\n');
         }
     }
-    if ccci::drone::is_done(&build.status) {
+    let card = v
+        .verdicts
+        .get("teardown")
+        .and_then(|x| x.as_ref())
+        .is_some_and(|x| x.card);
+    if done && card {
+        let base = v.dashboard_run.trim_end_matches(".html");
+        s.push_str(&format!(
+            "\n[![cc-ci run #{} of {}]({base}/artifacts/card.png)]({})\n",
+            build.number, v.recipe, v.dashboard_run
+        ));
+    }
+    if done {
         if build.started > 0 && build.finished > 0 {
             s.push_str(&format!(
                 "\nTook {}. ",
@@ -166,17 +319,62 @@ pub fn status(build: &Build, v: &RunView, now: i64) -> String {
             s.push('\n');
         }
         s.push_str(&format!(
-            "[Logs in Drone]({}) · [Run page with screenshots]({})\n\n\
+            "[Run page with screenshots]({}) · [Logs in Drone]({}) · [All recipes]({})\n\n\
              Reproduce on your own abra server: `cc-ci-stage-runner local {} --ref {}`\n",
-            v.build_link, v.dashboard_run, v.recipe, v.sha
+            v.dashboard_run, v.build_link, v.dashboard, v.recipe, v.sha
         ));
     }
     s
 }
 
+/// Gitea's description field is shown on one line next to the check.
+const MAX_DESCRIPTION: usize = 140;
+
+/// The commit status for the run's head: (state, description).
+pub fn commit_status(build: &Build, v: &RunView) -> (&'static str, String) {
+    let (state, d) = if let Some(newer) = v.superseded_by {
+        ("error", format!("superseded by run #{newer}"))
+    } else if build.status == "pending" && build.started == 0 {
+        ("pending", "queued".to_owned())
+    } else if !ccci::drone::is_done(&build.status) {
+        let at = build
+            .stages
+            .iter()
+            .flat_map(|s| &s.steps)
+            .find(|s| s.status == "running")
+            .map(|s| format!("running: {}", s.name));
+        ("pending", at.unwrap_or_else(|| "running".to_owned()))
+    } else {
+        let r = RunResult::of(build, v.verdicts);
+        let lv = level(v.verdicts).map_or(String::new(), |l| format!(" · {l}"));
+        let d = match r {
+            RunResult::Passed => format!("passed{lv}"),
+            RunResult::Cancelled => "cancelled".to_owned(),
+            RunResult::Failed | RunResult::CouldNotRun => {
+                let what = if r == RunResult::Failed {
+                    "failed"
+                } else {
+                    "could not run"
+                };
+                match first_problem(build, v.verdicts) {
+                    Some(p) => format!("{what} at {p}{lv}"),
+                    None => format!("{what}{lv}"),
+                }
+            }
+        };
+        (r.state(), d)
+    };
+    let d = match d.char_indices().nth(MAX_DESCRIPTION) {
+        Some((i, _)) => format!("{}…", &d[..i]),
+        None => d,
+    };
+    (state, d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ccci::summary::{Counts, Failure};
 
     fn build(status: &str) -> Build {
         serde_json::from_value(serde_json::json!({
@@ -189,28 +387,148 @@ mod tests {
         .unwrap()
     }
 
-    fn view() -> RunView<'static> {
+    fn view(verdicts: &BTreeMap<String, Option<Verdict>>) -> RunView<'_> {
         RunView {
             build_link: "https://drone.example/coop-cloud/cc-ci/7",
             dashboard_run: "https://ci.example/runs/7.html",
+            dashboard: "https://ci.example",
             recipe: "custom-html",
             sha: "3f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e",
             queued_ahead: 0,
             superseded_by: None,
+            verdicts,
         }
     }
 
+    fn said(stage: &str, status: Status, reason: &str, failures: &[(&str, &str)]) -> Verdict {
+        let f: Vec<Failure> = failures
+            .iter()
+            .map(|(n, m)| Failure {
+                name: n.to_string(),
+                message: m.to_string(),
+            })
+            .collect();
+        Verdict::new(stage, status, reason, &Counts::default(), &f)
+    }
+
     #[test]
-    fn finished_run_shows_outcome_stages_links_and_reproduce() {
-        let s = status(&build("failure"), &view(), 200);
+    fn without_verdicts_rows_fall_back_to_drone_and_links_are_there() {
+        let none = BTreeMap::new();
+        let s = status(&build("failure"), &view(&none), 200);
         assert!(s.starts_with("<!-- cc-ci:build=7 -->"));
         assert!(s.contains("**failed**"), "{s}");
         assert!(s.contains("| install | ✅ passed | 1 min 0 s |"), "{s}");
-        assert!(s.contains("| upgrade | ❌ failed | 30 s |"), "{s}");
+        assert!(
+            s.contains("| upgrade | ❌ failed | 30 s | stage-runner gave no verdict; [Drone log](https://drone.example/coop-cloud/cc-ci/7/1/2) |"),
+            "{s}"
+        );
         assert!(s.contains("https://ci.example/runs/7.html"));
+        assert!(s.contains("[All recipes](https://ci.example)"));
         assert!(
             s.contains("cc-ci-stage-runner local custom-html --ref 3f2e1d0c9b8a"),
             "{s}"
+        );
+    }
+
+    #[test]
+    fn a_skipped_stage_is_never_shown_as_passed() {
+        let mut v = BTreeMap::new();
+        v.insert(
+            "install".into(),
+            Some(said(
+                "install",
+                Status::Failed,
+                "tests failed in phase install",
+                &[(
+                    "custom-html/test_install.py::test_index",
+                    "AssertionError: no index | <b>@here</b>\nmore",
+                )],
+            )),
+        );
+        v.insert(
+            "upgrade".into(),
+            Some(said("upgrade", Status::Skipped, "install failed", &[])),
+        );
+        // Drone says the skipped step succeeded (stage-runner exits 0 for a skip).
+        let s = status(&build("success"), &view(&v), 200);
+        assert!(
+            s.contains("**failed** ❌ · reached **level 0 of 4 (broken)**"),
+            "{s}"
+        );
+        assert!(
+            s.contains("| upgrade | ⏭️ skipped | 30 s | install failed |"),
+            "{s}"
+        );
+        let row = s.lines().find(|l| l.starts_with("| install |")).unwrap();
+        assert!(row.contains("❌ failed"), "{row}");
+        assert!(
+            row.contains("<br>`custom-html/test_install.py::test_index` — AssertionError: no index \\| &lt;b&gt;@\u{200b}here&lt;/b&gt;"),
+            "{row}"
+        );
+        assert!(
+            row.contains("[install on the run page](https://ci.example/runs/7.html#stage-install)"),
+            "{row}"
+        );
+        assert!(
+            row.contains("[Drone log](https://drone.example/coop-cloud/cc-ci/7/1/1)"),
+            "{row}"
+        );
+        let (state, d) = commit_status(&build("success"), &view(&v));
+        assert_eq!(state, "failure");
+        assert_eq!(
+            d,
+            "failed at install: tests failed in phase install (test_index) · level 0 of 4 (broken)"
+        );
+    }
+
+    #[test]
+    fn a_passed_run_shows_its_level_and_statuses_follow_it() {
+        let mut v = BTreeMap::new();
+        for st in ["install", "upgrade"] {
+            v.insert(st.to_owned(), Some(said(st, Status::Passed, "", &[])));
+        }
+        let s = status(&build("success"), &view(&v), 200);
+        assert!(
+            s.contains("**passed** ✅ · reached **level 2 of 4 (upgrades)**"),
+            "{s}"
+        );
+        assert_eq!(
+            commit_status(&build("success"), &view(&v)),
+            ("success", "passed · level 2 of 4 (upgrades)".to_owned())
+        );
+        let mut b = build("running");
+        b.stages[0].steps[1].status = "running".into();
+        assert_eq!(
+            commit_status(&b, &view(&v)),
+            ("pending", "running: upgrade".to_owned())
+        );
+        let mut v2 = BTreeMap::new();
+        v2.insert(
+            "install".to_owned(),
+            Some(said("install", Status::Error, &"x".repeat(300), &[])),
+        );
+        let (state, d) = commit_status(&build("failure"), &view(&v2));
+        assert_eq!(state, "error");
+        assert!(d.starts_with("could not run at install: xxx"), "{d}");
+        assert_eq!(d.chars().count(), MAX_DESCRIPTION + 1);
+    }
+
+    #[test]
+    fn the_card_is_embedded_only_when_teardown_made_it() {
+        let mut v = BTreeMap::new();
+        v.insert(
+            "install".to_owned(),
+            Some(said("install", Status::Passed, "", &[])),
+        );
+        let without = status(&build("success"), &view(&v), 200);
+        assert!(!without.contains("card.png"), "{without}");
+        let mut t = said("teardown", Status::Passed, "", &[]);
+        t.card = true;
+        v.insert("teardown".to_owned(), Some(t));
+        let with = status(&build("success"), &view(&v), 200);
+        assert!(
+            with.contains("[![cc-ci run #7 of custom-html](https://ci.example/runs/7/artifacts/card.png)](https://ci.example/runs/7.html)"),
+            "{with}"
         );
     }
 
@@ -219,17 +537,24 @@ mod tests {
         let mut b = build("pending");
         b.started = 0;
         b.stages.clear();
-        let mut v = view();
+        let none = BTreeMap::new();
+        let mut v = view(&none);
         v.queued_ahead = 3;
         assert!(status(&b, &v, 0).contains("3 runs ahead"));
+        assert_eq!(commit_status(&b, &v), ("pending", "queued".to_owned()));
     }
 
     #[test]
     fn superseded_run_says_so() {
-        let mut v = view();
+        let none = BTreeMap::new();
+        let mut v = view(&none);
         v.superseded_by = Some(9);
         let s = status(&build("killed"), &v, 0);
         assert!(s.contains("superseded** by run #9"), "{s}");
+        assert_eq!(
+            commit_status(&build("killed"), &v),
+            ("error", "superseded by run #9".to_owned())
+        );
     }
 
     #[test]

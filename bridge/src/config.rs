@@ -58,6 +58,13 @@ pub struct File {
     pub state_dir: PathBuf,
     /// The dashboard's root URL, linked from PR comments.
     pub dashboard_url: String,
+    /// The context of the commit status set on each run's head (needs write on the code).
+    #[serde(default = "default_status_context")]
+    pub status_context: String,
+}
+
+fn default_status_context() -> String {
+    "cc-ci/testme".into()
 }
 
 fn default_poll() -> u64 {
@@ -100,6 +107,7 @@ pub struct Config {
     pub webhook_secrets: Vec<Secret>,
     pub state_dir: PathBuf,
     pub dashboard_url: String,
+    pub status_context: String,
 }
 
 impl Config {
@@ -129,6 +137,12 @@ impl Config {
             .iter()
             .map(|p| Secret::from_file(p))
             .collect::<Result<Vec<_>>>()?;
+        if f.status_context.trim().is_empty() || f.status_context.len() > 255 {
+            bail!(
+                "status_context must be 1 to 255 characters, got {:?}",
+                f.status_context
+            );
+        }
         let listen = f
             .listen
             .parse()
@@ -152,6 +166,7 @@ impl Config {
             webhook_secrets,
             state_dir: f.state_dir,
             dashboard_url: url("dashboard_url", &f.dashboard_url)?,
+            status_context: f.status_context,
         })
     }
 

@@ -4,7 +4,7 @@
 //! One thread owns the state so no decision races another: a comment seen by the webhook and
 //! by a poll at once is handled by whichever comes first, and the second finds it handled.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -13,9 +13,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 
 use ccci::drone::{Build, DroneClient};
-use ccci::gitea::{Comment, GiteaClient, Membership};
+use ccci::gitea::{Comment, CreateStatus, GiteaClient, Membership, StatusPost};
 use ccci::log::{emit, Level};
 use ccci::run::{RunParams, PARAM_COMMENT};
+use ccci::verdict::Verdict;
 
 use crate::command::{self, Command};
 use crate::comment;
@@ -68,6 +69,9 @@ pub struct Engine {
     retrying: HashMap<i64, Retrying>,
     /// Run updates not yet written to the state file (see `flush`).
     dirty: bool,
+    /// Repositories where Gitea refused the bot a commit status: said once, not asked again
+    /// until restart.
+    no_status_rights: HashSet<String>,
 }
 
 pub fn now() -> i64 {
@@ -115,6 +119,7 @@ impl Engine {
             seen_threads: HashMap::new(),
             retrying: HashMap::new(),
             dirty: false,
+            no_status_rights: HashSet::new(),
         })
     }
 
@@ -703,6 +708,8 @@ impl Engine {
             status_comment: 0,
             last_body: String::new(),
             superseded_by: None,
+            verdicts: Default::default(),
+            last_status: String::new(),
         };
         // An adopted build may have its comment already: update_run looks for it by marker.
         self.state.runs.insert(number, run);
@@ -795,12 +802,128 @@ impl Engine {
             .map(|c| c.id))
     }
 
-    /// Renders the run's comment and writes it if it changed; forgets finished runs.
+    /// Reads the verdict of every finished step not read yet; false when a read failed and
+    /// must be tried again. A log Drone has not stored yet (404) is asked for next cycle while
+    /// the build runs; once it has ended, there is none to wait for.
+    fn read_verdicts(&mut self, number: i64, build: &Build) -> bool {
+        let ended = ccci::drone::is_done(&build.status);
+        let dr = self.cfg.drone_repo.clone();
+        let mut complete = true;
+        for stage in &build.stages {
+            for step in &stage.steps {
+                let known = self
+                    .state
+                    .runs
+                    .get(&number)
+                    .is_none_or(|r| r.verdicts.contains_key(&step.name));
+                // A step Drone skipped never ran: it has no log to read.
+                if known || !ccci::drone::is_done(&step.status) || step.status == "skipped" {
+                    continue;
+                }
+                match self
+                    .drone
+                    .step_log(&dr.owner, &dr.name, number, stage.number, step.number)
+                {
+                    Ok(lines) if lines.is_some() || ended => {
+                        let v =
+                            lines.and_then(|l| Verdict::from_log(l.iter().map(|x| x.out.as_str())));
+                        if let Some(r) = self.state.runs.get_mut(&number) {
+                            r.verdicts.insert(step.name.clone(), v);
+                            self.dirty = true;
+                        }
+                    }
+                    Ok(_) => complete = false,
+                    Err(e) => {
+                        complete = false;
+                        self.metrics.api_error("drone", &e);
+                        log(
+                            Level::Warn,
+                            "reading a step's log failed; will retry",
+                            &[
+                                ("build", &number),
+                                ("step", &step.name),
+                                ("error", &format!("{e:#}")),
+                            ],
+                        );
+                    }
+                }
+            }
+        }
+        complete
+    }
+
+    /// Sets the run's commit status if it changed; false when Gitea failed and it must be
+    /// tried again. A refusal (the bot may not set statuses) is logged once per repository
+    /// and not asked again: the comment carries the verdict alone.
+    fn set_status(&mut self, number: i64, repo: &Repo, state: &str, description: String) -> bool {
+        let Some(run) = self.state.runs.get(&number) else {
+            return true;
+        };
+        let key = format!("{state} {description}");
+        if run.last_status == key || self.no_status_rights.contains(&repo.full()) {
+            return true;
+        }
+        let sha = run.sha.clone();
+        let status = CreateStatus {
+            state: state.to_owned(),
+            target_url: format!("{}/runs/{number}.html", self.cfg.dashboard_url),
+            description,
+            context: self.cfg.status_context.clone(),
+        };
+        match self
+            .gitea
+            .create_status(&repo.owner, &repo.name, &sha, &status)
+        {
+            Ok(StatusPost::Created) => {
+                if let Some(r) = self.state.runs.get_mut(&number) {
+                    r.last_status = key;
+                    self.dirty = true;
+                }
+                true
+            }
+            Ok(StatusPost::Forbidden(why)) => {
+                self.no_status_rights.insert(repo.full());
+                log(
+                    Level::Warn,
+                    "the bot may not set commit statuses; the PR comment alone carries verdicts",
+                    &[
+                        ("repo", &repo.full()),
+                        (
+                            "needs",
+                            &"write access to the code and token scope write:repository",
+                        ),
+                        ("gitea", &why),
+                    ],
+                );
+                true
+            }
+            Err(e) => {
+                self.metrics.api_error("gitea", &e);
+                log(
+                    Level::Warn,
+                    "setting the run's commit status failed; will retry",
+                    &[("build", &number), ("error", &format!("{e:#}"))],
+                );
+                false
+            }
+        }
+    }
+
+    /// Renders the run's comment and status and writes what changed; forgets finished runs
+    /// once both are written.
     fn update_run(&mut self, number: i64, build: Option<Build>, queued_ahead: usize) {
+        let Some(build) = build else { return };
+        if !self.state.runs.contains_key(&number) {
+            return;
+        }
+        let finished = ccci::drone::is_done(&build.status);
+        // A finished run's comment waits until every verdict is in: it is the last one.
+        if !self.read_verdicts(number, &build) && finished {
+            return;
+        }
         let Some(run) = self.state.runs.get(&number).cloned() else {
             return;
         };
-        let Some(build) = build else { return };
         let Ok(repo) = Repo::parse(&run.repo) else {
             return;
         };
@@ -816,13 +939,19 @@ impl Engine {
         let view = comment::RunView {
             build_link: &link,
             dashboard_run: &dash,
+            dashboard: &self.cfg.dashboard_url,
             recipe: &run.recipe,
             sha: &run.sha,
             queued_ahead,
             superseded_by,
+            verdicts: &run.verdicts,
         };
         let body = comment::status(&build, &view, now());
-        let finished = ccci::drone::is_done(&build.status);
+        let (state, description) = comment::commit_status(&build, &view);
+        // The status first: a finished comment then means the status is final too.
+        if !self.set_status(number, &repo, state, description) && finished {
+            return;
+        }
         let mut status_comment = run.status_comment;
         if status_comment == 0 {
             // A crash (or a lost answer) may have come after the post and before the save.
@@ -839,8 +968,7 @@ impl Engine {
                 }
             }
         }
-        // Saved only when something changed: an idle follow cycle costs no disk write.
-        let mut changed = false;
+        // Written only when something changed: an idle follow cycle costs no request.
         if body != run.last_body || status_comment == 0 {
             let result = if status_comment == 0 {
                 self.gitea
@@ -857,7 +985,7 @@ impl Engine {
                         r.status_comment = cid;
                         r.last_body = body;
                     }
-                    changed = true;
+                    self.dirty = true;
                 }
                 Err(e) => {
                     self.metrics.api_error("gitea", &e);
@@ -882,9 +1010,6 @@ impl Engine {
                 ],
             );
             self.state.runs.remove(&number);
-            changed = true;
-        }
-        if changed {
             self.dirty = true;
         }
     }

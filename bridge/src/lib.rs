@@ -22,6 +22,45 @@ use ccci::log::{emit, Level};
 /// Webhook comments waiting for the worker; past this the hook answers 503.
 const QUEUE: usize = 1024;
 
+/// What `--check-config` says of the bot's rights beyond the file: for each enrolled
+/// repository, whether Gitea will let it set commit statuses. Gitea not answering is said, not
+/// an error: the configuration itself is valid.
+pub fn check_rights(cfg: &config::Config) -> Vec<String> {
+    let gitea = ccci::gitea::GiteaClient::new(
+        &format!("{}/api/v1", cfg.gitea_url),
+        cfg.gitea_token.clone(),
+        cfg.request_timeout,
+    );
+    let mut out = Vec::new();
+    for repo in cfg.recipes.values() {
+        let full = repo.full();
+        // Write on the code is in the repository's permissions; the token's scope shows only
+        // in use: watching, which the bridge does at start anyway, needs the same one.
+        let line = match (
+            gitea.get_repo(&repo.owner, &repo.name),
+            gitea.watch(&repo.owner, &repo.name),
+        ) {
+            (Ok(r), Ok(_)) if r.permissions.as_ref().is_some_and(|p| p.push) => format!(
+                "{full}: the bot may set commit statuses ({})",
+                cfg.status_context
+            ),
+            (Ok(_), Ok(_)) => format!(
+                "warning: {full}: the bot may not set commit statuses: it needs write access to \
+                 the code; runs are reported by PR comment only"
+            ),
+            (Ok(_), Err(e)) => format!(
+                "warning: {full}: the bot may not set commit statuses: its token lacks scope \
+                 write:repository ({e:#}); runs are reported by PR comment only"
+            ),
+            (Err(e), _) => {
+                format!("warning: {full}: could not ask Gitea about the bot's rights: {e:#}")
+            }
+        };
+        out.push(line);
+    }
+    out
+}
+
 /// Runs the bridge until the process is stopped.
 pub fn run(cfg: config::Config) -> Result<()> {
     let metrics = Arc::new(metrics::Metrics::default());

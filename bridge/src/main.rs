@@ -11,7 +11,8 @@ USAGE:
 
 OPTIONS:
     -c, --config FILE   JSON configuration (below). Required.
-        --check-config  Validate the configuration (and read the secret files), then exit.
+        --check-config  Validate the configuration (and read the secret files), ask Gitea
+                        whether the bot may set commit statuses on each recipe, then exit.
     -h, --help          Show this help.
 
 CONFIGURATION (JSON; every setting lives here, tokens only in files):
@@ -33,9 +34,12 @@ CONFIGURATION (JSON; every setting lives here, tokens only in files):
       "listen": "127.0.0.1:8088",                   (/hook, /healthz, /metrics)
       "webhook_secret_files": ["/run/credentials/cc-ci-bridge.service/webhook-secret"],
       "state_dir": "/var/lib/cc-ci-bridge",
-      "dashboard_url": "https://ci.coopcloud.tech"
+      "dashboard_url": "https://ci.coopcloud.tech",
+      "status_context": "cc-ci/testme"              (commit status on each run's head)
     }
     With no webhook secret, /hook answers 404 and polling alone finds comments.
+    Commit statuses need the bot to have write access to each recipe's code (and a token with
+    write:repository); without it the bridge says so once in its log and comments only.
 
 EXIT STATUS:
     0  config valid (--check-config)
@@ -67,6 +71,9 @@ fn run(mut args: pico_args::Arguments) -> anyhow::Result<()> {
     let cfg = bridge::config::Config::load(&config)?;
     if check {
         println!("config {} is valid", config.display());
+        for line in bridge::check_rights(&cfg) {
+            println!("{line}");
+        }
         return Ok(());
     }
     bridge::run(cfg)

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use ccci::verdict::Verdict;
+
 /// How long handled comment ids are remembered. Cursors never go back further than this, so a
 /// comment older than this can not come round again.
 pub const HANDLED_TTL_SECS: i64 = 14 * 24 * 3600;
@@ -68,6 +70,13 @@ pub struct Run {
     /// Set when a newer `!testme` replaced this run: the newer build's number.
     #[serde(default)]
     pub superseded_by: Option<i64>,
+    /// Finished step → the verdict its log ended with (`None`: none), each log read once.
+    #[serde(default)]
+    pub verdicts: BTreeMap<String, Option<Verdict>>,
+    /// The commit status last set on the head, `state description`, so unchanged ones cost
+    /// no request.
+    #[serde(default)]
+    pub last_status: String,
 }
 
 /// The state file and where it lives.

@@ -209,6 +209,36 @@ fn a_new_testme_supersedes_the_running_one() {
     let finished = w.wait_bot_comment(pr, "**passed**", Duration::from_secs(20));
     assert!(finished.body.contains("run [#2]"));
     assert_eq!(w.builds().len(), 2);
+    // The old run's status was finished as superseded before the new one's began; the head
+    // shows the new run's outcome.
+    let list: Vec<serde_json::Value> = ureq::get(&format!(
+        "{}/repos/coop-cloud/custom-html/statuses/{}",
+        w.gitea.api_url(),
+        w.head(pr)
+    ))
+    .call()
+    .unwrap()
+    .body_mut()
+    .read_json()
+    .unwrap();
+    let find = |state: &str, desc: &str, run: i64| {
+        list.iter()
+            .find(|s| {
+                s["status"] == state
+                    && s["description"].as_str().unwrap().starts_with(desc)
+                    && s["target_url"] == format!("https://ci.example.org/runs/{run}.html")
+            })
+            .unwrap_or_else(|| panic!("no {state} {desc:?} for run {run}: {list:?}"))["id"]
+            .as_i64()
+            .unwrap()
+    };
+    assert!(
+        find("error", "superseded by run #2", 1) < find("pending", "", 2),
+        "the new run's pending came after: {list:?}"
+    );
+    // The pipeline's steps print no verdict: no level is claimed.
+    let (state, desc, _) = commit_status(&w, &w.head(pr), "cc-ci/testme").0.unwrap();
+    assert_eq!((state.as_str(), desc.as_str()), ("success", "passed"));
 }
 
 #[test]
@@ -419,4 +449,168 @@ fn deleted_fork<F: Forge>(mut w: World<F>) {
     w.say(pr, "alice", "!testme");
     w.wait_bot_comment(pr, "only tests open pull requests", Duration::from_secs(10));
     assert!(w.builds().is_empty());
+}
+
+/// The combined commit status of `sha` for `context`, read anonymously: (state, description,
+/// target_url), and how many statuses were set in all.
+fn commit_status<F: Forge>(
+    w: &World<F>,
+    sha: &str,
+    context: &str,
+) -> (Option<(String, String, String)>, usize) {
+    let get = |path: &str| -> serde_json::Value {
+        ureq::get(&format!(
+            "{}/repos/coop-cloud/custom-html/{path}",
+            w.gitea.api_url()
+        ))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap()
+    };
+    let list = get(&format!("statuses/{sha}"));
+    let all = list.as_array().unwrap_or_else(|| panic!("{list}")).len();
+    let c = get(&format!("commits/{sha}/status"));
+    let mine = c["statuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["context"] == context)
+        .map(|s| {
+            (
+                s["status"].as_str().unwrap().to_owned(),
+                s["description"].as_str().unwrap().to_owned(),
+                s["target_url"].as_str().unwrap().to_owned(),
+            )
+        });
+    (mine, all)
+}
+
+#[test]
+fn rows_and_the_commit_status_say_what_stage_runner_decided() {
+    verdicts_reach_the_pr(World::new("verdicts", world::VERDICTS, &[]));
+}
+
+#[test]
+fn real_gitea_rows_and_the_commit_status_say_what_stage_runner_decided() {
+    verdicts_reach_the_pr(World::real("verdicts", world::VERDICTS, &[]));
+}
+
+fn verdicts_reach_the_pr<F: Forge>(mut w: World<F>) {
+    w.set_config("status_context", "ci/cc-ci".into());
+    w.start();
+    let pr = w.open_pr();
+    let sha = w.head(pr);
+    w.say(pr, "alice", "!testme");
+    let done = w.wait_bot_comment(pr, "Reproduce", Duration::from_secs(30));
+    let body = &done.body;
+    assert!(
+        body.contains("**failed** ❌ · reached **level 0 of 4 (broken)**"),
+        "{body}"
+    );
+    let row = |name: &str| {
+        body.lines()
+            .find(|l| l.starts_with(&format!("| {name} |")))
+            .unwrap_or_else(|| panic!("no {name} row: {body}"))
+            .to_owned()
+    };
+    let install = row("install");
+    assert!(install.contains("❌ failed"), "{install}");
+    assert!(
+        install.contains("tests failed in phase install"),
+        "{install}"
+    );
+    assert!(
+        install.contains("`custom-html/test_install.py::test_index` — assert 200 == 404"),
+        "{install}"
+    );
+    assert!(
+        install.contains("(https://ci.example.org/runs/1.html#stage-install)"),
+        "{install}"
+    );
+    assert!(install.contains("/coop-cloud/cc-ci/1/1/1)"), "{install}");
+    // Drone calls the skipped step a success; the row says what stage-runner decided.
+    let upgrade = row("upgrade");
+    assert!(
+        upgrade.contains("⏭️ skipped") && upgrade.contains("install failed"),
+        "{upgrade}"
+    );
+    let (mine, all) = commit_status(&w, &sha, "ci/cc-ci");
+    let (state, desc, url) = mine.expect("a status in the configured context");
+    assert_eq!(state, "failure");
+    assert_eq!(
+        desc,
+        "failed at install: tests failed in phase install (test_index) · level 0 of 4 (broken)"
+    );
+    assert_eq!(url, "https://ci.example.org/runs/1.html");
+    assert!(all >= 2, "pending first, then the outcome: {all}");
+    // Each finished step's log was read once.
+    let reads = w
+        .drone
+        .requests()
+        .iter()
+        .filter(|r| r.request.path.contains("/logs/"))
+        .count();
+    assert_eq!(reads, 2, "one log read per finished step");
+}
+
+#[test]
+fn a_bot_that_may_not_set_statuses_says_so_once_and_keeps_commenting() {
+    no_status_rights(World::new("norights", QUICK, &[]));
+}
+
+#[test]
+fn real_gitea_a_bot_that_may_not_set_statuses_says_so_once_and_keeps_commenting() {
+    no_status_rights(World::real("norights", QUICK, &[]));
+}
+
+fn no_status_rights<F: Forge>(mut w: World<F>) {
+    // A read-level token: no write:repository.
+    let narrow = w
+        .gitea
+        .create_token(
+            world::BOT,
+            &[
+                "read:issue",
+                "write:issue",
+                "read:repository",
+                "read:organization",
+                "write:notification",
+            ],
+        )
+        .unwrap();
+    std::fs::write(w.dir.join("gitea-token"), format!("{narrow}\n")).unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_cc-ci-bridge"))
+        .arg("--config")
+        .arg(w.dir.join("config.json"))
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{out}");
+    assert!(
+        out.contains("warning: coop-cloud/custom-html: the bot may not set commit statuses"),
+        "{out}"
+    );
+    w.start();
+    let pr = w.open_pr();
+    let sha = w.head(pr);
+    w.say(pr, "alice", "!testme");
+    w.wait_bot_comment(pr, "**passed**", Duration::from_secs(30));
+    w.say(pr, "alice", "!testme");
+    wait_until("the second run's result", Duration::from_secs(30), || {
+        w.bot_comments(pr)
+            .iter()
+            .filter(|c| c.body.contains("**passed**"))
+            .count()
+            == 2
+    });
+    let log = w.log();
+    assert_eq!(
+        log.matches("the bot may not set commit statuses").count(),
+        1,
+        "said once: {log}"
+    );
+    assert_eq!(commit_status(&w, &sha, "cc-ci/testme"), (None, 0));
 }

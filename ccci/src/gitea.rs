@@ -160,6 +160,36 @@ pub struct Repository {
     pub clone_url: String,
     pub ssh_url: String,
     pub default_branch: String,
+    /// What the asking user may do; absent when asked anonymously.
+    pub permissions: Option<Permission>,
+}
+
+/// `structs.Permission`: `push` is write access to the code, which commit statuses need.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Permission {
+    pub admin: bool,
+    pub push: bool,
+    pub pull: bool,
+}
+
+/// `structs.CreateStatusOption`. `state` is `pending`, `success`, `error`, `failure` or
+/// `warning`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CreateStatus {
+    pub state: String,
+    pub target_url: String,
+    pub description: String,
+    pub context: String,
+}
+
+/// What became of a commit status.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StatusPost {
+    Created,
+    /// 403: the token may not set statuses here (no write on the code, or no
+    /// `write:repository` scope); Gitea's message says which.
+    Forbidden(String),
 }
 
 /// `structs.Comment`. The PR number is only in `pull_request_url`; see [`Comment::pull_number`].
@@ -675,6 +705,29 @@ impl GiteaClient {
     pub fn watch(&self, owner: &str, repo: &str) -> Result<WatchInfo> {
         let path = format!("/repos/{}/{}/subscription", seg(owner), seg(repo));
         Ok(self.api.json("PUT", &path, None, &[200])?.1)
+    }
+
+    /// `GET /repos/{o}/{r}`, with the asking user's `permissions`.
+    pub fn get_repo(&self, owner: &str, repo: &str) -> Result<Repository> {
+        let path = format!("/repos/{}/{}", seg(owner), seg(repo));
+        Ok(self.api.json("GET", &path, None, &[200])?.1)
+    }
+
+    /// `POST /repos/{o}/{r}/statuses/{sha}` → 201; 403 when the token lacks the right.
+    pub fn create_status(
+        &self,
+        owner: &str,
+        repo: &str,
+        sha: &str,
+        status: &CreateStatus,
+    ) -> Result<StatusPost> {
+        let path = format!("/repos/{}/{}/statuses/{}", seg(owner), seg(repo), seg(sha));
+        let body = serde_json::to_value(status).context("serialising a commit status")?;
+        let reply = self.api.expect("POST", &path, Some(&body), &[201, 403])?;
+        Ok(match reply.status {
+            201 => StatusPost::Created,
+            _ => StatusPost::Forbidden(reply.excerpt()),
+        })
     }
 
     /// `GET /user`: who the token belongs to.

@@ -10,3 +10,4 @@ pub mod log;
 pub mod run;
 pub mod secret;
 pub mod summary;
+pub mod verdict;

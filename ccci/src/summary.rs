@@ -21,6 +21,34 @@ pub const STAGES: &[&str] = &[
     "teardown",
 ];
 
+/// The level ladder's rungs: the stages a run climbs, in order.
+pub const LADDER: [&str; 4] = ["install", "upgrade", "backup", "recipe-tests"];
+
+/// The level ladder (docs/dashboard.md): a run's level is how many rungs in a row passed;
+/// a recipe is stable at level 4 in each of its last five finished runs.
+pub const LEVELS: [(&str, &str); 6] = [
+    ("broken", "does not install"),
+    (
+        "installs",
+        "installs and answers its health check and install tests",
+    ),
+    (
+        "upgrades",
+        "upgrades from the previous release keeping its data",
+    ),
+    ("restores", "backup and restore keep its data"),
+    ("tested", "its own tests pass too"),
+    ("stable", "level 4 in each of its last 5 finished runs"),
+];
+
+/// The level a run reached, from each rung's status.
+pub fn level(mut status: impl FnMut(&str) -> Option<Status>) -> u8 {
+    LADDER
+        .iter()
+        .take_while(|s| status(s) == Some(Status::Passed))
+        .count() as u8
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {

@@ -173,6 +173,7 @@ pub fn generate(cfg: &Config) -> Result<Report> {
             format!("recipes/{}.html", r.name),
             format!("recipes/{}.atom", r.name),
             format!("badges/{}.svg", r.name),
+            format!("badges/level/{}.svg", r.name),
         ];
         if prev.recipes.get(r.name) == Some(&stamp) && files.iter().all(|f| staging.reuse(f)) {
             reused += 1;
@@ -190,6 +191,7 @@ pub fn generate(cfg: &Config) -> Result<Report> {
                 feed::atom(cfg, &title, &files[1], &runs, generated).as_bytes(),
             )?;
             staging.write(&files[2], badge::svg(r.name, r.status).as_bytes())?;
+            staging.write(&files[3], badge::level(r.name, r.level).as_bytes())?;
             rendered += 1;
         }
         manifest.recipes.insert(r.name.to_owned(), stamp);

@@ -4,12 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ccci::summary::Status as StageStatus;
+pub use ccci::summary::LEVELS;
 
 use crate::config::{Config, Repo};
 use crate::fetch::{Cache, CachedBuild, StageMark};
 
 /// The stages the overview marks, in run order (prepare and teardown appear on run pages).
-pub const MARKED: [&str; 4] = ["install", "upgrade", "backup", "recipe-tests"];
+pub const MARKED: [&str; 4] = ccci::summary::LADDER;
 
 /// Runs of the level ladder's top rung: this many newest finished runs at level 4.
 pub const STABLE_RUNS: usize = 5;
@@ -141,22 +142,6 @@ impl Mark {
     }
 }
 
-/// The level ladder (docs/dashboard.md). A run climbs while each stage in turn passed.
-pub const LEVELS: [(&str, &str); 6] = [
-    ("broken", "does not install"),
-    (
-        "installs",
-        "installs and answers its health check and install tests",
-    ),
-    (
-        "upgrades",
-        "upgrades from the previous release keeping its data",
-    ),
-    ("restores", "backup and restore keep its data"),
-    ("tested", "its own tests pass too"),
-    ("stable", "level 4 in each of its last 5 finished runs"),
-];
-
 /// One run of a recipe.
 #[derive(Debug)]
 pub struct Run<'a> {
@@ -207,14 +192,9 @@ fn run_level(run: &Run) -> Option<u8> {
     if matches!(run.status, Status::Running | Status::Cancelled) {
         return None;
     }
-    let mut level = 0;
-    for i in 0..MARKED.len() {
-        if run.mark(i) != Mark::Passed {
-            break;
-        }
-        level += 1;
-    }
-    Some(level)
+    Some(ccci::summary::level(|stage| {
+        run.stage(stage).map(|s| s.status)
+    }))
 }
 
 /// One enrolled recipe.

@@ -284,17 +284,17 @@ pub fn recipe_page(links: &Links, r: &Recipe) -> String {
     let repo = esc(&links.repo(r)).into_owned();
     let repo_full = esc(&r.repo.full()).into_owned();
     let site = &links.cfg.site_url;
-    let badge_url = format!("{site}/badges/{}.svg", r.name);
+    let badge_url = format!("{site}/badges/level/{}.svg", r.name);
     let page_url = format!("{site}/recipes/{}.html", r.name);
-    let md = format!("[![cc-ci]({badge_url})]({page_url})");
+    let md = format!("[![cc-ci level]({badge_url})]({page_url})");
     let md = esc(&md);
     let html_snippet =
-        format!("<a href=\"{page_url}\"><img src=\"{badge_url}\" alt=\"cc-ci status\"></a>");
+        format!("<a href=\"{page_url}\"><img src=\"{badge_url}\" alt=\"cc-ci level\"></a>");
     let html_snippet = esc(&html_snippet);
     let mut body = String::with_capacity(16 * 1024 + r.runs.len() * 800);
     let _ = write!(
         body,
-        "<p class=crumbs><a href=\"../index.html\">All recipes</a></p><h1>{name} {}</h1><p class=meta><img src=\"../badges/{name}.svg\" alt=\"cc-ci {} badge\"> Level: <b>{}</b> · Repository <a href=\"{repo}\">{repo_full}</a>",
+        "<p class=crumbs><a href=\"../index.html\">All recipes</a></p><h1>{name} {}</h1><p class=meta><img src=\"../badges/level/{name}.svg\" alt=\"cc-ci {} badge\"> Level: <b>{}</b> · Repository <a href=\"{repo}\">{repo_full}</a>",
         status_badge(r.status),
         r.status.badge(),
         level_cell(r.level)
@@ -365,6 +365,17 @@ pub fn run_page(
         "<p class=crumbs><a href=\"../index.html\">All recipes</a> › <a href=\"../recipes/{name}.html\">{name}</a></p><h1>{name} #{n} {}</h1>",
         status_badge(run.status)
     );
+    // The run's card (what the PR comment shows) heads the page; it is not a screenshot.
+    let (cards, artifacts): (Vec<_>, Vec<_>) = artifacts
+        .iter()
+        .partition(|(_, a)| a == "artifacts/card.png");
+    if let Some((_, a)) = cards.first() {
+        let _ = write!(
+            body,
+            "<p class=card><img src=\"{n}/{}\" alt=\"the run's summary card\" width=760></p>",
+            esc(a)
+        );
+    }
     let version = esc(run.version()).into_owned();
     let base = esc(summary.map(|s| s.upgrade_base.as_str()).unwrap_or("")).into_owned();
     let domain = esc(summary.map(|s| s.domain.as_str()).unwrap_or("")).into_owned();
@@ -436,7 +447,7 @@ pub fn run_page(
         };
         let _ = write!(
             body,
-            "<tr><th scope=row>{stage}</th><td><i class={}>{}</i> {}</td><td>{dur}</td><td>{tests}</td><td>{reason}</td><td>{log}</td></tr>",
+            "<tr id=stage-{stage}><th scope=row>{stage}</th><td><i class={}>{}</i> {}</td><td>{dur}</td><td>{tests}</td><td>{reason}</td><td>{log}</td></tr>",
             m.class(),
             m.symbol(),
             m.as_str()
@@ -463,7 +474,7 @@ pub fn run_page(
     }
     if !artifacts.is_empty() {
         body.push_str("<h2>Screenshots and artifacts</h2><div class=shots>");
-        for (stage, a) in artifacts {
+        for (stage, a) in &artifacts {
             // Artifact paths passed `fetch::artifact_path_ok`: plain components only.
             let a = esc(a);
             let stage = esc(stage);
@@ -546,6 +557,7 @@ dl.facts dt{color:var(--mute)}dl.facts dd{margin:0;overflow-wrap:anywhere}
 details.fail{border:1px solid var(--line);border-left:4px solid var(--f);border-radius:.3rem;padding:.4rem .6rem;margin:.4rem 0}
 details.fail summary{cursor:pointer;overflow-wrap:anywhere}
 details.fail pre{margin-top:.4rem}
+.card img{max-width:100%;height:auto}
 .shots{display:flex;flex-wrap:wrap;gap:1rem}
 .shots figure{margin:0;max-width:360px}
 .shots img{max-width:100%;border:1px solid var(--line);border-radius:.3rem}

@@ -317,7 +317,8 @@ fn every_status_mark_level_and_outside_string() {
     .enumerate()
     {
         assert!(
-            run_b.contains(&format!("<tr><th scope=row>{st}</th>")),
+            // Each row is a target the PR comment links (`#stage-<stage>`).
+            run_b.contains(&format!("<tr id=stage-{st}><th scope=row>{st}</th>")),
             "{st}"
         );
         assert!(
@@ -371,7 +372,7 @@ fn every_status_mark_level_and_outside_string() {
         page_b.contains("<svg class=spark")
             && page_b.contains("<title>last 2 runs of bravo: 1 passed</title>")
     );
-    assert!(page_b.contains("[![cc-ci](https://ci.example.org/badges/bravo.svg)](https://ci.example.org/recipes/bravo.html)"));
+    assert!(page_b.contains("[![cc-ci level](https://ci.example.org/badges/level/bravo.svg)](https://ci.example.org/recipes/bravo.html)"));
     assert!(w.read("recipes/golf.html").contains("Never tested"));
 
     // Badges.
@@ -389,6 +390,16 @@ fn every_status_mark_level_and_outside_string() {
             "{r}: {svg}"
         );
         assert!(svg.contains(">cc-ci</text>"));
+    }
+    // The level badges, as recipe READMEs embed them: recipe and level, coloured by level.
+    for (r, msg) in [("alpha", "level 4"), ("golf", "untested")] {
+        let svg = w.read(&format!("badges/level/{r}.svg"));
+        assert!(
+            svg.contains(&format!(">{r}</text>"))
+                && svg.contains(&format!(">{msg}</text>"))
+                && svg.contains(&format!("<title>cc-ci: {r} {msg}</title>")),
+            "{r}: {svg}"
+        );
     }
 
     // summary.json for tools.

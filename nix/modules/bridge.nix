@@ -121,6 +121,15 @@ in
           defaultText = literalExpression ''"https://''${config.services.cc-ci.domain}"'';
           description = "The dashboard, linked from PR comments.";
         };
+        status_context = mkOption {
+          type = types.strMatching ".{1,255}";
+          default = "cc-ci/testme";
+          description = ''
+            Context of the commit status set on each run's PR head. Needs the bot to have write
+            access to the recipe's code and a token with `write:repository`; without them the
+            bridge comments only (and says so once in its log).
+          '';
+        };
       };
     };
     default = { };

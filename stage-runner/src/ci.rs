@@ -30,6 +30,13 @@ pub struct CiSettings {
     /// Stages skipped for this recipe, with the reason shown everywhere.
     #[serde(default)]
     pub skip: BTreeMap<String, String>,
+    /// The page the run's card shows, screenshot after install's readiness check.
+    #[serde(default = "default_screenshot")]
+    pub screenshot_path: String,
+}
+
+fn default_screenshot() -> String {
+    "/".into()
 }
 
 fn default_health() -> String {
@@ -61,6 +68,7 @@ impl CiSettings {
             Ok(b) => serde_json::from_slice(&b).with_context(|| format!("parsing {}", p.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(CiSettings {
                 health_path: default_health(),
+                screenshot_path: default_screenshot(),
                 ..Default::default()
             }),
             Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),

@@ -14,9 +14,11 @@ pub mod rundir;
 pub mod stage;
 pub mod wait;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use ccci::run::RunParams;
+use ccci::summary::Status;
+use ccci::verdict::Verdict;
 
 use crate::config::Config;
 use crate::process::say;
@@ -26,31 +28,71 @@ use crate::stage::{Ctx, Outcome};
 /// The stages of a run, in order.
 pub const STAGES: &[&str] = ccci::summary::STAGES;
 
-/// Runs one stage of the Drone build this process belongs to; returns the exit status.
+/// Runs one stage of the Drone build this process belongs to and prints its verdict line,
+/// last; returns the exit status. An error returned here is the caller's to report (see
+/// [`error_verdict`]).
 pub fn drone_stage(cfg: Config, stage: &str) -> Result<u8> {
     let run_id = stage::drone_run_id()?;
     if stage == "prepare" {
         let params = RunParams::from_lookup(|k| std::env::var(k).ok())?;
         let build: i64 = run_id.parse().unwrap_or(0);
-        return Ok(prepare(cfg, &params, &run_id, build));
+        let (code, verdict) = prepare(cfg, &params, &run_id, build);
+        say(&Redactor::new([]), &verdict.line());
+        return Ok(code);
     }
+    let dir = rundir::dir(&cfg.state_dir, &run_id);
     let mut ctx = match Ctx::open(cfg.clone(), &run_id) {
         Ok(c) => c,
-        // Teardown of a run that never started, or is already gone, has nothing to do.
+        // Teardown of a run that never started, or is already gone, has nothing to deploy to
+        // remove: only what a prepare that stopped early left.
         Err(_) if stage == "teardown" => {
+            if dir.exists()
+                && rundir::Run::load(&dir).is_err()
+                && rundir::Lock::try_take(&dir)?.is_some()
+            {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("removing {}", dir.display()))?;
+            }
             janitor::sweep(&cfg)?;
+            let v = Verdict::new(stage, Status::Passed, "", &Default::default(), &[]);
+            say(&Redactor::new([]), &v.line());
+            return Ok(0);
+        }
+        // prepare said why; this stage has nothing to work on.
+        Err(_) if !dir.join("run.json").exists() => {
+            let v = Verdict::new(
+                stage,
+                Status::Skipped,
+                "prepare did not pass: the run has no state",
+                &Default::default(),
+                &[],
+            );
+            say(&Redactor::new([]), &v.line());
             return Ok(0);
         }
         Err(e) => return Err(e),
     };
     let o = stage::run_stage(&mut ctx, stage);
-    if stage == "teardown" && o.exit_code() == 0 {
+    let mut verdict = o.verdict(stage, &ctx.redactor);
+    if stage == "teardown" {
+        verdict.card = ctx.render_card();
+    }
+    let redactor = ctx.redactor.clone();
+    let code = o.exit_code();
+    if stage == "teardown" && code == 0 {
         ctx.forget()?;
     }
-    Ok(o.exit_code())
+    say(&redactor, &verdict.line());
+    Ok(code)
 }
 
-fn prepare(cfg: Config, params: &RunParams, run_id: &str, build: i64) -> u8 {
+/// The verdict line of a stage that stopped on an error before it could judge anything (bad
+/// configuration, no build number). Such errors never hold secret values.
+pub fn error_verdict(stage: &str, why: &str) -> String {
+    Verdict::new(stage, Status::Error, why, &Default::default(), &[]).line()
+}
+
+fn prepare(cfg: Config, params: &RunParams, run_id: &str, build: i64) -> (u8, Verdict) {
     let started = stage::now();
     let t = std::time::Instant::now();
     let run_dir = rundir::dir(&cfg.state_dir, run_id);
@@ -58,11 +100,12 @@ fn prepare(cfg: Config, params: &RunParams, run_id: &str, build: i64) -> u8 {
         Ok(ctx) => {
             let o = Outcome::passed();
             let _ = ctx.record("prepare", started, t.elapsed(), &o);
-            0
+            (0, o.verdict("prepare", &ctx.redactor))
         }
         Err(e) => {
             let quiet = Redactor::new([]);
-            say(&quiet, &format!("ERROR stage-runner: prepare: {e:#}"));
+            let why = format!("{e:#}");
+            say(&quiet, &format!("ERROR stage-runner: prepare: {why}"));
             if let Some(why) = abort::aborted() {
                 // Nothing is deployed before install: the run's directory is all there is.
                 say(
@@ -72,7 +115,8 @@ fn prepare(cfg: Config, params: &RunParams, run_id: &str, build: i64) -> u8 {
                 process::kill_all_children();
                 let _ = std::fs::remove_dir_all(&run_dir);
             }
-            2
+            let v = Verdict::new("prepare", Status::Error, &why, &Default::default(), &[]);
+            (2, v)
         }
     }
 }
@@ -80,7 +124,7 @@ fn prepare(cfg: Config, params: &RunParams, run_id: &str, build: i64) -> u8 {
 /// `local`: every stage in order on this machine's abra server, teardown always last.
 pub fn local(cfg: Config, params: &RunParams) -> Result<u8> {
     let run_id = format!("l{}", rundir::random_token(6)?.to_lowercase());
-    let code = prepare(cfg.clone(), params, &run_id, 0);
+    let (code, _) = prepare(cfg.clone(), params, &run_id, 0);
     if code != 0 {
         return Ok(code);
     }
@@ -98,6 +142,7 @@ pub fn local(cfg: Config, params: &RunParams) -> Result<u8> {
         }
     }
     let o = stage::run_stage(&mut ctx, "teardown");
+    ctx.render_card();
     worst = worst.max(o.exit_code());
     if o.exit_code() == 0 {
         ctx.forget()?;

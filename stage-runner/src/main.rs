@@ -57,11 +57,19 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     stage_runner::abort::install();
+    // Known before parsing, so even a bad argument or configuration ends in a verdict line.
+    let stage = std::env::args()
+        .skip(1)
+        .find(|a| stage_runner::STAGES.contains(&a.as_str()));
     match run(args) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             // Errors never carry secret values: those live only in the redactor's keeping.
-            println!("ERROR stage-runner: {e:#}");
+            let why = format!("{e:#}");
+            println!("ERROR stage-runner: {why}");
+            if let Some(stage) = stage {
+                println!("{}", stage_runner::error_verdict(&stage, &why));
+            }
             ExitCode::from(2)
         }
     }

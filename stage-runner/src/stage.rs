@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 
 use ccci::run::{app_domain, check_recipe_name, RunParams};
 use ccci::summary::{Counts, Failure, StageResult, Status, Summary, SCHEMA};
+use ccci::verdict::Verdict;
 
 use crate::abort;
 use crate::abra::{self, Abra};
@@ -19,6 +20,13 @@ use crate::process::{self, say, Cmd};
 use crate::redact::Redactor;
 use crate::rundir::{self, Lock, Run};
 use crate::wait;
+
+/// Where the run's card and the landing screenshot it shows live in its results (the card's
+/// URL on the dashboard is `runs/<build>/artifacts/card.png`).
+pub const CARD: &str = "artifacts/card.png";
+pub const LANDING: &str = "artifacts/install/landing.png";
+/// A browser start and one page: far less than this, or something hangs.
+const CARD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The recipe under test failed (not cc-ci, not the host): a red verdict, not an error.
 #[derive(Debug)]
@@ -73,6 +81,25 @@ impl Outcome {
         }
     }
 
+    /// The line the bridge reads from the step's log: every string redacted before it is cut.
+    pub fn verdict(&self, stage: &str, redactor: &Redactor) -> Verdict {
+        let failures: Vec<Failure> = self
+            .failures
+            .iter()
+            .map(|f| Failure {
+                name: redactor.redact_str(&f.name),
+                message: redactor.redact_str(&f.message),
+            })
+            .collect();
+        Verdict::new(
+            stage,
+            self.status,
+            &redactor.redact_str(&self.reason),
+            &self.tests,
+            &failures,
+        )
+    }
+
     /// Exit status: 0 passed or skipped, 1 tests failed, 2 the stage could not run.
     pub fn exit_code(&self) -> u8 {
         match self.status {
@@ -115,7 +142,7 @@ pub fn drone_run_id() -> Result<String> {
     Ok(n)
 }
 
-fn results_dir(cfg: &Config, run_id: &str) -> PathBuf {
+pub fn results_dir(cfg: &Config, run_id: &str) -> PathBuf {
     cfg.results_dir.join(run_id)
 }
 
@@ -350,6 +377,40 @@ impl Ctx {
         Ok(())
     }
 
+    /// A Python process of the harness, with the run described in the CCCI_* environment.
+    fn harness(&self, stage: &str, phase: &str, args: &[&str]) -> Cmd {
+        let artifacts = results_dir(&self.cfg, &self.run.id)
+            .join("artifacts")
+            .join(stage);
+        Cmd::new(&self.cfg.python, args)
+            .timeout(self.cfg.command_timeout())
+            .env("PYTHONPATH", self.cfg.tests_dir.display().to_string())
+            .env("CCCI_RECIPE", &self.run.recipe)
+            .env("CCCI_DOMAIN", &self.run.domain)
+            .env("CCCI_BASE_URL", self.base_url())
+            .env("CCCI_STAGE", stage)
+            .env("CCCI_PHASE", phase)
+            .env("CCCI_RESOLVE", self.cfg.resolve.clone().unwrap_or_default())
+            .env("CCCI_RUN_DIR", self.dir.display().to_string())
+            .env("CCCI_ARTIFACTS", artifacts.display().to_string())
+            .env("CCCI_ABRA", self.cfg.abra.display().to_string())
+            .env("ABRA_DIR", self.dir.join("abra").display().to_string())
+            .env("CCCI_SERVER", &self.cfg.server)
+            .env("CCCI_CHROMIUM", self.cfg.chromium.display().to_string())
+            .env(
+                "CCCI_TLS_VERIFY",
+                if self.cfg.tls_verify { "1" } else { "0" },
+            )
+            .envs(
+                &self
+                    .cfg
+                    .abra_env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<Vec<_>>(),
+            )
+    }
+
     /// Runs one phase of the recipe's tests against the live app.
     fn pytest(
         &self,
@@ -380,33 +441,7 @@ impl Ctx {
             args.extend(["-m", phase]);
         }
         args.extend(["-p", "ccci_harness.plugin"]);
-        let mut cmd = Cmd::new(&self.cfg.python, &args)
-            .timeout(self.cfg.command_timeout())
-            .env("PYTHONPATH", self.cfg.tests_dir.display().to_string())
-            .env("CCCI_RECIPE", &self.run.recipe)
-            .env("CCCI_DOMAIN", &self.run.domain)
-            .env("CCCI_BASE_URL", self.base_url())
-            .env("CCCI_STAGE", stage)
-            .env("CCCI_PHASE", phase)
-            .env("CCCI_RESOLVE", self.cfg.resolve.clone().unwrap_or_default())
-            .env("CCCI_RUN_DIR", self.dir.display().to_string())
-            .env("CCCI_ARTIFACTS", artifacts.display().to_string())
-            .env("CCCI_ABRA", self.cfg.abra.display().to_string())
-            .env("ABRA_DIR", self.dir.join("abra").display().to_string())
-            .env("CCCI_SERVER", &self.cfg.server)
-            .env("CCCI_CHROMIUM", self.cfg.chromium.display().to_string())
-            .env(
-                "CCCI_TLS_VERIFY",
-                if self.cfg.tls_verify { "1" } else { "0" },
-            )
-            .envs(
-                &self
-                    .cfg
-                    .abra_env
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect::<Vec<_>>(),
-            );
+        let mut cmd = self.harness(stage, phase, &args);
         if own_tests {
             // A recipe's own tests see no CI credential: only what the contract names.
             cmd = cmd.clear_env();
@@ -459,11 +494,105 @@ impl Ctx {
 
     pub fn install(&mut self) -> Result<Outcome> {
         self.deploy_fresh(None)?;
+        self.landing_screenshot();
         let mut o = Outcome::passed();
         let suite = self.suite();
         o.merge(self.pytest("install", "install", &suite, false)?);
         o.artifacts = self.artifacts("install");
         Ok(o)
+    }
+
+    /// Best effort, before any test changes the app: its landing page for the run's card.
+    /// Never kept when the page shows one of the run's values.
+    fn landing_screenshot(&self) {
+        let out = results_dir(&self.cfg, &self.run.id).join(LANDING);
+        let o = out.display().to_string();
+        let path = self.run.ci.screenshot_path.clone();
+        let cmd = self
+            .harness(
+                "install",
+                "install",
+                &[
+                    "-m",
+                    "ccci_harness.card",
+                    "landing",
+                    "--out",
+                    &o,
+                    "--path",
+                    &path,
+                ],
+            )
+            .timeout(CARD_TIMEOUT);
+        match process::run(cmd, &self.redactor) {
+            Ok(out) if out.success() => {}
+            Ok(out) => self.say(&format!("card: no landing screenshot ({})", out.last_line)),
+            Err(e) => self.say(&format!("card: no landing screenshot: {e:#}")),
+        }
+    }
+
+    /// Best effort, once every stage is recorded: the run's summary card, listed with the
+    /// teardown stage's artifacts. Returns whether it was made; never changes a verdict.
+    pub fn render_card(&self) -> bool {
+        let t = Instant::now();
+        let results = results_dir(&self.cfg, &self.run.id);
+        let path = self.summary_path();
+        let Ok(mut s) = Summary::load(&path) else {
+            return false;
+        };
+        let level = ccci::summary::level(|st| s.stage(st).map(|x| x.status));
+        let out = results.join(CARD);
+        let shot = results.join(LANDING);
+        let (o, sp, lv) = (
+            out.display().to_string(),
+            path.display().to_string(),
+            level.to_string(),
+        );
+        let shot_s = shot.display().to_string();
+        let mut args = vec![
+            "-m",
+            "ccci_harness.card",
+            "render",
+            "--summary",
+            &sp,
+            "--out",
+            &o,
+            "--level",
+            &lv,
+            "--level-name",
+            ccci::summary::LEVELS[level as usize].0,
+        ];
+        if shot.is_file() {
+            args.extend(["--screenshot", &shot_s]);
+        }
+        let cmd = self.harness("teardown", "", &args).timeout(CARD_TIMEOUT);
+        match process::run(cmd, &self.redactor) {
+            Ok(r) if r.success() && out.is_file() => {}
+            Ok(r) => {
+                self.say(&format!("card: not made ({})", r.last_line));
+                return false;
+            }
+            Err(e) => {
+                self.say(&format!("card: not made: {e:#}"));
+                return false;
+            }
+        }
+        if let Some(st) = s.stages.iter_mut().find(|st| st.name == "teardown") {
+            if !st.artifacts.iter().any(|a| a == CARD) {
+                st.artifacts.push(CARD.into());
+            }
+        }
+        if let Err(e) = s.save(&path) {
+            self.say(&format!(
+                "card: made, but the summary could not list it: {e:#}"
+            ));
+            return false;
+        }
+        let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+        self.say(&format!(
+            "card: {CARD} ({bytes} bytes) in {} ms",
+            t.elapsed().as_millis()
+        ));
+        true
     }
 
     /// Why a stage after install does not run: skipped in `ci.json`, or no live app because
@@ -618,6 +747,46 @@ pub fn prepare(cfg: Config, p: &RunParams, run_id: &str, build: i64) -> Result<C
         bail!("run {run_id} already exists at {}", dir.display());
     }
     rundir::create(&dir)?;
+    // The summary first: whatever stops prepare from here on is recorded in it.
+    let results = results_dir(&cfg, run_id);
+    std::fs::create_dir_all(&results)?;
+    Summary {
+        schema: SCHEMA,
+        build,
+        recipe: p.recipe.clone(),
+        sha: p.sha.clone(),
+        pr: p.pr,
+        src: p.src.clone(),
+        domain: String::new(),
+        version: String::new(),
+        upgrade_base: String::new(),
+        started: now(),
+        finished: 0,
+        stages: Vec::new(),
+    }
+    .save(&results.join("summary.json"))?;
+    let started = std::time::Instant::now();
+    prepare_run(cfg, p, run_id, build, &dir).inspect_err(|e| {
+        // Best effort: the step's verdict line says the same.
+        let path = results.join("summary.json");
+        if let Ok(mut s) = Summary::load(&path) {
+            s.set_stage(StageResult {
+                name: "prepare".into(),
+                status: Status::Error,
+                reason: Redactor::new([]).redact_str(&format!("{e:#}")),
+                started: s.started,
+                duration_ms: started.elapsed().as_millis() as u64,
+                tests: Counts::default(),
+                failures: Vec::new(),
+                artifacts: Vec::new(),
+            });
+            let _ = s.save(&path);
+        }
+    })
+}
+
+/// What prepare does once the run's directory and summary exist.
+fn prepare_run(cfg: Config, p: &RunParams, run_id: &str, build: i64, dir: &Path) -> Result<Ctx> {
     let servers = cfg.abra_dir.join("servers");
     if !servers.join(&cfg.server).is_dir() {
         bail!(
@@ -643,24 +812,7 @@ pub fn prepare(cfg: Config, p: &RunParams, run_id: &str, build: i64) -> Result<C
         ci,
         created: now(),
     };
-    run.save(&dir)?;
-    let results = results_dir(&cfg, run_id);
-    std::fs::create_dir_all(&results)?;
-    Summary {
-        schema: SCHEMA,
-        build,
-        recipe: p.recipe.clone(),
-        sha: p.sha.clone(),
-        pr: p.pr,
-        src: p.src.clone(),
-        domain: String::new(),
-        version: String::new(),
-        upgrade_base: String::new(),
-        started: now(),
-        finished: 0,
-        stages: Vec::new(),
-    }
-    .save(&results.join("summary.json"))?;
+    run.save(dir)?;
     let mut ctx = Ctx::open(cfg, run_id)?;
     ctx.fetch()?;
     Ok(ctx)

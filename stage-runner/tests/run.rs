@@ -45,7 +45,97 @@ fn a_whole_run_passes_and_leaves_nothing_behind() {
         !sum.stage("install").unwrap().artifacts.is_empty(),
         "the install tests keep a screenshot"
     );
+    // The landing page before any test, and the card that shows it, listed for the site.
+    let install = sum.stage("install").unwrap();
+    assert!(
+        install
+            .artifacts
+            .iter()
+            .any(|a| a == "artifacts/install/landing.png"),
+        "{:?}",
+        install.artifacts
+    );
+    let teardown = sum.stage("teardown").unwrap();
+    assert_eq!(teardown.artifacts, ["artifacts/card.png"]);
+    let card = std::fs::read(w.dir.join("results/7/artifacts/card.png")).unwrap();
+    assert!(card.starts_with(b"\x89PNG"), "a PNG");
+    assert!(card.len() < 200_000, "{} bytes", card.len());
     assert_eq!(w.leftovers(), Vec::<String>::new());
+}
+
+/// A landing page that shows one of the run's secrets is never screenshot; the card is made
+/// without it, and the secret reaches neither the log nor the results.
+#[test]
+fn a_landing_page_showing_a_secret_is_never_screenshot() {
+    let tests = planted_tests(
+        "landingsecret",
+        &[(
+            "custom-html/ci.json",
+            r#"{"health_path": "/", "env": {"LETS_ENCRYPT_ENV": ""}, "screenshot_path": "/leak.html"}"#,
+        )],
+    );
+    let mut w = World::with_tests("landingsecret", &tests);
+    // The PR makes the app publish its generated admin password.
+    let repo = w.forge.join("custom-html");
+    let compose = std::fs::read_to_string(repo.join("compose.yml")).unwrap();
+    let leaky = compose.replacen(
+        "    image: nginx:1.27.2\n",
+        "    image: nginx:1.27.2\n    command: [\"sh\", \"-c\", \"cp /run/secrets/admin_password /usr/share/nginx/html/leak.html && exec nginx -g 'daemon off;'\"]\n",
+        1,
+    );
+    assert_ne!(leaky, compose);
+    std::fs::write(repo.join("compose.yml"), leaky).unwrap();
+    world::git(&repo, &["commit", "-qam", "PR: publish the password"]);
+    w.sha = world::git(&repo, &["rev-parse", "HEAD"]);
+    let env = w.params(13);
+    let mut log = String::new();
+    for stage in ["prepare", "install"] {
+        let s = w.stage(stage, &env);
+        log.push_str(&s.stdout);
+        assert_eq!(s.code, 0, "{stage}:\n{}", s.stdout);
+    }
+    let values: std::collections::BTreeMap<String, String> =
+        serde_json::from_slice(&std::fs::read(w.dir.join("state/runs/13/values.json")).unwrap())
+            .unwrap();
+    let secret = values["secret_admin_password"].clone();
+    let served = std::process::Command::new("curl")
+        .args(["-sk", "--resolve"])
+        .arg(format!("custom-html-13.{}:443:127.0.0.1", w.base_domain))
+        .arg(format!(
+            "https://custom-html-13.{}/leak.html",
+            w.base_domain
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&served.stdout).contains(&secret),
+        "the planted page serves the secret"
+    );
+    let t = w.stage("teardown", &env);
+    log.push_str(&t.stdout);
+    assert!(
+        log.contains("shows one of the run's values; no screenshot kept"),
+        "{log}"
+    );
+    assert!(!w
+        .dir
+        .join("results/13/artifacts/install/landing.png")
+        .exists());
+    assert!(
+        w.dir.join("results/13/artifacts/card.png").is_file(),
+        "{log}"
+    );
+    assert!(!log.contains(&secret), "the secret reached the log");
+    for e in walk(&w.dir.join("results")) {
+        let bytes = std::fs::read(&e).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(&secret),
+            "the secret reached {}",
+            e.display()
+        );
+    }
+    assert_eq!(w.leftovers(), Vec::<String>::new());
+    let _ = std::fs::remove_dir_all(&tests);
 }
 
 /// The stateful recipe: Synapse and PostgreSQL for real, the matrix-synapse suite in every stage.

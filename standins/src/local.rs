@@ -340,7 +340,17 @@ impl World {
         let sha = git(&work, &["rev-parse", "HEAD"])?;
         match &self.gitea {
             LocalGitea::Standin(g) => {
-                git(&work, &["push", "-q", "-f", "origin", branch])?;
+                // HEAD, not the branch: `edit` may have moved to another (an orphan start).
+                git(
+                    &work,
+                    &[
+                        "push",
+                        "-q",
+                        "-f",
+                        "origin",
+                        &format!("HEAD:refs/heads/{branch}"),
+                    ],
+                )?;
                 g.push_branch(ORG, RECIPE, branch, &sha)?;
                 let pr = g.open_pull(
                     ORG,
@@ -477,6 +487,31 @@ impl World {
                 )
             })
             .collect())
+    }
+
+    /// The commit status cc-ci set on `sha` of the recipe (newest of context `cc-ci/testme`),
+    /// read anonymously as a merge check would: (state, description, target_url).
+    pub fn head_status(&self, sha: &str) -> Result<Option<(String, String, String)>> {
+        let url = format!(
+            "{}/repos/{ORG}/{RECIPE}/commits/{sha}/status",
+            self.gitea.api_url()
+        );
+        let c: serde_json::Value = ureq::get(&url)
+            .call()
+            .context("reading the combined commit status")?
+            .body_mut()
+            .read_json()
+            .context("reading the combined commit status")?;
+        // Gitea answers `statuses: null` when there are none.
+        let found = c["statuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["context"] == "cc-ci/testme");
+        Ok(found.map(|s| {
+            let f = |k: &str| s[k].as_str().unwrap_or("").to_owned();
+            (f("status"), f("description"), f("target_url"))
+        }))
     }
 
     pub fn site(&self) -> PathBuf {

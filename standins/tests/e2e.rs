@@ -105,6 +105,91 @@ fn failed_logs(w: &World, build: i64) -> String {
     out
 }
 
+/// Opens a PR made by `edit`, comments `!testme` on it, and waits for the run's final
+/// comment: (the PR's head, the build, the comment, the run's summary).
+fn tested_pr(
+    w: &World,
+    branch: &str,
+    title: &str,
+    edit: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> (String, i64, String, serde_json::Value) {
+    let (pr, sha) = w.open_pr(branch, title, edit).unwrap();
+    w.comment_on(pr, MAINTAINER, "!testme").unwrap();
+    let b = wait("a build", Duration::from_secs(10), || {
+        w.builds().into_iter().next()
+    });
+    let body = final_comment(w, pr, b.number);
+    let sum = summary(w, b.number);
+    (sha, b.number, body, sum)
+}
+
+fn head_status(w: &World, sha: &str) -> Option<(String, String, String)> {
+    w.head_status(sha).unwrap()
+}
+
+/// The run's summary, as stage-runner wrote it on the runner host (docs/run-summary.md).
+fn summary(w: &World, build: i64) -> serde_json::Value {
+    let p = w.setup.dir.join(format!("results/{build}/summary.json"));
+    serde_json::from_str(&read(&p)).unwrap()
+}
+
+/// One stage of a summary.
+fn stage<'a>(sum: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    sum["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no stage {name} in {sum}"))
+}
+
+/// Failing tests a PR row names; the rest are counted (ccci::verdict::MAX_FAILURES).
+const NAMED_FAILURES: usize = 5;
+
+/// Every stage the summary holds has a row on the PR saying the same: its status, its reason,
+/// its failing tests, and for a red one where to look.
+fn rows_match_summary(body: &str, sum: &serde_json::Value) {
+    for st in sum["stages"].as_array().unwrap() {
+        let name = st["name"].as_str().unwrap();
+        let status = st["status"].as_str().unwrap();
+        let row = body
+            .lines()
+            .find(|l| l.starts_with(&format!("| {name} |")))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{body}"));
+        let mark = match status {
+            "passed" => "✅ passed",
+            "failed" => "❌ failed",
+            "skipped" => "⏭️ skipped",
+            "error" => "⚠️ error",
+            other => panic!("{name} is {other} in the summary"),
+        };
+        assert!(row.contains(mark), "{name} is {mark} in the summary: {row}");
+        let reason: String = st["reason"]
+            .as_str()
+            .unwrap_or("")
+            .chars()
+            .take(60)
+            .collect();
+        assert!(
+            row.contains(&reason.replace('|', "\\|")),
+            "{name}'s reason {reason:?} not in {row}"
+        );
+        for f in st["failures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .take(NAMED_FAILURES)
+        {
+            let f = f["name"].as_str().unwrap();
+            assert!(row.contains(f), "{f} not named in {row}");
+        }
+        if matches!(status, "failed" | "error") {
+            assert!(row.contains(&format!("#stage-{name})")), "{row}");
+            assert!(row.contains("[Drone log]("), "{row}");
+        }
+    }
+}
+
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
@@ -137,6 +222,15 @@ fn green_everywhere(w: World, bound: Duration) {
         failed_logs(&w, b.number)
     );
     assert!(body.contains(&format!("--ref {}", w.sha)), "{body}");
+    assert!(
+        body.contains("reached **level 3 of 4 (restores)**"),
+        "{body}"
+    );
+    rows_match_summary(&body, &summary(&w, b.number));
+    let (state, desc, url) = head_status(&w, &w.sha).expect("a commit status on the head");
+    assert_eq!(state, "success");
+    assert_eq!(desc, "passed · level 3 of 4 (restores)");
+    assert!(url.ends_with(&format!("/runs/{}.html", b.number)), "{url}");
     let b = w.drone.build("coop-cloud", "cc-ci", b.number).unwrap();
     assert_eq!(b.status, "success");
     let steps: Vec<(String, String)> = b.stages[0]
@@ -180,6 +274,17 @@ fn green_everywhere(w: World, bound: Duration) {
         assert!(run.contains(stage), "run page lacks {stage}");
     }
     assert!(read(&site.join("badges/custom-html.svg")).contains("passing"));
+    assert!(read(&site.join("badges/level/custom-html.svg")).contains(">level 3</text>"));
+    // The card the comment embeds is where the comment says, and heads the run page.
+    let card = format!("runs/{}/artifacts/card.png", b.number);
+    assert!(body.contains(&format!("/{card})")), "{body}");
+    let png = std::fs::read(site.join(&card)).unwrap();
+    assert!(png.starts_with(b"\x89PNG") && png.len() < 200_000);
+    assert!(run.contains("alt=\"the run's summary card\""), "{run}");
+    assert!(
+        run.contains("landing.png"),
+        "the landing screenshot is on the run page"
+    );
     assert!(
         std::fs::read_dir(w.setup.dir.join("state/runs")).map_or(true, |mut d| d.next().is_none()),
         "run directories left"
@@ -220,32 +325,37 @@ fn real_a_broken_release_is_red_everywhere() {
 fn red_everywhere(w: World) {
     // The PR swaps the image for one no registry here has (and shortens abra's wait for it):
     // the deploy fails, and the engine's reason reaches the maintainer.
-    let (pr, _) = w
-        .open_pr("break-it", "Switch the image", |dir| {
-            let p = dir.join("compose.yml");
-            let text = std::fs::read_to_string(&p)?;
-            std::fs::write(
-                &p,
-                text.replace("image: nginx:1.27.2", "image: busybox:1.36")
-                    .replace("${TIMEOUT:-120}", "${TIMEOUT:-10}"),
-            )?;
-            Ok(())
-        })
-        .unwrap();
-    w.comment_on(pr, MAINTAINER, "!testme").unwrap();
-    let b = wait("a build", Duration::from_secs(10), || {
-        w.builds().into_iter().next()
+    let (head, build, body, sum) = tested_pr(&w, "break-it", "Switch the image", |dir| {
+        let p = dir.join("compose.yml");
+        let text = std::fs::read_to_string(&p)?;
+        std::fs::write(
+            &p,
+            text.replace("image: nginx:1.27.2", "image: busybox:1.36")
+                .replace("${TIMEOUT:-120}", "${TIMEOUT:-10}"),
+        )?;
+        Ok(())
     });
-    let body = final_comment(&w, pr, b.number);
     assert!(
         body.contains("**failed**") || body.contains("**could not run**"),
         "{body}"
     );
     assert!(body.contains("| install | ❌ failed |"), "{body}");
+    // Later stages were skipped, not passed, whatever Drone calls their steps.
+    assert_eq!(stage(&sum, "upgrade")["reason"], "install failed");
+    rows_match_summary(&body, &sum);
+    let (state, desc, _) = head_status(&w, &head).expect("a commit status on the head");
+    assert_eq!(state, "failure");
+    assert!(
+        desc.starts_with("failed at install: the deploy failed"),
+        "{desc}"
+    );
+    // The engine's own reason, on the PR as on the run page.
+    let install = body.lines().find(|l| l.starts_with("| install |")).unwrap();
+    assert!(install.contains("No such image: busybox:1.36"), "{install}");
     w.generate_dashboard().unwrap();
     let site = w.site();
     assert!(read(&site.join("badges/custom-html.svg")).contains("failing"));
-    let run = read(&site.join(format!("runs/{}.html", b.number)));
+    let run = read(&site.join(format!("runs/{build}.html")));
     assert!(
         run.to_lowercase().contains("failed"),
         "run page shows the failure"
@@ -300,4 +410,130 @@ fn supersede(w: World) {
         std::thread::sleep(Duration::from_millis(500));
     }
     w.stop();
+}
+
+/// A new recipe's first PR: nothing was published before it, so upgrade is skipped, said so
+/// on the PR, and the level stops there.
+#[test]
+fn a_pr_with_no_earlier_release_shows_upgrade_skipped_with_the_reason() {
+    let w = world("norelease", true, 30);
+    let (sha, _, body, sum) = tested_pr(&w, "first-release", "Add the recipe", |dir| {
+        git_in(dir, &["checkout", "-q", "--orphan", "fresh-start"]);
+        std::fs::write(dir.join("README.md"), "# custom-html\n\nA new recipe.\n")?;
+        Ok(())
+    });
+    let up = stage(&sum, "upgrade");
+    assert_eq!(up["status"], "skipped", "{body}");
+    assert_eq!(
+        up["reason"],
+        "custom-html has no earlier published release to upgrade from"
+    );
+    rows_match_summary(&body, &sum);
+    assert!(
+        body.contains("reached **level 1 of 4 (installs)**"),
+        "{body}"
+    );
+    let (state, desc, _) = head_status(&w, &sha).unwrap();
+    assert_eq!(
+        (state.as_str(), desc.as_str()),
+        ("success", "passed · level 1 of 4 (installs)")
+    );
+    w.stop();
+}
+
+/// The recipe's own tests fail: the row names the failing test and its message.
+#[test]
+fn a_failing_recipe_test_is_named_on_the_pr() {
+    let w = world("recipetest", true, 30);
+    let (sha, _, body, sum) = tested_pr(&w, "own-tests", "Add a test", |dir| {
+        std::fs::create_dir_all(dir.join("tests"))?;
+        std::fs::write(
+            dir.join("tests/test_landing.py"),
+            "def test_landing_page_says_welcome(http):\n    r = http.get('/')\n    assert 'Welcome to the recipe' in r.text, 'the landing page lost its welcome'\n",
+        )?;
+        git_in(dir, &["add", "tests"]);
+        Ok(())
+    });
+    assert_eq!(stage(&sum, "recipe-tests")["status"], "failed", "{body}");
+    rows_match_summary(&body, &sum);
+    let row = body
+        .lines()
+        .find(|l| l.starts_with("| recipe-tests |"))
+        .unwrap();
+    assert!(row.contains("test_landing_page_says_welcome"), "{row}");
+    assert!(row.contains("the landing page lost its welcome"), "{row}");
+    assert!(
+        body.contains("reached **level 3 of 4 (restores)**"),
+        "{body}"
+    );
+    let (state, desc, _) = head_status(&w, &sha).unwrap();
+    assert_eq!(state, "failure");
+    assert!(
+        desc.starts_with("failed at recipe-tests: tests failed in phase install (test_landing_page_says_welcome)"),
+        "{desc}"
+    );
+    w.stop();
+}
+
+/// The host is misconfigured (its abra server is gone): an infrastructure error, not the
+/// recipe's failure, and every row says what became of its stage.
+#[test]
+fn an_infrastructure_error_is_an_error_row_not_a_failure() {
+    let w = world("infra", true, 30);
+    let cfg = w.config("stage-runner.json");
+    let mut c: serde_json::Value = serde_json::from_str(&read(&cfg)).unwrap();
+    c["server"] = "gone.example".into();
+    std::fs::write(&cfg, c.to_string()).unwrap();
+    w.comment(MAINTAINER, "!testme").unwrap();
+    let b = wait("a build", Duration::from_secs(10), || {
+        w.builds().into_iter().next()
+    });
+    let body = final_comment(&w, w.pr, b.number);
+    assert!(body.contains("**could not run** ⚠️"), "{body}");
+    // prepare got far enough to start the summary: its error is recorded there too.
+    let sum = summary(&w, b.number);
+    assert_eq!(stage(&sum, "prepare")["status"], "error");
+    rows_match_summary(&body, &sum);
+    let prepare = body.lines().find(|l| l.starts_with("| prepare |")).unwrap();
+    assert!(prepare.contains("⚠️ error"), "{prepare}");
+    assert!(
+        prepare.contains("abra server gone.example is not set up"),
+        "{prepare}"
+    );
+    assert!(prepare.contains("#stage-prepare)"), "{prepare}");
+    let install = body.lines().find(|l| l.starts_with("| install |")).unwrap();
+    assert!(
+        install.contains("⏭️ not run") && install.contains("an earlier step failed"),
+        "{install}"
+    );
+    for stage in ["upgrade", "backup", "recipe-tests"] {
+        let row = body
+            .lines()
+            .find(|l| l.starts_with(&format!("| {stage} |")))
+            .unwrap();
+        assert!(
+            row.contains("⏭️ skipped") && row.contains("prepare did not pass"),
+            "{row}"
+        );
+    }
+    let (state, desc, _) = head_status(&w, &w.sha).unwrap();
+    assert_eq!(state, "error");
+    assert!(
+        desc.starts_with("could not run at prepare: abra server gone.example"),
+        "{desc}"
+    );
+    assert!(
+        std::fs::read_dir(w.setup.dir.join("state/runs")).map_or(true, |mut d| d.next().is_none()),
+        "run directories left"
+    );
+    w.stop();
+}
+
+fn git_in(dir: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "git {args:?}");
 }

@@ -318,3 +318,144 @@ fn webhook_signature_headers_and_shapes<F: Forge>(w: World<F>) {
     );
 }
 both!(webhook_signature_headers_and_shapes);
+
+// routers/api/v1/api.go: POST /repos/{o}/{r}/statuses/{sha} behind reqToken() and
+// reqRepoWriter(unit.TypeCode), scope write:repository; routers/api/v1/repo/status.go
+// NewCommitStatus stores `state` unchecked and answers 201 with `status` (not `state`); a
+// commit the repository lacks is a bare 500. GET …/statuses/{sha} lists every status (public
+// repo: anonymous too); GET …/commits/{ref}/status keeps the newest per context. The
+// repository's `permissions.push` says beforehand whether the POST will be allowed.
+fn commit_statuses_need_write_on_code<F: Forge>(w: World<F>) {
+    let head = call(
+        "GET",
+        &w.api("/repos/acme/app/pulls/1"),
+        Some(&tok(&w.ci)),
+        None,
+    )
+    .json()["head"]["sha"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = w.api(&format!("/repos/acme/app/statuses/{head}"));
+    let combined = |who: Option<&str>| {
+        call(
+            "GET",
+            &w.api(&format!("/repos/acme/app/commits/{head}/status")),
+            who.map(tok).as_deref(),
+            None,
+        )
+        .json()
+    };
+    let none = combined(None);
+    assert_eq!(
+        (
+            none["state"].clone(),
+            none["statuses"].clone(),
+            none["total_count"].clone()
+        ),
+        (json!("pending"), json!(null), json!(0)),
+        "{}",
+        w.g.kind()
+    );
+    let post = |t: Option<&str>, state: &str, desc: &str| {
+        call(
+            "POST",
+            &url,
+            t.map(tok).as_deref(),
+            Some(
+                json!({"state": state, "target_url": "http://ci.example/runs/1.html",
+                        "description": desc, "context": "cc-ci/testme"}),
+            ),
+        )
+    };
+    let r = post(Some(&w.bob), "pending", "queued");
+    assert_eq!(r.status, 403, "{}", w.g.kind());
+    assert_eq!(
+        r.json()["message"],
+        json!("user should have a permission to write to a repo")
+    );
+    assert_eq!(post(None, "pending", "queued").status, 401);
+    let narrow =
+        w.g.create_token("ci", &["read:repository", "write:issue"])
+            .unwrap();
+    let r = post(Some(&narrow), "pending", "queued");
+    assert_eq!(r.status, 403);
+    assert!(
+        r.json()["message"].as_str().unwrap().starts_with(
+            "token does not have at least one of required scope(s), required=[write:repository]"
+        ),
+        "{}",
+        r.body
+    );
+    let r = post(Some(&w.ci), "pending", "queued");
+    assert_eq!(r.status, 201);
+    let j = r.json();
+    assert_eq!(j["status"], json!("pending"));
+    assert_eq!(j["context"], json!("cc-ci/testme"));
+    assert_eq!(j["description"], json!("queued"));
+    assert_eq!(j["target_url"], json!("http://ci.example/runs/1.html"));
+    assert_eq!(j["creator"]["login"], json!("ci"));
+    assert!(j.get("state").is_none());
+    assert_eq!(post(Some(&w.ci), "success", "level 4").status, 201);
+    // Listed newest first (models/git/commit_status.go: created_unix DESC by default); Gitea
+    // keeps whole seconds, so the third is a second later.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(post(Some(&w.ci), "success", "level 4, again").status, 201);
+    let r = call("GET", &url, None, None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("X-Total-Count"), Some("3"));
+    let order: Vec<_> = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["description"].clone())
+        .collect();
+    assert_eq!(order[0], json!("level 4, again"), "{order:?}");
+    let combined = combined(None);
+    assert_eq!(combined["state"], json!("success"));
+    assert_eq!(combined["total_count"], json!(1));
+    assert_eq!(
+        combined["statuses"][0]["description"],
+        json!("level 4, again")
+    );
+    assert_eq!(combined["repository"]["full_name"], json!("acme/app"));
+    let unknown = w.api(&format!("/repos/acme/app/statuses/{}", "ab".repeat(20)));
+    let r = call(
+        "POST",
+        &unknown,
+        Some(&tok(&w.ci)),
+        Some(json!({"state": "pending", "context": "cc-ci/testme"})),
+    );
+    assert_eq!(r.status, 500);
+    let r = call(
+        "POST",
+        &url,
+        Some(&tok(&w.ci)),
+        Some(json!({"state": "bogus", "context": "x"})),
+    );
+    assert_eq!(
+        (r.status, r.json()["status"].clone()),
+        (201, json!("bogus"))
+    );
+    let perms = |t: Option<&str>| {
+        call(
+            "GET",
+            &w.api("/repos/acme/app"),
+            t.map(tok).as_deref(),
+            None,
+        )
+        .json()["permissions"]
+            .clone()
+    };
+    assert_eq!(
+        perms(Some(&w.ci)),
+        json!({"admin": false, "push": true, "pull": true})
+    );
+    assert_eq!(
+        perms(Some(&w.bob)),
+        json!({"admin": false, "push": false, "pull": true})
+    );
+    assert_eq!(perms(None)["push"], json!(false));
+}
+both!(commit_statuses_need_write_on_code);

@@ -2,12 +2,14 @@
 the HTTP session by a resolve rule, and the tree's rules (every suite test has a phase marker,
 every ci.json has the contract's keys, the suites are collected and skipped without an app)."""
 
+import base64
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -223,3 +225,82 @@ def test_resolve_rule_parses_matches_and_refuses_nonsense():
         with pytest.raises(ValueError, match="PATTERN=ADDRESS"):
             Resolve.parse(bad)
     assert "--host-resolver-rules=MAP *.ci.test 127.0.0.1" in chromium_args(r)
+
+
+class _Landing(BaseHTTPRequestHandler):
+    """Pages that show a run value in each form the card's check knows, and one that does not."""
+
+    secret = "s3cret-Value-42"
+    pages = {
+        "/clean": "<h1>Welcome</h1>",
+        "/raw": f"<p>your password: {secret}</p>",
+        "/b64": "<p>token " + base64.b64encode(secret.encode()).decode() + "</p>",
+        "/quoted": "<a href='/x'>?pw=" + urllib.parse.quote(secret, safe="") + "</a>",
+        "/field": f"<form><input name=pw value='{secret}'></form>",
+    }
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        body = ("<!doctype html><title>app</title>" + self.pages.get(self.path, "")).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_card_landing_screenshot_skips_pages_showing_a_run_value(tmp_path):
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Landing)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    port = srv.server_address[1]
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "values.json").write_text(json.dumps({"secret_admin_password": _Landing.secret}))
+    env = {**_clean_env(), "PYTHONPATH": str(TESTS_DIR), "CCCI_RECIPE": "custom-html",
+           "CCCI_DOMAIN": "app.invalid", "CCCI_BASE_URL": f"http://app.invalid:{port}",
+           "CCCI_RESOLVE": "*.invalid=127.0.0.1", "CCCI_RUN_DIR": str(run_dir)}
+    try:
+        def landing(path):
+            out = tmp_path / f"{path.strip('/')}.png"
+            p = subprocess.run([sys.executable, "-m", "ccci_harness.card", "landing",
+                                "--out", str(out), "--path", path],
+                               env=env, capture_output=True, text=True, timeout=120)
+            return p, out
+        p, out = landing("/clean")
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert out.read_bytes()[:4] == b"\x89PNG"
+        for path in ("/raw", "/b64", "/quoted", "/field"):
+            p, out = landing(path)
+            assert p.returncode == 3, (path, p.stdout, p.stderr)
+            assert "no screenshot kept" in p.stdout
+            assert not out.exists(), path
+            assert _Landing.secret not in p.stdout + p.stderr
+        # The card, from a summary and that screenshot.
+        summary = tmp_path / "summary.json"
+        summary.write_text(json.dumps({
+            "build": 5, "recipe": "custom-html", "ref": "a" * 40, "pr": 2, "version": "1.1.0",
+            "stages": [{"name": "install", "status": "failed", "reason": "tests failed",
+                        "failures": [{"name": f"t.py::test_{i}", "message": "x"} for i in range(7)]}]}))
+        card = tmp_path / "card.png"
+        p = subprocess.run([sys.executable, "-m", "ccci_harness.card", "render", "--summary",
+                            str(summary), "--out", str(card), "--level", "0", "--level-name",
+                            "broken", "--screenshot", str(tmp_path / "clean.png")],
+                           env=env, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert card.read_bytes()[:4] == b"\x89PNG" and card.stat().st_size < 200_000
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_card_html_escapes_and_bounds_what_it_shows():
+    from ccci_harness.card import card_html
+    doc = card_html({"recipe": "<b>x</b>", "ref": "f" * 40, "pr": 3, "build": 9, "stages": [
+        {"name": "install", "status": "failed", "reason": "<script>alert(1)</script>",
+         "failures": [{"name": f"a.py::test_{i}"} for i in range(8)]},
+        {"name": "upgrade", "status": "skipped", "reason": "install failed"}]}, 0, "broken", None)
+    assert "<script>" not in doc and "&lt;script&gt;" in doc and "&lt;b&gt;x&lt;/b&gt;" in doc
+    assert doc.count("class=t>✗") == 5 and "and 3 more" in doc
+    assert "no screenshot of the app" in doc and "level 0 · broken" in doc
+    assert "recipe-tests <span class=why>not run</span>" in doc

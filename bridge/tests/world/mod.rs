@@ -476,3 +476,24 @@ impl<F: Forge> Drop for World<F> {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A pipeline whose steps end as stage-runner's do, with their verdict line last (one command
+/// each: the runner traces every command with a `+` line first): install fails (exit 1) naming
+/// a test; upgrade is skipped (exit 0, which Drone calls success).
+pub const VERDICTS: &str = r#"kind: pipeline
+type: exec
+name: cc-ci
+clone:
+  disable: true
+trigger:
+  event: [custom]
+steps:
+- name: install
+  commands:
+  - printf '%s %s\n' 'cc-ci verdict:' '{"stage":"install","status":"failed","reason":"tests failed in phase install","tests":{"total":2,"passed":1,"failed":1,"skipped":0},"failures":[{"name":"custom-html/test_install.py::test_index","message":"assert 200 == 404"}],"more_failures":0}'; exit 1
+- name: upgrade
+  commands:
+  - printf '%s %s\n' 'cc-ci verdict:' '{"stage":"upgrade","status":"skipped","reason":"install failed"}'
+  when:
+    status: [success, failure]
+"#;

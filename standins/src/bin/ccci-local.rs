@@ -186,12 +186,34 @@ fn follow(world: &World, clock: &Clock, number: i64) -> Result<bool> {
                     for st in b.stages.iter().filter(|st| !st.error.is_empty()) {
                         clock.say(&format!("stage {} error: {}", st.name, st.error));
                     }
+                    let sha = b.params.get("REF").cloned().unwrap_or_default();
+                    match world.head_status(&sha) {
+                        Ok(Some((state, desc, _))) => clock.say(&format!(
+                            "commit status cc-ci/testme on {}: {state} — {desc}",
+                            &sha[..10.min(sha.len())]
+                        )),
+                        Ok(None) => clock.say("commit status: none set"),
+                        Err(e) => clock.say(&format!("commit status not read: {e:#}")),
+                    }
                     match world.generate_dashboard() {
                         Ok(()) => {
                             let url = world.site_server.url();
                             clock.say(&format!("dashboard: {url}/  ({})", world.site().display()));
                             clock.say(&format!("run page:  {url}/runs/{number}.html"));
-                            clock.say(&format!("badge:     {url}/badges/custom-html.svg"));
+                            clock.say(&format!(
+                                "badges:    {url}/badges/level/custom-html.svg  {url}/badges/custom-html.svg"
+                            ));
+                            let card = world
+                                .site()
+                                .join(format!("runs/{number}/artifacts/card.png"));
+                            if card.is_file() {
+                                clock.say(&format!(
+                                    "card:      {url}/runs/{number}/artifacts/card.png  ({})",
+                                    card.display()
+                                ));
+                            } else {
+                                clock.say("card:      none (see the teardown step's `card:` line)");
+                            }
                         }
                         Err(e) => clock.say(&format!("dashboard not generated: {e:#}")),
                     }

@@ -8,10 +8,11 @@ use serde_json::{json, Value};
 use super::clock::parse_rfc3339;
 use super::digest::base64_decode;
 use super::render;
+use super::statuses;
 use super::{Parts, Repo, State, User};
 use crate::http::{Request, Response};
 
-type Reply = Result<Response, Response>;
+pub(crate) type Reply = Result<Response, Response>;
 
 /// `models/auth/access_token_scope.go` categories.
 const CATEGORIES: &[&str] = &[
@@ -43,12 +44,12 @@ fn has_scope(scopes: &[String], category: &str, write: bool) -> bool {
     })
 }
 
-struct Auth {
-    doer: Option<i64>,
-    scopes: Option<Vec<String>>,
+pub(crate) struct Auth {
+    pub doer: Option<i64>,
+    pub scopes: Option<Vec<String>>,
 }
 
-fn error(s: &State, status: u16, message: &str) -> Response {
+pub(crate) fn error(s: &State, status: u16, message: &str) -> Response {
     Response::json(
         status,
         &json!({"message": message, "url": format!("{}api/swagger", s.root_url)}),
@@ -142,13 +143,13 @@ fn authenticate(s: &State, req: &Request) -> Result<Auth, Response> {
 }
 
 /// `reqToken()`.
-fn require_token(s: &State, auth: &Auth) -> Result<i64, Response> {
+pub(crate) fn require_token(s: &State, auth: &Auth) -> Result<i64, Response> {
     auth.doer.ok_or_else(|| error(s, 401, "token is required"))
 }
 
 /// `repoAssignment()`: a repo the caller cannot read is 404, like one that does not exist;
 /// a renamed owner redirects (307) to the same path under the new name.
-fn repo_ctx(
+pub(crate) fn repo_ctx(
     s: &State,
     req: &Request,
     auth: &Auth,
@@ -363,6 +364,26 @@ fn route(p: &Parts, s: &mut State, req: &Request, segs: &[&str]) -> Reply {
             )))
         }
         (_, ["repos", o, r, "subscription"]) => subscription(s, req, &auth, o, r),
+        ("GET", ["repos", o, r]) => {
+            let repo = repo_ctx(s, req, &auth, o, r)?;
+            let perm = (
+                auth.doer
+                    .is_some_and(|d| s.is_admin(d) || repo.owner_id == d),
+                s.can_write(auth.doer, &repo),
+                true,
+            );
+            Ok(ok_json(&render::repo(
+                s,
+                &repo,
+                Some(perm),
+                auth.doer.is_some(),
+            )))
+        }
+        ("POST", ["repos", o, r, "statuses", sha]) => statuses::create(s, req, &auth, o, r, sha),
+        ("GET", ["repos", o, r, "statuses", sha]) => statuses::list(s, req, &auth, o, r, sha),
+        ("GET", ["repos", o, r, "commits", sha, "status"]) => {
+            statuses::combined(s, req, &auth, o, r, sha)
+        }
         ("GET", ["orgs", org, "members", user]) => is_member(s, req, &auth, org, user),
         ("GET", ["orgs", org, "public_members", user]) => {
             // `routers/api/v1/org/member.go` `IsPublicMember`.

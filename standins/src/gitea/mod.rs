@@ -17,6 +17,7 @@ pub mod control;
 pub mod digest;
 mod hooks;
 mod render;
+mod statuses;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -176,6 +177,7 @@ pub(crate) struct State {
     pub watches: Vec<(i64, i64, i64)>, // (user, repo, since)
     pub notifications: Vec<Notification>,
     pub hooks: Vec<Hook>,
+    pub statuses: Vec<statuses::CommitStatus>,
     pub allowed_reactions: Vec<String>,
     pub wip_prefixes: Vec<String>,
 }
@@ -238,7 +240,7 @@ impl State {
             .any(|m| m.org_id == org_id && m.user_id == user_id)
     }
 
-    fn is_admin(&self, user_id: i64) -> bool {
+    pub fn is_admin(&self, user_id: i64) -> bool {
         self.user(user_id).is_some_and(|u| u.is_admin)
     }
 
@@ -347,6 +349,7 @@ impl Gitea {
             watches: Vec::new(),
             notifications: Vec::new(),
             hooks: Vec::new(),
+            statuses: Vec::new(),
             allowed_reactions: DEFAULT_REACTIONS.iter().map(|s| s.to_string()).collect(),
             wip_prefixes: DEFAULT_WIP_PREFIXES.iter().map(|s| s.to_string()).collect(),
         }));
