@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use ccci::drone::Build;
-use ccci::summary::Status;
+use ccci::summary::{Rung, Skip, Status};
 use ccci::verdict::Verdict;
 
 /// Marks the run's status comment so a restarted bridge can find the comment it already
@@ -114,11 +114,16 @@ fn drone_mark(status: &str) -> &'static str {
     }
 }
 
-fn verdict_mark(status: Status) -> &'static str {
+fn verdict_mark(status: Status, skip: Option<Skip>) -> &'static str {
     match status {
         Status::Passed => "✅ passed",
         Status::Failed => "❌ failed",
-        Status::Skipped => "⏭️ skipped",
+        // Only a declared skip is climbed past (docs/levels.md); a gap is said as one.
+        Status::Skipped => match skip {
+            Some(Skip::Declared) => "⏭️ skipped (declared)",
+            Some(Skip::Gap) => "⏭️ skipped · coverage gap",
+            _ => "⏭️ skipped",
+        },
         Status::Error => "⚠️ error",
         Status::Running => "🔄 running",
     }
@@ -174,7 +179,7 @@ fn level(verdicts: &BTreeMap<String, Option<Verdict>>) -> Option<String> {
         verdicts
             .get(stage)
             .and_then(|v| v.as_ref())
-            .map(|v| v.status)
+            .map_or(Rung::Unverified, Verdict::rung)
     });
     Some(format!(
         "level {l} of {} ({})",
@@ -224,6 +229,9 @@ fn rows(build: &Build, v: &RunView, now: i64) -> Vec<String> {
             let (mark, details) = match said {
                 Some(x) if done => {
                     let mut d = cell(&x.reason);
+                    if !x.stale.is_empty() {
+                        d.push_str(&format!("<br>⚠️ stale skip: {}", cell(&x.stale)));
+                    }
                     for f in &x.failures {
                         d.push_str(&format!("<br>{} — {}", code(&f.name), cell(&f.message)));
                     }
@@ -233,7 +241,7 @@ fn rows(build: &Build, v: &RunView, now: i64) -> Vec<String> {
                     if matches!(x.status, Status::Failed | Status::Error) {
                         d.push_str(&format!("<br>{look}"));
                     }
-                    (verdict_mark(x.status), d)
+                    (verdict_mark(x.status, x.skip), d)
                 }
                 _ => {
                     let d = match step.status.as_str() {
@@ -450,6 +458,7 @@ mod tests {
             Some(said("upgrade", Status::Skipped, "install failed", &[])),
         );
         // Drone says the skipped step succeeded (stage-runner exits 0 for a skip).
+        v.get_mut("upgrade").unwrap().as_mut().unwrap().skip = Some(Skip::Blocked);
         let s = status(&build("success"), &view(&v), 200);
         assert!(
             s.contains("**failed** ❌ · reached **level 0 of 4 (broken)**"),
@@ -479,6 +488,34 @@ mod tests {
             d,
             "failed at install: tests failed in phase install (test_index) · level 0 of 4 (broken)"
         );
+    }
+
+    #[test]
+    fn declared_skips_climb_gaps_do_not_and_stale_ones_are_said() {
+        let mut v = BTreeMap::new();
+        v.insert(
+            "install".to_owned(),
+            Some(said("install", Status::Passed, "", &[])),
+        );
+        let mut up = said("upgrade", Status::Skipped, "no earlier release", &[]);
+        up.skip = Some(Skip::Declared);
+        up.stale = "1.0.0 exists now".into();
+        v.insert("upgrade".to_owned(), Some(up));
+        let mut bk = said("backup", Status::Skipped, "nothing here", &[]);
+        bk.skip = Some(Skip::Gap);
+        v.insert("backup".to_owned(), Some(bk));
+        let mut b = build("success");
+        let step = b.stages[0].steps[1].clone();
+        b.stages[0].steps.push(step);
+        b.stages[0].steps[2].name = "backup".into();
+        b.stages[0].steps[2].number = 3;
+        let s = status(&b, &view(&v), 200);
+        assert!(s.contains("reached **level 2 of 4 (upgrades)**"), "{s}");
+        assert!(
+            s.contains("| upgrade | ⏭️ skipped (declared) | 30 s | no earlier release<br>⚠️ stale skip: 1.0.0 exists now |"),
+            "{s}"
+        );
+        assert!(s.contains("| backup | ⏭️ skipped · coverage gap |"), "{s}");
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub const STAGES: &[&str] = &[
 /// The level ladder's rungs: the stages a run climbs, in order.
 pub const LADDER: [&str; 4] = ["install", "upgrade", "backup", "recipe-tests"];
 
-/// The level ladder (docs/dashboard.md): a run's level is how many rungs in a row passed;
+/// The level ladder (docs/levels.md): a run's level is how many rungs it climbed in a row;
 /// a recipe is stable at level 4 in each of its last five finished runs.
 pub const LEVELS: [(&str, &str); 6] = [
     ("broken", "does not install"),
@@ -41,12 +41,61 @@ pub const LEVELS: [(&str, &str); 6] = [
     ("stable", "level 4 in each of its last 5 finished runs"),
 ];
 
-/// The level a run reached, from each rung's status.
-pub fn level(mut status: impl FnMut(&str) -> Option<Status>) -> u8 {
-    LADDER
-        .iter()
-        .take_while(|s| status(s) == Some(Status::Passed))
-        .count() as u8
+/// What one rung of the ladder says of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rung {
+    Pass,
+    Fail,
+    /// Skipped on purpose, with a reason the recipe (or the facts) declared: climbed past.
+    Skip,
+    /// Not shown either way: an infrastructure error, an earlier stage that did not pass, an
+    /// undeclared skip (a coverage gap), or no result at all.
+    Unverified,
+}
+
+/// Why a stage was skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Skip {
+    /// On purpose: ci.json `skip`, or a fact of the recipe (no earlier release to upgrade
+    /// from). Climbed past.
+    Declared,
+    /// Nothing to run and nobody said why (a recipe with no `tests/`): a coverage gap.
+    Gap,
+    /// An earlier stage did not pass, so this one had nothing to work on.
+    Blocked,
+}
+
+impl Skip {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::Declared => "declared",
+            Skip::Gap => "coverage gap",
+            Skip::Blocked => "blocked",
+        }
+    }
+}
+
+impl Rung {
+    pub fn of(status: Option<Status>, skip: Option<Skip>) -> Rung {
+        match status {
+            Some(Status::Passed) => Rung::Pass,
+            Some(Status::Failed) => Rung::Fail,
+            Some(Status::Skipped) if skip == Some(Skip::Declared) => Rung::Skip,
+            _ => Rung::Unverified,
+        }
+    }
+
+    pub fn climbs(self) -> bool {
+        matches!(self, Rung::Pass | Rung::Skip)
+    }
+}
+
+/// The level a run reached: the rungs climbed in a row, a rung being passed or skipped by
+/// declaration. The one computation behind the PR comment, the commit status, the card, the
+/// dashboard and the badges.
+pub fn level(mut rung: impl FnMut(&str) -> Rung) -> u8 {
+    LADDER.iter().take_while(|s| rung(s).climbs()).count() as u8
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +153,19 @@ pub struct StageResult {
     /// Relative to the run's results directory, e.g. `artifacts/install/index.png`.
     #[serde(default)]
     pub artifacts: Vec<String>,
+    /// Why a skipped stage was skipped; the level ladder climbs past a declared one only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip: Option<Skip>,
+    /// Why a declared skip no longer applies (e.g. an earlier release now exists); empty when
+    /// it does.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stale: String,
+}
+
+impl StageResult {
+    pub fn rung(&self) -> Rung {
+        Rung::of(Some(self.status), self.skip)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +219,10 @@ impl Summary {
         self.stages.iter().find(|s| s.name == name)
     }
 
+    pub fn level(&self) -> u8 {
+        level(|st| self.stage(st).map_or(Rung::Unverified, StageResult::rung))
+    }
+
     /// Writes atomically: a reader sees the old summary or the new one.
     pub fn save(&self, path: &Path) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(self).context("serialising summary")?;
@@ -178,7 +244,47 @@ mod tests {
             tests: Counts::default(),
             failures: vec![],
             artifacts: vec![],
+            skip: None,
+            stale: String::new(),
         }
+    }
+
+    #[test]
+    fn declared_skips_are_climbed_past_and_nothing_else_is() {
+        let climbed = |rungs: &[Rung]| {
+            level(|st| {
+                LADDER
+                    .iter()
+                    .position(|s| *s == st)
+                    .and_then(|i| rungs.get(i).copied())
+                    .unwrap_or(Rung::Unverified)
+            })
+        };
+        use Rung::*;
+        assert_eq!(climbed(&[Pass, Pass, Pass, Pass]), 4);
+        assert_eq!(
+            climbed(&[Pass, Skip, Skip, Pass]),
+            4,
+            "declared skips count"
+        );
+        assert_eq!(
+            climbed(&[Pass, Pass, Unverified, Pass]),
+            2,
+            "an undeclared skip stops"
+        );
+        assert_eq!(climbed(&[Pass, Fail, Pass, Pass]), 1);
+        assert_eq!(climbed(&[Fail]), 0);
+        assert_eq!(climbed(&[]), 0);
+        let skipped = |k| Rung::of(Some(Status::Skipped), k);
+        assert_eq!(skipped(None), Unverified, "an older summary's skip");
+        assert_eq!(skipped(Some(super::Skip::Gap)), Unverified);
+        assert_eq!(skipped(Some(super::Skip::Blocked)), Unverified);
+        assert_eq!(skipped(Some(super::Skip::Declared)), Skip);
+        assert_eq!(
+            Rung::of(Some(Status::Error), Some(super::Skip::Declared)),
+            Unverified
+        );
+        assert_eq!(Rung::of(None, None), Unverified);
     }
 
     #[test]

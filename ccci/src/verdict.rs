@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::summary::{Counts, Failure, Status};
+use crate::summary::{Counts, Failure, Rung, Skip, Status};
 
 pub const PREFIX: &str = "cc-ci verdict: ";
 /// Failing tests named in the line; the rest are counted.
@@ -30,6 +30,12 @@ pub struct Verdict {
     /// Failing tests beyond those listed.
     #[serde(default)]
     pub more_failures: usize,
+    /// Why a skipped stage was skipped (see `StageResult::skip`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip: Option<Skip>,
+    /// Why a declared skip no longer applies.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stale: String,
     /// Set by teardown when the run's summary card was made (`artifacts/card.png` of the
     /// run's results, published with its run page).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -72,8 +78,14 @@ impl Verdict {
                 })
                 .collect(),
             more_failures: failures.len().saturating_sub(MAX_FAILURES),
+            skip: None,
+            stale: String::new(),
             card: false,
         }
+    }
+
+    pub fn rung(&self) -> Rung {
+        Rung::of(Some(self.status), self.skip)
     }
 
     pub fn line(&self) -> String {

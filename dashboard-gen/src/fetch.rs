@@ -88,6 +88,16 @@ pub struct StageMark {
     pub status: StageStatus,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip: Option<ccci::summary::Skip>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stale: String,
+}
+
+impl StageMark {
+    pub fn rung(&self) -> ccci::summary::Rung {
+        ccci::summary::Rung::of(Some(self.status), self.skip)
+    }
 }
 
 impl Digest {
@@ -101,6 +111,8 @@ impl Digest {
                     name: st.name.clone(),
                     status: st.status,
                     reason: st.reason.clone(),
+                    skip: st.skip,
+                    stale: st.stale.clone(),
                 })
                 .collect(),
         }
@@ -132,6 +144,8 @@ impl Digest {
                     tests: Default::default(),
                     failures: Vec::new(),
                     artifacts: Vec::new(),
+                    skip: m.skip,
+                    stale: m.stale.clone(),
                 })
                 .collect(),
             domain: String::new(),

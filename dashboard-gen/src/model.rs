@@ -193,7 +193,8 @@ fn run_level(run: &Run) -> Option<u8> {
         return None;
     }
     Some(ccci::summary::level(|stage| {
-        run.stage(stage).map(|s| s.status)
+        run.stage(stage)
+            .map_or(ccci::summary::Rung::Unverified, StageMark::rung)
     }))
 }
 

@@ -437,7 +437,7 @@ pub fn run_page(
                 } else {
                     String::new()
                 },
-                esc(&s.reason).into_owned(),
+                reason_cell(s),
             ),
             None => (String::new(), String::new(), String::new()),
         };
@@ -502,6 +502,24 @@ pub fn run_page(
     page(&format!("cc-ci: {} #{n}", r.name), "../", &body, "")
 }
 
+/// A stage's reason, and what kind of skip it was: only a declared one is climbed past
+/// (docs/levels.md), a coverage gap is flagged, and so is a declared skip gone stale.
+fn reason_cell(s: &ccci::summary::StageResult) -> String {
+    use ccci::summary::{Skip, Status};
+    let mut out = esc(&s.reason).into_owned();
+    if s.status == Status::Skipped {
+        match s.skip {
+            Some(Skip::Declared) => out.push_str(" <small>(declared)</small>"),
+            Some(Skip::Gap) => out.push_str(" <b class=gap>coverage gap</b>"),
+            _ => {}
+        }
+    }
+    if !s.stale.is_empty() {
+        let _ = write!(out, " <b class=stale>stale skip:</b> {}", esc(&s.stale));
+    }
+    out
+}
+
 pub fn is_image(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
     [".png", ".jpg", ".jpeg", ".webp", ".gif"]
@@ -558,6 +576,7 @@ details.fail{border:1px solid var(--line);border-left:4px solid var(--f);border-
 details.fail summary{cursor:pointer;overflow-wrap:anywhere}
 details.fail pre{margin-top:.4rem}
 .card img{max-width:100%;height:auto}
+.gap,.stale{color:var(--e)}
 .shots{display:flex;flex-wrap:wrap;gap:1rem}
 .shots figure{margin:0;max-width:360px}
 .shots img{max-width:100%;border:1px solid var(--line);border-radius:.3rem}

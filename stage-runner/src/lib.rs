@@ -60,13 +60,14 @@ pub fn drone_stage(cfg: Config, stage: &str) -> Result<u8> {
         }
         // prepare said why; this stage has nothing to work on.
         Err(_) if !dir.join("run.json").exists() => {
-            let v = Verdict::new(
+            let mut v = Verdict::new(
                 stage,
                 Status::Skipped,
                 "prepare did not pass: the run has no state",
                 &Default::default(),
                 &[],
             );
+            v.skip = Some(ccci::summary::Skip::Blocked);
             say(&Redactor::new([]), &v.line());
             return Ok(0);
         }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use ccci::run::{app_domain, check_recipe_name, RunParams};
-use ccci::summary::{Counts, Failure, StageResult, Status, Summary, SCHEMA};
+use ccci::summary::{Counts, Failure, Skip, StageResult, Status, Summary, SCHEMA};
 use ccci::verdict::Verdict;
 
 use crate::abort;
@@ -47,6 +47,10 @@ pub struct Outcome {
     pub tests: Counts,
     pub failures: Vec<Failure>,
     pub artifacts: Vec<String>,
+    /// Why a skipped stage was skipped (docs/levels.md).
+    pub skip: Option<Skip>,
+    /// Why a declared skip no longer applies.
+    pub stale: String,
 }
 
 impl Outcome {
@@ -57,13 +61,16 @@ impl Outcome {
             tests: Counts::default(),
             failures: Vec::new(),
             artifacts: Vec::new(),
+            skip: None,
+            stale: String::new(),
         }
     }
 
-    fn skipped(reason: impl Into<String>) -> Outcome {
+    fn skipped(kind: Skip, reason: impl Into<String>) -> Outcome {
         Outcome {
             status: Status::Skipped,
             reason: reason.into(),
+            skip: Some(kind),
             ..Outcome::passed()
         }
     }
@@ -91,13 +98,16 @@ impl Outcome {
                 message: redactor.redact_str(&f.message),
             })
             .collect();
-        Verdict::new(
+        let mut v = Verdict::new(
             stage,
             self.status,
             &redactor.redact_str(&self.reason),
             &self.tests,
             &failures,
-        )
+        );
+        v.skip = self.skip;
+        v.stale = redactor.redact_str(&self.stale);
+        v
     }
 
     /// Exit status: 0 passed or skipped, 1 tests failed, 2 the stage could not run.
@@ -240,6 +250,8 @@ impl Ctx {
                 })
                 .collect(),
             artifacts: o.artifacts.clone(),
+            skip: o.skip,
+            stale: self.redactor.redact_str(&o.stale),
         });
         if stage == "teardown" {
             s.finished = now();
@@ -539,7 +551,7 @@ impl Ctx {
         let Ok(mut s) = Summary::load(&path) else {
             return false;
         };
-        let level = ccci::summary::level(|st| s.stage(st).map(|x| x.status));
+        let level = s.level();
         let out = results.join(CARD);
         let shot = results.join(LANDING);
         let (o, sp, lv) = (
@@ -599,13 +611,22 @@ impl Ctx {
     /// install did not pass.
     fn precheck(&self, stage: &str) -> Result<Option<Outcome>> {
         if let Some(why) = self.run.ci.skip.get(stage) {
-            return Ok(Some(Outcome::skipped(why.clone())));
+            let mut o = Outcome::skipped(Skip::Declared, why.clone());
+            if let (Some(base), "upgrade") = (&self.run.upgrade_base, stage) {
+                o.stale = format!(
+                    "{base} is an earlier published release now: the upgrade could run (remove the skip from ci.json)"
+                );
+            }
+            return Ok(Some(o));
         }
         let s = Summary::load(&self.summary_path())?;
         Ok(match s.stage("install").map(|st| st.status) {
             Some(Status::Passed) => None,
-            Some(other) => Some(Outcome::skipped(format!("install {}", other.as_str()))),
-            None => Some(Outcome::skipped("install did not run")),
+            Some(other) => Some(Outcome::skipped(
+                Skip::Blocked,
+                format!("install {}", other.as_str()),
+            )),
+            None => Some(Outcome::skipped(Skip::Blocked, "install did not run")),
         })
     }
 
@@ -614,7 +635,10 @@ impl Ctx {
             return Ok(o);
         }
         let Some(base) = self.run.upgrade_base.clone() else {
-            return Ok(Outcome::skipped(self.run.upgrade_skip.clone()));
+            return Ok(Outcome::skipped(
+                Skip::Declared,
+                self.run.upgrade_skip.clone(),
+            ));
         };
         // A fresh app of the previous release: the install stage's data must not help.
         self.say(&format!("upgrade: {base} -> {}", &self.run.sha[..10]));
@@ -673,10 +697,13 @@ impl Ctx {
         }
         let src = self.abra().recipe_dir(&self.run.recipe).join("tests");
         if !src.is_dir() {
-            return Ok(Outcome::skipped(format!(
-                "the recipe has no tests/ directory at {}",
-                &self.run.sha[..10]
-            )));
+            return Ok(Outcome::skipped(
+                Skip::Gap,
+                format!(
+                    "the recipe has no tests/ directory at {}",
+                    &self.run.sha[..10]
+                ),
+            ));
         }
         // A copy, so the tests cannot dirty the checkout abra deploys from.
         let dst = self.dir.join("recipe-tests");
@@ -779,6 +806,8 @@ pub fn prepare(cfg: Config, p: &RunParams, run_id: &str, build: i64) -> Result<C
                 tests: Counts::default(),
                 failures: Vec::new(),
                 artifacts: Vec::new(),
+                skip: None,
+                stale: String::new(),
             });
             let _ = s.save(&path);
         }

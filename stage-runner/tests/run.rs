@@ -30,11 +30,11 @@ fn a_whole_run_passes_and_leaves_nothing_behind() {
     assert_eq!(status("upgrade"), "passed");
     assert_eq!(status("backup"), "passed");
     assert_eq!(status("recipe-tests"), "skipped");
-    assert!(sum
-        .stage("recipe-tests")
-        .unwrap()
-        .reason
-        .contains("no tests/"));
+    let rt = sum.stage("recipe-tests").unwrap();
+    assert!(rt.reason.contains("no tests/"));
+    // Nobody said why there is nothing to run: a coverage gap, which stops the climb.
+    assert_eq!(rt.skip, Some(ccci::summary::Skip::Gap));
+    assert_eq!(sum.level(), 3);
     assert_eq!(status("teardown"), "passed");
     assert!(sum.stage("install").unwrap().tests.passed >= 3);
     assert_eq!(sum.upgrade_base, "1.1.0+1.27.2");
@@ -61,6 +61,54 @@ fn a_whole_run_passes_and_leaves_nothing_behind() {
     assert!(card.starts_with(b"\x89PNG"), "a PNG");
     assert!(card.len() < 200_000, "{} bytes", card.len());
     assert_eq!(w.leftovers(), Vec::<String>::new());
+}
+
+/// A recipe that declares it has nothing to back up climbs past backup to level 4 with its own
+/// tests; a declared skip that no longer applies (an earlier release exists) is flagged stale
+/// and still climbed past.
+#[test]
+fn declared_skips_are_climbed_past_and_a_stale_one_is_flagged() {
+    let tests = planted_tests(
+        "declared",
+        &[(
+            "custom-html/ci.json",
+            r#"{"health_path": "/", "env": {"LETS_ENCRYPT_ENV": ""},
+                "skip": {"backup": "custom-html serves files the recipe ships; nothing to restore",
+                         "upgrade": "no earlier release to upgrade from"}}"#,
+        )],
+    );
+    let mut w = World::with_tests("declared", &tests);
+    let repo = w.forge.join("custom-html");
+    std::fs::create_dir_all(repo.join("tests")).unwrap();
+    std::fs::write(
+        repo.join("tests/test_served.py"),
+        "def test_index_is_served(http):\n    assert http.get('/').status_code == 200\n",
+    )
+    .unwrap();
+    world::git(&repo, &["add", "tests"]);
+    world::git(&repo, &["commit", "-qm", "PR: the recipe's own test"]);
+    w.sha = world::git(&repo, &["rev-parse", "HEAD"]);
+    let env = w.params(14);
+    for stage in STAGES {
+        let s = w.stage(stage, &env);
+        assert_eq!(s.code, 0, "{stage}:\n{}", s.stdout);
+    }
+    let sum = w.summary(14);
+    let skip = |n: &str| sum.stage(n).unwrap().skip;
+    assert_eq!(skip("backup"), Some(ccci::summary::Skip::Declared));
+    assert_eq!(skip("upgrade"), Some(ccci::summary::Skip::Declared));
+    assert!(
+        sum.stage("upgrade")
+            .unwrap()
+            .stale
+            .starts_with("1.1.0+1.27.2 is an earlier published release now"),
+        "{:?}",
+        sum.stage("upgrade").unwrap().stale
+    );
+    assert_eq!(sum.stage("recipe-tests").unwrap().status.as_str(), "passed");
+    assert_eq!(sum.level(), 4);
+    assert_eq!(w.leftovers(), Vec::<String>::new());
+    let _ = std::fs::remove_dir_all(&tests);
 }
 
 /// A landing page that shows one of the run's secrets is never screenshot; the card is made
@@ -253,6 +301,8 @@ fn a_failing_install_test_fails_the_stage_with_its_message() {
     let upgrade = sum.stage("upgrade").unwrap();
     assert_eq!(upgrade.status.as_str(), "skipped");
     assert_eq!(upgrade.reason, "install failed");
+    assert_eq!(upgrade.skip, Some(ccci::summary::Skip::Blocked));
+    assert_eq!(sum.level(), 0);
     assert_eq!(w.leftovers(), Vec::<String>::new());
     let _ = std::fs::remove_dir_all(&tests);
 }
@@ -275,6 +325,9 @@ fn a_recipe_with_no_earlier_release_skips_upgrade_with_the_reason() {
         "custom-html has no earlier published release to upgrade from"
     );
     assert_eq!(sum.upgrade_base, "");
+    // A fact of the recipe, not a gap: climbed past.
+    assert_eq!(up.skip, Some(ccci::summary::Skip::Declared));
+    assert_eq!(up.stale, "");
     assert_eq!(w.stage("teardown", &env).code, 0);
     assert_eq!(w.leftovers(), Vec::<String>::new());
 }

@@ -285,6 +285,12 @@ fn green_everywhere(w: World, bound: Duration) {
         run.contains("landing.png"),
         "the landing screenshot is on the run page"
     );
+    // custom-html ships no tests/: a coverage gap, said so on the run page and on the PR.
+    assert!(run.contains("<b class=gap>coverage gap</b>"), "{run}");
+    assert!(
+        body.contains("| recipe-tests | ⏭️ skipped · coverage gap |"),
+        "{body}"
+    );
     assert!(
         std::fs::read_dir(w.setup.dir.join("state/runs")).map_or(true, |mut d| d.next().is_none()),
         "run directories left"
@@ -412,8 +418,8 @@ fn supersede(w: World) {
     w.stop();
 }
 
-/// A new recipe's first PR: nothing was published before it, so upgrade is skipped, said so
-/// on the PR, and the level stops there.
+/// A new recipe's first PR: nothing was published before it, so upgrade is skipped — a fact
+/// of the recipe, declared, said so on the PR — and the ladder climbs past it (docs/levels.md).
 #[test]
 fn a_pr_with_no_earlier_release_shows_upgrade_skipped_with_the_reason() {
     let w = world("norelease", true, 30);
@@ -429,14 +435,19 @@ fn a_pr_with_no_earlier_release_shows_upgrade_skipped_with_the_reason() {
         "custom-html has no earlier published release to upgrade from"
     );
     rows_match_summary(&body, &sum);
+    assert_eq!(up["skip"], "declared");
     assert!(
-        body.contains("reached **level 1 of 4 (installs)**"),
+        body.contains("| upgrade | ⏭️ skipped (declared) |"),
+        "{body}"
+    );
+    assert!(
+        body.contains("reached **level 3 of 4 (restores)**"),
         "{body}"
     );
     let (state, desc, _) = head_status(&w, &sha).unwrap();
     assert_eq!(
         (state.as_str(), desc.as_str()),
-        ("success", "passed · level 1 of 4 (installs)")
+        ("success", "passed · level 3 of 4 (restores)")
     );
     w.stop();
 }

@@ -122,6 +122,8 @@ def card_html(summary: dict, level: int, level_name: str, shot: Path | None) -> 
             continue
         sym, cls = MARK.get(st.get("status"), ("?", "s"))
         why = st.get("reason") or ""
+        # Only a declared skip is climbed past (docs/levels.md).
+        why += {"declared": " (declared)", "gap": " · coverage gap"}.get(st.get("skip"), "")
         tests = st.get("tests") or {}
         if not why and tests.get("total"):
             why = f"{tests.get('passed', 0)}/{tests['total']} tests passed"

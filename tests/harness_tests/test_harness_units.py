@@ -299,8 +299,13 @@ def test_card_html_escapes_and_bounds_what_it_shows():
     doc = card_html({"recipe": "<b>x</b>", "ref": "f" * 40, "pr": 3, "build": 9, "stages": [
         {"name": "install", "status": "failed", "reason": "<script>alert(1)</script>",
          "failures": [{"name": f"a.py::test_{i}"} for i in range(8)]},
-        {"name": "upgrade", "status": "skipped", "reason": "install failed"}]}, 0, "broken", None)
+        {"name": "upgrade", "status": "skipped", "reason": "install failed", "skip": "blocked"},
+        {"name": "backup", "status": "skipped", "reason": "stateless", "skip": "declared"},
+        {"name": "recipe-tests", "status": "skipped", "reason": "no tests/", "skip": "gap"}]},
+        0, "broken", None)
     assert "<script>" not in doc and "&lt;script&gt;" in doc and "&lt;b&gt;x&lt;/b&gt;" in doc
     assert doc.count("class=t>✗") == 5 and "and 3 more" in doc
     assert "no screenshot of the app" in doc and "level 0 · broken" in doc
-    assert "recipe-tests <span class=why>not run</span>" in doc
+    assert "backup <span class=why>stateless (declared)</span>" in doc
+    assert "recipe-tests <span class=why>no tests/ · coverage gap</span>" in doc
+    assert "upgrade <span class=why>install failed</span>" in doc

@@ -229,6 +229,8 @@ pub fn stage(name: &str, status: Status) -> StageResult {
         tests: Counts::default(),
         failures: vec![],
         artifacts: vec![],
+        skip: None,
+        stale: String::new(),
     }
 }
 
