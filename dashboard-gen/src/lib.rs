@@ -332,10 +332,26 @@ fn run_page(
         .as_ref()
         .and_then(|_| fetch::read_summary(&cfg.results_dir, run.build));
     let mut copied = Vec::new();
+    // A run's files are published only from inside its own results directory: an artifact, or
+    // a directory on its way, swapped for a symlink must not publish what it points at.
+    let run_dir = cfg.results_dir.join(n.to_string()).canonicalize().ok();
     if let Some(s) = &full {
         for st in &s.stages {
             for a in &st.artifacts {
                 let from = cfg.results_dir.join(n.to_string()).join(a);
+                let inside = match (&run_dir, from.canonicalize()) {
+                    (Some(root), Ok(real)) => real == root.join(a),
+                    _ => false,
+                };
+                if !inside {
+                    emit(
+                        Level::Warn,
+                        "dashboard",
+                        "artifact left out: not a file of the run's own directory",
+                        &[("build", &n), ("artifact", a)],
+                    );
+                    continue;
+                }
                 match staging.store_artifact(n, a, &from, MAX_ARTIFACT_BYTES) {
                     Ok(()) => copied.push((st.name.clone(), a.clone())),
                     Err(e) => emit(

@@ -70,6 +70,8 @@ fn every_status_mark_level_and_outside_string() {
     install.artifacts = vec![
         "artifacts/install/index.png".into(),
         "artifacts/../../../etc/passwd".into(),
+        "artifacts/elsewhere/hostname".into(),
+        "artifacts/install/linked.png".into(),
     ];
     w.save_summary(&summary(
         a,
@@ -84,6 +86,14 @@ fn every_status_mark_level_and_outside_string() {
         ],
     ));
     w.artifact(a, "artifacts/install/index.png", b"\x89PNG\r\n\x1a\nfake");
+    // A test swapped a directory of its artifacts for a symlink, and linked a file: what they
+    // point at is the host's, never the site's.
+    std::os::unix::fs::symlink("/etc", w.results.join(format!("{a}/artifacts/elsewhere"))).unwrap();
+    std::os::unix::fs::symlink(
+        "/etc/hostname",
+        w.results.join(format!("{a}/artifacts/install/linked.png")),
+    )
+    .unwrap();
 
     // bravo: upgrade failed with evil test names and messages; the same ref passed upgrade
     // once before (flaky).
@@ -339,6 +349,18 @@ fn every_status_mark_level_and_outside_string() {
         !run_a.contains("passwd"),
         "a path outside artifacts/ is never copied or linked"
     );
+    assert!(
+        !run_a.contains("hostname") && !run_a.contains("linked.png"),
+        "{run_a}"
+    );
+    assert!(!w
+        .site()
+        .join(format!("runs/{a}/artifacts/elsewhere"))
+        .exists());
+    assert!(!w
+        .site()
+        .join(format!("runs/{a}/artifacts/install/linked.png"))
+        .exists());
     assert_eq!(
         std::fs::read(
             w.site()

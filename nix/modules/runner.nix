@@ -240,6 +240,17 @@ in
           defaultText = literalExpression ''[ "''${config.services.cc-ci.giteaUrl}/" ]'';
           description = "URL prefixes a pull request's source repository may be fetched from.";
         };
+        trusted_recipes = mkOption {
+          type = types.listOf (types.strMatching "[a-z][a-z0-9-]*");
+          default = [ ];
+          example = [ "custom-html" ];
+          description = ''
+            Recipes whose own `tests/` may run on this host. That code comes with each pull
+            request and runs as the runner's user, which can reach the docker socket: name only
+            recipes whose maintainers you trust. Empty by default; no wildcard. Other recipes'
+            recipe-tests stage is a declared skip saying why.
+          '';
+        };
       };
     };
     default = { };

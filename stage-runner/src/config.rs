@@ -57,6 +57,10 @@ pub struct Config {
     /// Extra environment for abra (e.g. `STANDIN_SWARM_DIR` against the stand-ins).
     #[serde(default)]
     pub abra_env: std::collections::BTreeMap<String, String>,
+    /// Recipes whose own `tests/` may run on this host: that code comes with the PR, and the
+    /// runner can reach the docker socket. Empty (the default): nobody's; no wildcard.
+    #[serde(default)]
+    pub trusted_recipes: Vec<String>,
 }
 
 fn default_server() -> String {
@@ -145,6 +149,11 @@ impl Config {
         }
         if self.allowed_src.is_empty() {
             bail!("allowed_src is empty: no PR source could be fetched");
+        }
+        for r in &self.trusted_recipes {
+            ccci::run::check_recipe_name(r).with_context(|| {
+                format!("trusted_recipes: {r:?} (name each recipe; no wildcard)")
+            })?;
         }
         Ok(())
     }

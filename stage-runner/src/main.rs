@@ -23,7 +23,8 @@ STAGES (in order; each reads the run from the state directory):
                    to REF, post_upgrade tests (skipped, with the reason, if no release)
     backup         pre_backup tests, abra app backup create, after_backup (mutation),
                    abra app restore, after_restore tests
-    recipe-tests   the recipe's own tests/ at REF, without CI credentials (else skipped)
+    recipe-tests   the recipe's own tests/ at REF, without CI credentials, if the recipe is
+                   in trusted_recipes (else skipped, saying why)
     teardown       remove the app, its volumes and secrets, and the run's state; idempotent
 
 ENVIRONMENT (from the Drone build):
@@ -38,7 +39,10 @@ OPTIONS:
          "python": "python3", "chromium": "/usr/bin/chromium", "resolve": null,
          "scheme": "https", "tls_verify": true, "deploy_timeout_secs": 900,
          "command_timeout_secs": 1800, "janitor_max_age_secs": 21600,
-         "allowed_src": ["https://git.coopcloud.tech/"], "abra_env": {}}
+         "allowed_src": ["https://git.coopcloud.tech/"], "abra_env": {},
+         "trusted_recipes": []}
+                          trusted_recipes: recipes whose own tests/ (code from the PR) may
+                          run here; empty by default, no wildcard
     --SETTING VALUE       any setting above, e.g. --janitor-max-age-secs 0
     --ref SHA             (local) the full commit sha to test
     --src URL             (local) where to fetch it (default: the Co-op Cloud recipe repo)

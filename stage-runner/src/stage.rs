@@ -489,13 +489,28 @@ impl Ctx {
         self.cfg.tests_dir.join(&self.run.recipe)
     }
 
+    /// The files a stage's tests left in its artifacts directory, for the run page. Only plain
+    /// files in the directory itself: a test that swapped the directory for a symlink, or left
+    /// symlinks in it, would otherwise publish files from elsewhere on the host.
     fn artifacts(&self, stage: &str) -> Vec<String> {
         let dir = results_dir(&self.cfg, &self.run.id)
             .join("artifacts")
             .join(stage);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_dir() => {}
+            Ok(_) => {
+                self.say(&format!(
+                    "artifacts: {} is not a directory (a symlink?); none kept for {stage}",
+                    dir.display()
+                ));
+                return Vec::new();
+            }
+            Err(_) => return Vec::new(),
+        }
         let mut out: Vec<String> = std::fs::read_dir(&dir)
             .map(|rd| {
                 rd.filter_map(|e| e.ok())
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
                     .map(|e| format!("artifacts/{stage}/{}", e.file_name().to_string_lossy()))
                     .collect()
             })
@@ -702,6 +717,16 @@ impl Ctx {
                 format!(
                     "the recipe has no tests/ directory at {}",
                     &self.run.sha[..10]
+                ),
+            ));
+        }
+        // The PR's own code, on a host whose runner reaches the docker socket: default-deny.
+        if !self.cfg.trusted_recipes.contains(&self.run.recipe) {
+            return Ok(Outcome::skipped(
+                Skip::Declared,
+                format!(
+                    "{} is not in this host's trusted_recipes: a recipe's own tests/ are code from the PR and run only for recipes the operator trusts",
+                    self.run.recipe
                 ),
             ));
         }

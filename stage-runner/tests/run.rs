@@ -63,6 +63,93 @@ fn a_whole_run_passes_and_leaves_nothing_behind() {
     assert_eq!(w.leftovers(), Vec::<String>::new());
 }
 
+/// A PR that brings its own tests/ for a recipe the operator has not trusted: they never run
+/// (they are the PR author's code, on a host whose runner reaches the docker socket), and the
+/// stage says why. The test would leave a file behind if it ran.
+#[test]
+fn a_recipe_s_own_tests_run_only_when_the_operator_trusts_the_recipe() {
+    let mut w = World::new("untrusted");
+    let ran = w.dir.join("the-pr-code-ran");
+    let repo = w.forge.join("custom-html");
+    std::fs::create_dir_all(repo.join("tests")).unwrap();
+    std::fs::write(
+        repo.join("tests/test_own.py"),
+        format!(
+            "open({:?}, 'w').write('yes')\n\ndef test_x():\n    pass\n",
+            ran.display().to_string()
+        ),
+    )
+    .unwrap();
+    world::git(&repo, &["add", "tests"]);
+    world::git(&repo, &["commit", "-qm", "PR: tests of my own"]);
+    w.sha = world::git(&repo, &["rev-parse", "HEAD"]);
+    let env = w.params(15);
+    let mut log = String::new();
+    for stage in ["prepare", "install", "recipe-tests", "teardown"] {
+        let s = w.stage(stage, &env);
+        assert_eq!(s.code, 0, "{stage}: {}", s.stdout);
+        log.push_str(&s.stdout);
+    }
+    assert!(!ran.exists(), "the PR's test code ran:\n{log}");
+    assert!(!log.contains("--- recipe-tests: phase"), "{log}");
+    let sum = w.summary(15);
+    let rt = sum.stage("recipe-tests").unwrap();
+    assert_eq!(rt.status.as_str(), "skipped");
+    assert_eq!(rt.skip, Some(ccci::summary::Skip::Declared));
+    assert!(
+        rt.reason
+            .starts_with("custom-html is not in this host's trusted_recipes"),
+        "{}",
+        rt.reason
+    );
+    assert_eq!(w.leftovers(), Vec::<String>::new());
+}
+
+/// A trusted recipe's test that swaps its artifacts directory for a symlink to elsewhere on the
+/// host publishes nothing from there.
+#[test]
+fn a_symlinked_artifacts_directory_publishes_nothing() {
+    let mut w = World::new("symlinked");
+    let elsewhere = w.dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("host-file.png"), "not the run's").unwrap();
+    let repo = w.forge.join("custom-html");
+    std::fs::create_dir_all(repo.join("tests")).unwrap();
+    std::fs::write(
+        repo.join("tests/test_swap.py"),
+        format!(
+            r#"import os, shutil
+
+def test_swaps_the_artifacts_dir():
+    a = os.environ["CCCI_ARTIFACTS"]
+    shutil.rmtree(a, ignore_errors=True)
+    os.symlink({e:?}, a)
+"#,
+            e = elsewhere.display().to_string()
+        ),
+    )
+    .unwrap();
+    world::git(&repo, &["add", "tests"]);
+    world::git(&repo, &["commit", "-qm", "PR: sneaky tests"]);
+    w.sha = world::git(&repo, &["rev-parse", "HEAD"]);
+    w.write_config(&[("trusted_recipes", serde_json::json!(["custom-html"]))]);
+    let env = w.params(16);
+    let mut log = String::new();
+    for stage in ["prepare", "install", "recipe-tests", "teardown"] {
+        let s = w.stage(stage, &env);
+        log.push_str(&s.stdout);
+    }
+    let sum = w.summary(16);
+    let rt = sum.stage("recipe-tests").unwrap();
+    assert_eq!(rt.status.as_str(), "passed", "{log}");
+    assert_eq!(rt.artifacts, Vec::<String>::new());
+    assert!(
+        log.contains("is not a directory (a symlink?); none kept for recipe-tests"),
+        "{log}"
+    );
+    assert_eq!(w.leftovers(), Vec::<String>::new());
+}
+
 /// A recipe that declares it has nothing to back up climbs past backup to level 4 with its own
 /// tests; a declared skip that no longer applies (an earlier release exists) is flagged stale
 /// and still climbed past.
@@ -88,6 +175,7 @@ fn declared_skips_are_climbed_past_and_a_stale_one_is_flagged() {
     world::git(&repo, &["add", "tests"]);
     world::git(&repo, &["commit", "-qm", "PR: the recipe's own test"]);
     w.sha = world::git(&repo, &["rev-parse", "HEAD"]);
+    w.write_config(&[("trusted_recipes", serde_json::json!(["custom-html"]))]);
     let env = w.params(14);
     for stage in STAGES {
         let s = w.stage(stage, &env);
@@ -198,7 +286,10 @@ fn a_whole_matrix_synapse_run_passes_on_synapse_and_postgres() {
         &w.forge.join("matrix-synapse"),
         &["rev-parse", "1.1.0+v1.163.2^{commit}"],
     );
-    w.write_config(&[("deploy_timeout_secs", serde_json::json!(300))]);
+    w.write_config(&[
+        ("deploy_timeout_secs", serde_json::json!(300)),
+        ("trusted_recipes", serde_json::json!(["matrix-synapse"])),
+    ]);
     let env = w.params(9);
     let stack = standins::abra::app::stack_name(&format!("matrix-synapse-9.{}", w.base_domain));
     for stage in STAGES {
@@ -761,6 +852,7 @@ def test_no_ci_credentials_and_the_app_answers(http):
     world::git(&repo, &["add", "tests"]);
     world::git(&repo, &["commit", "-qm", "PR: the recipe's own tests"]);
     w.sha = world::git(&repo, &["rev-parse", "HEAD"]);
+    w.write_config(&[("trusted_recipes", serde_json::json!(["custom-html"]))]);
     // Drone's environment, credentials and all, as the runner would give the step.
     let mut env = w.params(13);
     env.push(("DRONE_TOKEN".into(), "not-for-recipe-tests".into()));
