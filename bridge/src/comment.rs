@@ -240,6 +240,13 @@ fn rows(build: &Build, v: &RunView, now: i64) -> Vec<String> {
                     }
                     if matches!(x.status, Status::Failed | Status::Error) {
                         d.push_str(&format!("<br>{look}"));
+                        if x.diagnostics {
+                            let base = v.dashboard_run.trim_end_matches(".html");
+                            d.push_str(&format!(
+                                " · [tasks and logs]({base}/artifacts/{}/diagnostics.txt)",
+                                step.name
+                            ));
+                        }
                     }
                     (verdict_mark(x.status, x.skip), d)
                 }
@@ -480,6 +487,16 @@ mod tests {
         );
         assert!(
             row.contains("[Drone log](https://drone.example/coop-cloud/cc-ci/7/1/1)"),
+            "{row}"
+        );
+        assert!(!row.contains("diagnostics.txt"), "none were saved: {row}");
+        v.get_mut("install").unwrap().as_mut().unwrap().diagnostics = true;
+        let s = status(&build("success"), &view(&v), 200);
+        let row = s.lines().find(|l| l.starts_with("| install |")).unwrap();
+        assert!(
+            row.contains(
+                "[tasks and logs](https://ci.example/runs/7/artifacts/install/diagnostics.txt)"
+            ),
             "{row}"
         );
         let (state, d) = commit_status(&build("success"), &view(&v));

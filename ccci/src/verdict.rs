@@ -36,6 +36,9 @@ pub struct Verdict {
     /// Why a declared skip no longer applies.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stale: String,
+    /// A red stage saved `artifacts/<stage>/diagnostics.txt` (its tasks and logs).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub diagnostics: bool,
     /// Set by teardown when the run's summary card was made (`artifacts/card.png` of the
     /// run's results, published with its run page).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -80,6 +83,7 @@ impl Verdict {
             more_failures: failures.len().saturating_sub(MAX_FAILURES),
             skip: None,
             stale: String::new(),
+            diagnostics: false,
             card: false,
         }
     }

@@ -317,6 +317,9 @@ fn place_run_page(
     })
 }
 
+/// Text artifacts larger than this are linked, not shown.
+const MAX_TEXT_ARTIFACT: u64 = 128 * 1024;
+
 /// Renders one run page, copying the screenshots its summary lists into the store.
 fn run_page(
     cfg: &Config,
@@ -364,6 +367,19 @@ fn run_page(
             }
         }
     }
+    // Text artifacts (a red stage's diagnostics) are shown on the page itself, not only linked.
+    let texts: Vec<(String, String)> = copied
+        .iter()
+        .filter(|(_, a)| a.ends_with(".txt"))
+        .filter_map(|(_, a)| {
+            let from = cfg.results_dir.join(n.to_string()).join(a);
+            let meta = std::fs::metadata(&from).ok()?;
+            (meta.len() <= MAX_TEXT_ARTIFACT)
+                .then(|| std::fs::read(&from).ok())
+                .flatten()
+                .map(|b| (a.clone(), String::from_utf8_lossy(&b).into_owned()))
+        })
+        .collect();
     let summary = full.or_else(|| run.build.summary.as_ref().map(|d| d.as_summary(run.build)));
-    render::run_page(links, r, run, summary.as_ref(), &copied)
+    render::run_page(links, r, run, summary.as_ref(), &copied, &texts)
 }

@@ -352,6 +352,7 @@ pub fn run_page(
     run: &Run,
     summary: Option<&Summary>,
     artifacts: &[(String, String)],
+    texts: &[(String, String)],
 ) -> String {
     let b = run.build;
     let n = run.number();
@@ -472,6 +473,18 @@ pub fn run_page(
             }
         }
     }
+    if !texts.is_empty() {
+        body.push_str("<h2>Diagnostics</h2>");
+    }
+    for (a, text) in texts {
+        // A red stage's tasks and logs, saved before teardown (already redacted).
+        let _ = write!(
+            body,
+            "<details class=diag open><summary>{}</summary><pre>{}</pre></details>",
+            esc(a),
+            esc(text)
+        );
+    }
     if !artifacts.is_empty() {
         body.push_str("<h2>Screenshots and artifacts</h2><div class=shots>");
         for (stage, a) in &artifacts {
@@ -577,6 +590,8 @@ details.fail summary{cursor:pointer;overflow-wrap:anywhere}
 details.fail pre{margin-top:.4rem}
 .card img{max-width:100%;height:auto}
 .gap,.stale{color:var(--e)}
+details.diag{border:1px solid var(--line);border-radius:.3rem;padding:.4rem .6rem;margin:.6rem 0}
+details.diag pre{max-height:30rem;overflow:auto}
 .shots{display:flex;flex-wrap:wrap;gap:1rem}
 .shots figure{margin:0;max-width:360px}
 .shots img{max-width:100%;border:1px solid var(--line);border-radius:.3rem}

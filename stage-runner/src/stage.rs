@@ -27,6 +27,10 @@ pub const CARD: &str = "artifacts/card.png";
 pub const LANDING: &str = "artifacts/install/landing.png";
 /// A browser start and one page: far less than this, or something hangs.
 const CARD_TIMEOUT: Duration = Duration::from_secs(60);
+/// Each docker command of a red stage's diagnostics, their log lines per service, their size.
+const DIAGNOSTICS_TIMEOUT: Duration = Duration::from_secs(30);
+const DIAGNOSTICS_LOG_LINES: &str = "50";
+const DIAGNOSTICS_MAX_BYTES: usize = 64 * 1024;
 
 /// The recipe under test failed (not cc-ci, not the host): a red verdict, not an error.
 #[derive(Debug)]
@@ -51,6 +55,8 @@ pub struct Outcome {
     pub skip: Option<Skip>,
     /// Why a declared skip no longer applies.
     pub stale: String,
+    /// `artifacts/<stage>/diagnostics.txt` was saved (a red stage's tasks and logs).
+    pub diagnostics: bool,
 }
 
 impl Outcome {
@@ -63,6 +69,7 @@ impl Outcome {
             artifacts: Vec::new(),
             skip: None,
             stale: String::new(),
+            diagnostics: false,
         }
     }
 
@@ -106,6 +113,7 @@ impl Outcome {
             &failures,
         );
         v.skip = self.skip;
+        v.diagnostics = self.diagnostics;
         v.stale = redactor.redact_str(&self.stale);
         v
     }
@@ -492,7 +500,7 @@ impl Ctx {
     /// The files a stage's tests left in its artifacts directory, for the run page. Only plain
     /// files in the directory itself: a test that swapped the directory for a symlink, or left
     /// symlinks in it, would otherwise publish files from elsewhere on the host.
-    fn artifacts(&self, stage: &str) -> Vec<String> {
+    pub fn artifacts(&self, stage: &str) -> Vec<String> {
         let dir = results_dir(&self.cfg, &self.run.id)
             .join("artifacts")
             .join(stage);
@@ -527,6 +535,106 @@ impl Ctx {
         o.merge(self.pytest("install", "install", &suite, false)?);
         o.artifacts = self.artifacts("install");
         Ok(o)
+    }
+
+    /// Best effort, after a red stage and before teardown: the app's tasks with their errors
+    /// and each service's last log lines, redacted, as `artifacts/<stage>/diagnostics.txt`, so
+    /// a maintainer can tell why without a shell on the host. Asks the engine abra deploys to.
+    pub fn save_diagnostics(&self, stage: &str, o: &Outcome) -> bool {
+        if self.run.domain.is_empty() {
+            return false;
+        }
+        let stack = ccci::run::stack_name(&self.run.domain);
+        let docker = |args: &[&str]| -> Option<String> {
+            let cmd = Cmd::new("docker", args)
+                .envs(
+                    &self
+                        .cfg
+                        .abra_env
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect::<Vec<_>>(),
+                )
+                .timeout(DIAGNOSTICS_TIMEOUT)
+                .capture();
+            let out = process::run(cmd, &self.redactor).ok()?;
+            out.success().then(|| {
+                self.redactor
+                    .redact_str(&String::from_utf8_lossy(&out.stdout))
+            })
+        };
+        let filter = format!("label=com.docker.stack.namespace={stack}");
+        let Some(services) = docker(&[
+            "service",
+            "ls",
+            "--filter",
+            &filter,
+            "--format",
+            "{{.Name}}",
+        ]) else {
+            self.say("diagnostics: the engine did not answer; none kept");
+            return false;
+        };
+        let mut text = format!(
+            "cc-ci diagnostics of {} after {stage} {}\nreason: {}\n",
+            self.run.domain,
+            o.status.as_str(),
+            self.redactor.redact_str(&o.reason)
+        );
+        let services: Vec<&str> = services.lines().filter(|l| !l.is_empty()).collect();
+        if services.is_empty() {
+            text.push_str("\n(no service of the app is on the engine)\n");
+        }
+        for svc in &services {
+            let tasks = docker(&[
+                "service",
+                "ps",
+                "--no-trunc",
+                "--format",
+                "{{.Name}}\t{{.Image}}\t{{.CurrentState}}\t{{.Error}}",
+                svc,
+            ])
+            .unwrap_or_else(|| "(docker service ps failed)\n".into());
+            text.push_str(&format!(
+                "\n== {svc}: tasks (name, image, state, error) ==\n{tasks}"
+            ));
+        }
+        for svc in &services {
+            let logs = docker(&[
+                "service",
+                "logs",
+                "--no-trunc",
+                "--tail",
+                DIAGNOSTICS_LOG_LINES,
+                svc,
+            ])
+            .unwrap_or_else(|| "(docker service logs failed)\n".into());
+            text.push_str(&format!(
+                "\n== {svc}: last {DIAGNOSTICS_LOG_LINES} log lines ==\n{logs}"
+            ));
+        }
+        if text.len() > DIAGNOSTICS_MAX_BYTES {
+            let mut cut = DIAGNOSTICS_MAX_BYTES;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push_str("\n… (cut)\n");
+        }
+        let dir = results_dir(&self.cfg, &self.run.id)
+            .join("artifacts")
+            .join(stage);
+        let path = dir.join("diagnostics.txt");
+        match std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, text)) {
+            Ok(()) => {
+                self.say(&format!("diagnostics: artifacts/{stage}/diagnostics.txt"));
+                true
+            }
+            Err(e) => {
+                self.say(&format!("diagnostics: not saved: {e}"));
+                false
+            }
+        }
     }
 
     /// Best effort, before any test changes the app: its landing page for the run's card.
@@ -990,7 +1098,7 @@ pub fn run_stage(ctx: &mut Ctx, stage: &str) -> Outcome {
         "teardown" => ctx.teardown(),
         _ => Ok(Outcome::passed()),
     };
-    let o = match result {
+    let mut o = match result {
         Ok(o) => o,
         Err(e) if e.downcast_ref::<RecipeFailed>().is_some() => Outcome {
             status: Status::Failed,
@@ -1003,6 +1111,16 @@ pub fn run_stage(ctx: &mut Ctx, stage: &str) -> Outcome {
             ..Outcome::passed()
         },
     };
+    // The app is still there: what went wrong with it is kept before anything tears it down.
+    let red = matches!(o.status, Status::Failed | Status::Error);
+    if red && stage != "teardown" && abort::aborted().is_none() && ctx.save_diagnostics(stage, &o) {
+        o.diagnostics = true;
+        for a in ctx.artifacts(stage) {
+            if !o.artifacts.contains(&a) {
+                o.artifacts.push(a);
+            }
+        }
+    }
     let took = t.elapsed();
     let outside = process::OUTSIDE_MS.load(std::sync::atomic::Ordering::Relaxed);
     let line = format!(

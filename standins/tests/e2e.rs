@@ -368,6 +368,20 @@ fn red_everywhere(w: World) {
     );
     // The engine's own reason, where the maintainer follows the run's link.
     assert!(run.contains("No such image: busybox:1.36"), "{run}");
+    // The app's tasks and logs, saved before teardown, on the page and linked from the row.
+    assert!(
+        run.contains(
+            "<details class=diag open><summary>artifacts/install/diagnostics.txt</summary>"
+        ),
+        "{run}"
+    );
+    let diag = &run[run.find("class=diag").unwrap()..];
+    assert!(diag.contains("tasks (name, image, state, error)"), "{diag}");
+    assert!(diag.contains("No such image: busybox:1.36"), "{diag}");
+    assert!(
+        install.contains(&format!("/runs/{build}/artifacts/install/diagnostics.txt)")),
+        "{install}"
+    );
     w.stop();
 }
 
