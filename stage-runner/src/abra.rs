@@ -26,7 +26,7 @@ impl Abra {
     fn cmd(&self, args: &[&str]) -> Cmd {
         Cmd::new(&self.exe, args)
             .env("ABRA_DIR", self.abra_dir.display().to_string())
-            .envs(&self.env)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .timeout(self.timeout)
     }
 

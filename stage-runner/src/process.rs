@@ -45,8 +45,9 @@ impl Cmd {
         self
     }
 
-    pub fn envs(mut self, vars: &[(String, String)]) -> Cmd {
-        self.env.extend_from_slice(vars);
+    pub fn envs<'a>(mut self, vars: impl IntoIterator<Item = (&'a String, &'a String)>) -> Cmd {
+        self.env
+            .extend(vars.into_iter().map(|(k, v)| (k.clone(), v.clone())));
         self
     }
 

@@ -421,14 +421,7 @@ impl Ctx {
                 "CCCI_TLS_VERIFY",
                 if self.cfg.tls_verify { "1" } else { "0" },
             )
-            .envs(
-                &self
-                    .cfg
-                    .abra_env
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect::<Vec<_>>(),
-            )
+            .envs(&self.cfg.abra_env)
     }
 
     /// Runs one phase of the recipe's tests against the live app.
@@ -547,14 +540,7 @@ impl Ctx {
         let stack = ccci::run::stack_name(&self.run.domain);
         let docker = |args: &[&str]| -> Option<String> {
             let cmd = Cmd::new("docker", args)
-                .envs(
-                    &self
-                        .cfg
-                        .abra_env
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect::<Vec<_>>(),
-                )
+                .envs(&self.cfg.abra_env)
                 .timeout(DIAGNOSTICS_TIMEOUT)
                 .capture();
             let out = process::run(cmd, &self.redactor).ok()?;
