@@ -27,8 +27,9 @@ pub const CARD: &str = "artifacts/card.png";
 pub const LANDING: &str = "artifacts/install/landing.png";
 /// A browser start and one page: far less than this, or something hangs.
 const CARD_TIMEOUT: Duration = Duration::from_secs(60);
-/// Each docker command of a red stage's diagnostics, their log lines per service, their size.
-const DIAGNOSTICS_TIMEOUT: Duration = Duration::from_secs(30);
+/// Each question to the engine (diagnostics, the deployed head); a red stage's log lines per
+/// service and its diagnostics' size.
+const ENGINE_TIMEOUT: Duration = Duration::from_secs(30);
 const DIAGNOSTICS_LOG_LINES: &str = "50";
 const DIAGNOSTICS_MAX_BYTES: usize = 64 * 1024;
 
@@ -359,7 +360,10 @@ impl Ctx {
         rundir::save_values(&self.dir, &values)?;
         match version {
             Some(v) => self.deploy(&["app", "deploy", &domain, v])?,
-            None => self.deploy(&["app", "deploy", &domain, "--chaos"])?,
+            None => {
+                self.deploy(&["app", "deploy", &domain, "--chaos"])?;
+                self.check_deployed_head()?;
+            }
         };
         self.wait_up()
     }
@@ -530,6 +534,78 @@ impl Ctx {
         Ok(o)
     }
 
+    /// A question to the engine abra deploys to (its `DOCKER_HOST` from `abra_env`): the
+    /// answer redacted, or `None` when docker failed or did not answer in time.
+    fn engine(&self, args: &[&str]) -> Option<String> {
+        let cmd = Cmd::new("docker", args)
+            .envs(&self.cfg.abra_env)
+            .timeout(ENGINE_TIMEOUT)
+            .capture();
+        let out = process::run(cmd, &self.redactor).ok()?;
+        out.success().then(|| {
+            self.redactor
+                .redact_str(&String::from_utf8_lossy(&out.stdout))
+        })
+    }
+
+    /// The app's services on the engine, by the stack abra named after its domain.
+    fn services(&self) -> Option<Vec<String>> {
+        let stack = ccci::run::stack_name(&self.run.domain);
+        let filter = format!("label=com.docker.stack.namespace={stack}");
+        let names = self.engine(&[
+            "service",
+            "ls",
+            "--filter",
+            &filter,
+            "--format",
+            "{{.Name}}",
+        ])?;
+        Some(
+            names
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
+    /// After a deploy of the PR head: the chaos-version label abra wrote (`SmallSHA(HEAD)`,
+    /// `+U` when the checkout was dirty) must be the head's, clean, on every service that
+    /// carries it, and at least one must. An abra that deployed another checkout (an upgrade
+    /// that silently redeployed the old head) must never pass.
+    fn check_deployed_head(&self) -> Result<()> {
+        let want = &self.run.sha[..8];
+        let label = format!(
+            "coop-cloud.{}.chaos-version",
+            ccci::run::stack_name(&self.run.domain)
+        );
+        let services = self
+            .services()
+            .context("reading the deployed services back from the engine")?;
+        let mut seen = 0;
+        for svc in &services {
+            let format = format!("{{{{index .Spec.Labels \"{label}\"}}}}");
+            let got = self
+                .engine(&["service", "inspect", "--format", &format, svc])
+                .with_context(|| format!("reading {svc}'s labels from the engine"))?;
+            let got = got.trim();
+            if got.is_empty() || got == "<no value>" {
+                continue;
+            }
+            seen += 1;
+            if got != want {
+                bail!("{svc} runs {label}={got}, not the PR head {want}: abra deployed another checkout than the one asked for");
+            }
+        }
+        if seen == 0 {
+            bail!(
+                "no service of {} carries {label}: cannot tell which commit was deployed",
+                self.run.domain
+            );
+        }
+        Ok(())
+    }
+
     /// Best effort, after a red stage and before teardown: the app's tasks with their errors
     /// and each service's last log lines, redacted, as `artifacts/<stage>/diagnostics.txt`, so
     /// a maintainer can tell why without a shell on the host. Asks the engine abra deploys to.
@@ -537,27 +613,8 @@ impl Ctx {
         if self.run.domain.is_empty() {
             return false;
         }
-        let stack = ccci::run::stack_name(&self.run.domain);
-        let docker = |args: &[&str]| -> Option<String> {
-            let cmd = Cmd::new("docker", args)
-                .envs(&self.cfg.abra_env)
-                .timeout(DIAGNOSTICS_TIMEOUT)
-                .capture();
-            let out = process::run(cmd, &self.redactor).ok()?;
-            out.success().then(|| {
-                self.redactor
-                    .redact_str(&String::from_utf8_lossy(&out.stdout))
-            })
-        };
-        let filter = format!("label=com.docker.stack.namespace={stack}");
-        let Some(services) = docker(&[
-            "service",
-            "ls",
-            "--filter",
-            &filter,
-            "--format",
-            "{{.Name}}",
-        ]) else {
+        let docker = |args: &[&str]| self.engine(args);
+        let Some(services) = self.services() else {
             self.say("diagnostics: the engine did not answer; none kept");
             return false;
         };
@@ -567,7 +624,6 @@ impl Ctx {
             o.status.as_str(),
             self.redactor.redact_str(&o.reason)
         );
-        let services: Vec<&str> = services.lines().filter(|l| !l.is_empty()).collect();
         if services.is_empty() {
             text.push_str("\n(no service of the app is on the engine)\n");
         }
@@ -759,6 +815,7 @@ impl Ctx {
             self.checkout(&self.run.sha.clone())?;
             let d = self.run.domain.clone();
             self.deploy(&["app", "deploy", &d, "--force", "--chaos"])?;
+            self.check_deployed_head()?;
             self.wait_up()?;
             o.merge(self.pytest("upgrade", "post_upgrade", &suite, false)?);
         }

@@ -423,6 +423,48 @@ fn a_recipe_with_no_earlier_release_skips_upgrade_with_the_reason() {
     assert_eq!(w.leftovers(), Vec::<String>::new());
 }
 
+/// The head that was tested is the head that was asked for: an upgrade whose in-place deploy
+/// ran another checkout (the stand-in's `chaos-stale-checkout` fault deploys the commit before
+/// the head, as an abra that silently redeployed the old checkout would) is an error naming both.
+#[test]
+fn an_upgrade_that_deployed_another_checkout_errors_with_both_commits() {
+    let w = World::new("stalehead");
+    let env = w.params(17);
+    for stage in ["prepare", "install"] {
+        assert_eq!(w.stage(stage, &env).code, 0, "{stage}");
+    }
+    std::fs::write(&w.faults, "chaos-stale-checkout\n").unwrap();
+    let s = w.stage("upgrade", &env);
+    std::fs::remove_file(&w.faults).unwrap();
+    assert_eq!(s.code, 2, "{}", s.stdout);
+    let parent = world::git(
+        &w.forge.join("custom-html"),
+        &["rev-parse", &format!("{}~1", w.sha)],
+    );
+    let sum = w.summary(17);
+    let up = sum.stage("upgrade").unwrap();
+    assert_eq!(up.status.as_str(), "error");
+    assert!(
+        up.reason
+            .contains(&format!("chaos-version={}", &parent[..8]))
+            && up
+                .reason
+                .contains(&format!("not the PR head {}", &w.sha[..8])),
+        "{}",
+        up.reason
+    );
+    // The diagnostics of the red stage were kept before teardown.
+    assert!(
+        up.artifacts
+            .iter()
+            .any(|a| a == "artifacts/upgrade/diagnostics.txt"),
+        "{:?}",
+        up.artifacts
+    );
+    assert_eq!(w.stage("teardown", &env).code, 0);
+    assert_eq!(w.leftovers(), Vec::<String>::new());
+}
+
 #[test]
 fn a_failing_restore_fails_the_backup_stage() {
     let w = World::new("restorefail");

@@ -597,7 +597,7 @@ fn app_deploy(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let plan = if p.on("chaos") {
         // A chaos deploy deploys whatever HEAD/worktree is checked out, no re-checkout
         // ([CCCI] JOURNAL-dstamp.md, quoting abra 0.13.0-beta `getDeployVersion`): label `<SmallSHA(HEAD)>` + `+U` when dirty.
-        chaos_plan(&app, &dir)?
+        chaos_plan(ctx, &app, &dir)?
     } else {
         refuse_dirty(&dir, &app.recipe)?;
         let tags = recipe::release_tags(&dir)?;
@@ -613,7 +613,7 @@ fn app_deploy(ctx: &Ctx, args: &[String]) -> Result<i32> {
             .or_else(|| tags.last().cloned());
         match wanted {
             // No releases at all: the latest commit is deployed, as chaos.
-            None => chaos_plan(&app, &dir)?,
+            None => chaos_plan(ctx, &app, &dir)?,
             Some(v) if tags.contains(&v) => {
                 checkout(&dir, &v)?;
                 app.env.set("TYPE", &format!("{}:{v}", app.recipe));
@@ -852,8 +852,16 @@ fn last_error(tasks: &[docker::Task]) -> Option<String> {
         .map(|t| t.status.err.clone())
 }
 
-fn chaos_plan(app: &App, dir: &Path) -> Result<Plan> {
-    let sha = recipe::head_sha(dir)?;
+fn chaos_plan(ctx: &Ctx, app: &App, dir: &Path) -> Result<Plan> {
+    // Fault `chaos-stale-checkout`: the deploy runs the commit before HEAD, as an abra that
+    // silently redeployed an old checkout would (cc-ci must notice by the label).
+    let sha = if ctx.fault("chaos-stale-checkout") {
+        recipe::git(dir, &["rev-parse", "HEAD~1"])?
+            .trim()
+            .to_owned()
+    } else {
+        recipe::head_sha(dir)?
+    };
     let mut cv = sha[..8.min(sha.len())].to_owned();
     if recipe::is_dirty(dir)? {
         cv.push_str("+U");

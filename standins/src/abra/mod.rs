@@ -21,7 +21,8 @@
 //! - `STANDIN_ABRA_FAULT`: comma-separated fault knobs, also read from the file named by
 //!   `STANDIN_ABRA_FAULT_FILE` (one per line, so a test can flip them between stages):
 //!   `backup-fails`, `restore-fails` (backupbot's restic failing, which has no engine-side
-//!   cause), `hang:<command>` where command is one of `new`, `deploy`, `undeploy`, `ls`, `ps`,
+//!   cause), `chaos-stale-checkout` (a chaos deploy runs, and labels, the commit before the
+//!   checkout's HEAD: an abra that redeployed an old checkout), `hang:<command>` where command is one of `new`, `deploy`, `undeploy`, `ls`, `ps`,
 //!   `run`, `cmd`, `logs`, `restore`, `backup`, `volume`, `secret-generate`, `secret-insert`,
 //!   `secret-remove`, `recipe-fetch`, `server-add`. A hang sleeps (up to an hour) before
 //!   touching anything, so killing it leaves no trace. Failed deploys need no knob: a recipe
@@ -69,7 +70,8 @@ ENVIRONMENT:
   ABRA_DIR                 abra's state dir (default ~/.abra)
   DOCKER_HOST              the engine (docker's own variable)
   STANDIN_ABRA_CATALOGUE   stand-in only: dir of recipe git repos for `recipe fetch`
-  STANDIN_ABRA_FAULT       stand-in only: backup-fails, restore-fails, hang:<command>
+  STANDIN_ABRA_FAULT       stand-in only: backup-fails, restore-fails, chaos-stale-checkout,
+                           hang:<command>
   STANDIN_ABRA_FAULT_FILE  stand-in only: a file of the same knobs, one per line
                            <command> = new deploy undeploy ls ps logs run cmd restore backup
                            volume secret-generate secret-insert secret-remove recipe-fetch
