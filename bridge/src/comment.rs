@@ -72,6 +72,13 @@ pub struct RunView<'a> {
     pub verdicts: &'a BTreeMap<String, Option<Verdict>>,
 }
 
+impl RunView<'_> {
+    /// A file the dashboard publishes beside the run page (`runs/<n>/<rel>`).
+    fn run_file(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.dashboard_run.trim_end_matches(".html"))
+    }
+}
+
 fn short(sha: &str) -> &str {
     &sha[..sha.len().min(10)]
 }
@@ -241,11 +248,8 @@ fn rows(build: &Build, v: &RunView, now: i64) -> Vec<String> {
                     if matches!(x.status, Status::Failed | Status::Error) {
                         d.push_str(&format!("<br>{look}"));
                         if x.diagnostics {
-                            let base = v.dashboard_run.trim_end_matches(".html");
-                            d.push_str(&format!(
-                                " · [tasks and logs]({base}/artifacts/{}/diagnostics.txt)",
-                                step.name
-                            ));
+                            let diag = format!("artifacts/{}/diagnostics.txt", step.name);
+                            d.push_str(&format!(" · [tasks and logs]({})", v.run_file(&diag)));
                         }
                     }
                     (verdict_mark(x.status, x.skip), d)
@@ -318,10 +322,12 @@ pub fn status(build: &Build, v: &RunView, now: i64) -> String {
         .and_then(|x| x.as_ref())
         .is_some_and(|x| x.card);
     if done && card {
-        let base = v.dashboard_run.trim_end_matches(".html");
         s.push_str(&format!(
-            "\n[![cc-ci run #{} of {}]({base}/artifacts/card.png)]({})\n",
-            build.number, v.recipe, v.dashboard_run
+            "\n[![cc-ci run #{} of {}]({})]({})\n",
+            build.number,
+            v.recipe,
+            v.run_file("artifacts/card.png"),
+            v.dashboard_run
         ));
     }
     if done {

@@ -170,6 +170,20 @@ impl Config {
         })
     }
 
+    /// The bot's Gitea client.
+    pub fn gitea(&self) -> ccci::gitea::GiteaClient {
+        ccci::gitea::GiteaClient::new(
+            &format!("{}/api/v1", self.gitea_url),
+            self.gitea_token.clone(),
+            self.request_timeout,
+        )
+    }
+
+    /// A run's page on the dashboard (the PR comment's and the commit status's link).
+    pub fn run_page(&self, build: i64) -> String {
+        format!("{}/runs/{build}.html", self.dashboard_url)
+    }
+
     /// The recipe enrolled for a repository, if any.
     pub fn recipe_of(&self, repo: &Repo) -> Option<&str> {
         self.recipes

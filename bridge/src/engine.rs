@@ -100,11 +100,7 @@ impl Engine {
             state.notifications_since = t - FIRST_LOOKBACK_SECS;
         }
         store.save(&state)?;
-        let gitea = GiteaClient::new(
-            &format!("{}/api/v1", cfg.gitea_url),
-            cfg.gitea_token.clone(),
-            cfg.request_timeout,
-        );
+        let gitea = cfg.gitea();
         let drone = DroneClient::new(&cfg.drone_url, cfg.drone_token.clone(), cfg.request_timeout);
         metrics
             .followed_runs
@@ -866,7 +862,7 @@ impl Engine {
         let sha = run.sha.clone();
         let status = CreateStatus {
             state: state.to_owned(),
-            target_url: format!("{}/runs/{number}.html", self.cfg.dashboard_url),
+            target_url: self.cfg.run_page(number),
             description,
             context: self.cfg.status_context.clone(),
         };
@@ -931,7 +927,7 @@ impl Engine {
             "{}/{}/{}/{}",
             self.cfg.drone_url, self.cfg.drone_repo.owner, self.cfg.drone_repo.name, number
         );
-        let dash = format!("{}/runs/{number}.html", self.cfg.dashboard_url);
+        let dash = self.cfg.run_page(number);
         // A run that ended on its own before the cancel reached Drone keeps its own outcome.
         let superseded_by = run
             .superseded_by

@@ -26,11 +26,7 @@ const QUEUE: usize = 1024;
 /// repository, whether Gitea will let it set commit statuses. Gitea not answering is said, not
 /// an error: the configuration itself is valid.
 pub fn check_rights(cfg: &config::Config) -> Vec<String> {
-    let gitea = ccci::gitea::GiteaClient::new(
-        &format!("{}/api/v1", cfg.gitea_url),
-        cfg.gitea_token.clone(),
-        cfg.request_timeout,
-    );
+    let gitea = cfg.gitea();
     let mut out = Vec::new();
     for repo in cfg.recipes.values() {
         let full = repo.full();

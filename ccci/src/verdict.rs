@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::summary::{Counts, Failure, Rung, Skip, Status};
+use crate::summary::{Counts, Failure, Rung, Skip, StageResult, Status};
 
 pub const PREFIX: &str = "cc-ci verdict: ";
 /// Failing tests named in the line; the rest are counted.
@@ -85,6 +85,15 @@ impl Verdict {
             stale: String::new(),
             diagnostics: false,
             card: false,
+        }
+    }
+
+    /// What the summary records of a stage, as one line carries it.
+    pub fn of(r: &StageResult) -> Verdict {
+        Verdict {
+            skip: r.skip,
+            stale: r.stale.clone(),
+            ..Verdict::new(&r.name, r.status, &r.reason, &r.tests, &r.failures)
         }
     }
 

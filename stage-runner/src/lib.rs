@@ -17,7 +17,7 @@ pub mod wait;
 use anyhow::{Context, Result};
 
 use ccci::run::RunParams;
-use ccci::summary::Status;
+use ccci::summary::Skip;
 use ccci::verdict::Verdict;
 
 use crate::config::Config;
@@ -54,21 +54,15 @@ pub fn drone_stage(cfg: Config, stage: &str) -> Result<u8> {
                     .with_context(|| format!("removing {}", dir.display()))?;
             }
             janitor::sweep(&cfg)?;
-            let v = Verdict::new(stage, Status::Passed, "", &Default::default(), &[]);
-            say(&Redactor::new([]), &v.line());
+            let quiet = Redactor::new([]);
+            say(&quiet, &Outcome::passed().verdict(stage, &quiet).line());
             return Ok(0);
         }
         // prepare said why; this stage has nothing to work on.
         Err(_) if !dir.join("run.json").exists() => {
-            let mut v = Verdict::new(
-                stage,
-                Status::Skipped,
-                "prepare did not pass: the run has no state",
-                &Default::default(),
-                &[],
-            );
-            v.skip = Some(ccci::summary::Skip::Blocked);
-            say(&Redactor::new([]), &v.line());
+            let o = Outcome::skipped(Skip::Blocked, "prepare did not pass: the run has no state");
+            let quiet = Redactor::new([]);
+            say(&quiet, &o.verdict(stage, &quiet).line());
             return Ok(0);
         }
         Err(e) => return Err(e),
@@ -90,7 +84,9 @@ pub fn drone_stage(cfg: Config, stage: &str) -> Result<u8> {
 /// The verdict line of a stage that stopped on an error before it could judge anything (bad
 /// configuration, no build number). Such errors never hold secret values.
 pub fn error_verdict(stage: &str, why: &str) -> String {
-    Verdict::new(stage, Status::Error, why, &Default::default(), &[]).line()
+    Outcome::error(why)
+        .verdict(stage, &Redactor::new([]))
+        .line()
 }
 
 fn prepare(cfg: Config, params: &RunParams, run_id: &str, build: i64) -> (u8, Verdict) {
@@ -116,8 +112,7 @@ fn prepare(cfg: Config, params: &RunParams, run_id: &str, build: i64) -> (u8, Ve
                 process::kill_all_children();
                 let _ = std::fs::remove_dir_all(&run_dir);
             }
-            let v = Verdict::new("prepare", Status::Error, &why, &Default::default(), &[]);
-            (2, v)
+            (2, Outcome::error(why).verdict("prepare", &quiet))
         }
     }
 }

@@ -74,7 +74,16 @@ impl Outcome {
         }
     }
 
-    fn skipped(kind: Skip, reason: impl Into<String>) -> Outcome {
+    /// The stage could not run: infrastructure, bad parameters, an abort.
+    pub fn error(reason: impl Into<String>) -> Outcome {
+        Outcome {
+            status: Status::Error,
+            reason: reason.into(),
+            ..Outcome::passed()
+        }
+    }
+
+    pub fn skipped(kind: Skip, reason: impl Into<String>) -> Outcome {
         Outcome {
             status: Status::Skipped,
             reason: reason.into(),
@@ -96,26 +105,40 @@ impl Outcome {
         }
     }
 
-    /// The line the bridge reads from the step's log: every string redacted before it is cut.
+    /// What the summary records of the stage: every string redacted.
+    pub fn result(
+        &self,
+        stage: &str,
+        started: i64,
+        took: Duration,
+        redactor: &Redactor,
+    ) -> StageResult {
+        StageResult {
+            name: stage.into(),
+            status: self.status,
+            reason: redactor.redact_str(&self.reason),
+            started,
+            duration_ms: took.as_millis() as u64,
+            tests: self.tests.clone(),
+            failures: self
+                .failures
+                .iter()
+                .map(|f| Failure {
+                    name: redactor.redact_str(&f.name),
+                    message: redactor.redact_str(&f.message),
+                })
+                .collect(),
+            artifacts: self.artifacts.clone(),
+            skip: self.skip,
+            stale: redactor.redact_str(&self.stale),
+        }
+    }
+
+    /// The line the bridge reads from the step's log: the summary's record of the stage (so
+    /// redacted before it is cut).
     pub fn verdict(&self, stage: &str, redactor: &Redactor) -> Verdict {
-        let failures: Vec<Failure> = self
-            .failures
-            .iter()
-            .map(|f| Failure {
-                name: redactor.redact_str(&f.name),
-                message: redactor.redact_str(&f.message),
-            })
-            .collect();
-        let mut v = Verdict::new(
-            stage,
-            self.status,
-            &redactor.redact_str(&self.reason),
-            &self.tests,
-            &failures,
-        );
-        v.skip = self.skip;
+        let mut v = Verdict::of(&self.result(stage, 0, Duration::ZERO, redactor));
         v.diagnostics = self.diagnostics;
-        v.stale = redactor.redact_str(&self.stale);
         v
     }
 
@@ -243,25 +266,7 @@ impl Ctx {
     pub fn record(&self, stage: &str, started: i64, took: Duration, o: &Outcome) -> Result<()> {
         let path = self.summary_path();
         let mut s = Summary::load(&path)?;
-        s.set_stage(StageResult {
-            name: stage.into(),
-            status: o.status,
-            reason: self.redactor.redact_str(&o.reason),
-            started,
-            duration_ms: took.as_millis() as u64,
-            tests: o.tests.clone(),
-            failures: o
-                .failures
-                .iter()
-                .map(|f| Failure {
-                    name: self.redactor.redact_str(&f.name),
-                    message: self.redactor.redact_str(&f.message),
-                })
-                .collect(),
-            artifacts: o.artifacts.clone(),
-            skip: o.skip,
-            stale: self.redactor.redact_str(&o.stale),
-        });
+        s.set_stage(o.result(stage, started, took, &self.redactor));
         if stage == "teardown" {
             s.finished = now();
         }
@@ -613,7 +618,6 @@ impl Ctx {
         if self.run.domain.is_empty() {
             return false;
         }
-        let docker = |args: &[&str]| self.engine(args);
         let Some(services) = self.services() else {
             self.say("diagnostics: the engine did not answer; none kept");
             return false;
@@ -628,29 +632,31 @@ impl Ctx {
             text.push_str("\n(no service of the app is on the engine)\n");
         }
         for svc in &services {
-            let tasks = docker(&[
-                "service",
-                "ps",
-                "--no-trunc",
-                "--format",
-                "{{.Name}}\t{{.Image}}\t{{.CurrentState}}\t{{.Error}}",
-                svc,
-            ])
-            .unwrap_or_else(|| "(docker service ps failed)\n".into());
+            let tasks = self
+                .engine(&[
+                    "service",
+                    "ps",
+                    "--no-trunc",
+                    "--format",
+                    "{{.Name}}\t{{.Image}}\t{{.CurrentState}}\t{{.Error}}",
+                    svc,
+                ])
+                .unwrap_or_else(|| "(docker service ps failed)\n".into());
             text.push_str(&format!(
                 "\n== {svc}: tasks (name, image, state, error) ==\n{tasks}"
             ));
         }
         for svc in &services {
-            let logs = docker(&[
-                "service",
-                "logs",
-                "--no-trunc",
-                "--tail",
-                DIAGNOSTICS_LOG_LINES,
-                svc,
-            ])
-            .unwrap_or_else(|| "(docker service logs failed)\n".into());
+            let logs = self
+                .engine(&[
+                    "service",
+                    "logs",
+                    "--no-trunc",
+                    "--tail",
+                    DIAGNOSTICS_LOG_LINES,
+                    svc,
+                ])
+                .unwrap_or_else(|| "(docker service logs failed)\n".into());
             text.push_str(&format!(
                 "\n== {svc}: last {DIAGNOSTICS_LOG_LINES} log lines ==\n{logs}"
             ));
@@ -973,18 +979,8 @@ pub fn prepare(cfg: Config, p: &RunParams, run_id: &str, build: i64) -> Result<C
         // Best effort: the step's verdict line says the same.
         let path = results.join("summary.json");
         if let Ok(mut s) = Summary::load(&path) {
-            s.set_stage(StageResult {
-                name: "prepare".into(),
-                status: Status::Error,
-                reason: Redactor::new([]).redact_str(&format!("{e:#}")),
-                started: s.started,
-                duration_ms: started.elapsed().as_millis() as u64,
-                tests: Counts::default(),
-                failures: Vec::new(),
-                artifacts: Vec::new(),
-                skip: None,
-                stale: String::new(),
-            });
+            let o = Outcome::error(format!("{e:#}"));
+            s.set_stage(o.result("prepare", s.started, started.elapsed(), &Redactor::new([])));
             let _ = s.save(&path);
         }
     })
