@@ -474,7 +474,7 @@ mod tests {
         v.get_mut("upgrade").unwrap().as_mut().unwrap().skip = Some(Skip::Blocked);
         let s = status(&build("success"), &view(&v), 200);
         assert!(
-            s.contains("**failed** ❌ · reached **level 0 of 4 (broken)**"),
+            s.contains("**failed** ❌ · reached **level 0 of 5 (broken)**"),
             "{s}"
         );
         assert!(
@@ -509,7 +509,7 @@ mod tests {
         assert_eq!(state, "failure");
         assert_eq!(
             d,
-            "failed at install: tests failed in phase install (test_index) · level 0 of 4 (broken)"
+            "failed at install: tests failed in phase install (test_index) · level 0 of 5 (broken)"
         );
     }
 
@@ -533,7 +533,7 @@ mod tests {
         b.stages[0].steps[2].name = "backup".into();
         b.stages[0].steps[2].number = 3;
         let s = status(&b, &view(&v), 200);
-        assert!(s.contains("reached **level 2 of 4 (upgrades)**"), "{s}");
+        assert!(s.contains("reached **level 2 of 5 (upgrades)**"), "{s}");
         assert!(
             s.contains("| upgrade | ⏭️ skipped (declared) | 30 s | no earlier release<br>⚠️ stale skip: 1.0.0 exists now |"),
             "{s}"
@@ -549,12 +549,12 @@ mod tests {
         }
         let s = status(&build("success"), &view(&v), 200);
         assert!(
-            s.contains("**passed** ✅ · reached **level 2 of 4 (upgrades)**"),
+            s.contains("**passed** ✅ · reached **level 2 of 5 (upgrades)**"),
             "{s}"
         );
         assert_eq!(
             commit_status(&build("success"), &view(&v)),
-            ("success", "passed · level 2 of 4 (upgrades)".to_owned())
+            ("success", "passed · level 2 of 5 (upgrades)".to_owned())
         );
         let mut b = build("running");
         b.stages[0].steps[1].status = "running".into();

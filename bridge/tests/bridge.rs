@@ -506,7 +506,7 @@ fn verdicts_reach_the_pr<F: Forge>(mut w: World<F>) {
     let done = w.wait_bot_comment(pr, "Reproduce", Duration::from_secs(30));
     let body = &done.body;
     assert!(
-        body.contains("**failed** ❌ · reached **level 0 of 4 (broken)**"),
+        body.contains("**failed** ❌ · reached **level 0 of 5 (broken)**"),
         "{body}"
     );
     let row = |name: &str| {
@@ -541,7 +541,7 @@ fn verdicts_reach_the_pr<F: Forge>(mut w: World<F>) {
     assert_eq!(state, "failure");
     assert_eq!(
         desc,
-        "failed at install: tests failed in phase install (test_index) · level 0 of 4 (broken)"
+        "failed at install: tests failed in phase install (test_index) · level 0 of 5 (broken)"
     );
     assert_eq!(url, "https://ci.example.org/runs/1.html");
     assert!(all >= 2, "pending first, then the outcome: {all}");

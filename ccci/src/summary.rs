@@ -18,15 +18,16 @@ pub const STAGES: &[&str] = &[
     "upgrade",
     "backup",
     "recipe-tests",
+    "lint",
     "teardown",
 ];
 
 /// The level ladder's rungs: the stages a run climbs, in order.
-pub const LADDER: [&str; 4] = ["install", "upgrade", "backup", "recipe-tests"];
+pub const LADDER: [&str; 5] = ["install", "upgrade", "backup", "recipe-tests", "lint"];
 
 /// The level ladder (docs/levels.md): a run's level is how many rungs it climbed in a row;
-/// a recipe is stable at level 4 in each of its last five finished runs.
-pub const LEVELS: [(&str, &str); 6] = [
+/// a recipe is stable at the top of the ladder in each of its last five finished runs.
+pub const LEVELS: [(&str, &str); 7] = [
     ("broken", "does not install"),
     (
         "installs",
@@ -38,7 +39,8 @@ pub const LEVELS: [(&str, &str); 6] = [
     ),
     ("restores", "backup and restore keep its data"),
     ("tested", "its own tests pass too"),
-    ("stable", "level 4 in each of its last 5 finished runs"),
+    ("linted", "abra recipe lint finds no error-severity problem"),
+    ("stable", "level 5 in each of its last 5 finished runs"),
 ];
 
 /// What one rung of the ladder says of a run.
@@ -137,6 +139,42 @@ pub struct Failure {
     pub message: String,
 }
 
+/// One of the generic checks every enrolled recipe gets (docs/writing-tests.md#generic-checks),
+/// as a stage made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub status: CheckStatus,
+    /// What was checked, or why it failed, or the recipe's reason for switching it off.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    Passed,
+    Failed,
+    /// Switched off by the recipe's ci.json `checks_off`, with its reason.
+    Off,
+    /// Not applicable this time (a lint rule abra skipped).
+    Skipped,
+    /// Not checked: never counted as passed (a lint rule the stand-in abra cannot check).
+    Unknown,
+}
+
+impl CheckStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckStatus::Passed => "passed",
+            CheckStatus::Failed => "failed",
+            CheckStatus::Off => "off",
+            CheckStatus::Skipped => "skipped",
+            CheckStatus::Unknown => "unknown",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StageResult {
     pub name: String,
@@ -160,6 +198,9 @@ pub struct StageResult {
     /// it does.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stale: String,
+    /// The generic checks the stage made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
 }
 
 impl StageResult {
@@ -193,6 +234,10 @@ pub struct Summary {
     pub finished: i64,
     #[serde(default)]
     pub stages: Vec<StageResult>,
+    /// What the run wants its reader to know that no stage says: a recipe setting the host
+    /// capped, for one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Summary {
@@ -246,6 +291,7 @@ mod tests {
             artifacts: vec![],
             skip: None,
             stale: String::new(),
+            checks: vec![],
         }
     }
 
@@ -302,6 +348,7 @@ mod tests {
             started: 0,
             finished: 0,
             stages: vec![],
+            notes: vec![],
         };
         s.set_stage(stage("backup", Status::Passed));
         s.set_stage(stage("install", Status::Running));

@@ -30,7 +30,7 @@ fn colour(s: Status) -> &'static str {
 const LABEL: &str = "#555";
 const GREY: &str = "#6e7781";
 
-/// Levels 0 (broken) to 5 (stable): red through amber to a deep green.
+/// Levels 0 (broken) to 6 (stable): red through amber to a deep green.
 fn level_colour(level: Option<u8>) -> &'static str {
     match level {
         None => GREY,
@@ -39,6 +39,7 @@ fn level_colour(level: Option<u8>) -> &'static str {
         Some(2) => "#b08800",
         Some(3) => "#6f9a1f",
         Some(4) => "#2da44e",
+        Some(5) => "#1a7f37",
         Some(_) => "#116329",
     }
 }
@@ -120,7 +121,8 @@ mod tests {
             "{s}"
         );
         assert!(level("x", Some(0)).contains("fill=\"#cf222e\""));
-        assert!(level("x", Some(5)).contains("fill=\"#116329\""));
+        assert!(level("x", Some(5)).contains("fill=\"#1a7f37\""));
+        assert!(level("x", Some(6)).contains("fill=\"#116329\""));
         let u = level("x", None);
         assert!(u.contains(">untested</text>") && u.contains(GREY), "{u}");
         // Three parts side by side: the width is their sum.

@@ -146,8 +146,10 @@ impl Digest {
                     artifacts: Vec::new(),
                     skip: m.skip,
                     stale: m.stale.clone(),
+                    checks: Vec::new(),
                 })
                 .collect(),
+            notes: Vec::new(),
             domain: String::new(),
             upgrade_base: String::new(),
             started: b.started,

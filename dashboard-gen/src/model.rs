@@ -10,7 +10,7 @@ use crate::config::{Config, Repo};
 use crate::fetch::{Cache, CachedBuild, StageMark};
 
 /// The stages the overview marks, in run order (prepare and teardown appear on run pages).
-pub const MARKED: [&str; 4] = ccci::summary::LADDER;
+pub const MARKED: [&str; 5] = ccci::summary::LADDER;
 
 /// Runs of the level ladder's top rung: this many newest finished runs at level 4.
 pub const STABLE_RUNS: usize = 5;
@@ -147,10 +147,10 @@ impl Mark {
 pub struct Run<'a> {
     pub build: &'a CachedBuild,
     pub status: Status,
-    /// Rung 0..=4 this run demonstrated; `None` when it did not finish (running, cancelled).
+    /// Rung 0..=5 this run demonstrated; `None` when it did not finish (running, cancelled).
     pub level: Option<u8>,
     /// Marked stages whose result on this ref both passed and failed (within the history).
-    pub flaky: [bool; 4],
+    pub flaky: [bool; MARKED.len()],
 }
 
 impl Run<'_> {
@@ -248,7 +248,7 @@ impl<'a> Site<'a> {
                 build: b,
                 status: run_status(b),
                 level: None,
-                flaky: [false; 4],
+                flaky: [false; MARKED.len()],
             });
         }
         let mut recipes = Vec::with_capacity(cfg.recipes.len());
@@ -294,16 +294,17 @@ fn run_status(b: &CachedBuild) -> Status {
     worst
 }
 
-/// The recipe's rung: its newest finished run's, and 5 (stable) when the last
-/// [`STABLE_RUNS`] finished runs all reached 4.
+/// The recipe's rung: its newest finished run's, and the one above the ladder (stable) when
+/// the last [`STABLE_RUNS`] finished runs all reached the ladder's top.
 fn recipe_level(runs: &[Run]) -> Option<u8> {
+    let top = ccci::summary::LADDER.len() as u8;
     let finished: Vec<u8> = runs.iter().filter_map(|r| r.level).collect();
     let latest = *finished.first()?;
-    if latest == 4
+    if latest == top
         && finished.len() >= STABLE_RUNS
-        && finished[..STABLE_RUNS].iter().all(|l| *l == 4)
+        && finished[..STABLE_RUNS].iter().all(|l| *l == top)
     {
-        return Some(5);
+        return Some(top + 1);
     }
     Some(latest)
 }

@@ -59,7 +59,7 @@ fn level_cell(level: Option<u8>) -> String {
     }
 }
 
-/// The four stage marks of a run, each with its result (and skip reason) as title.
+/// The stage marks of a run (the ladder's rungs), each with its result (and skip reason) as title.
 fn marks(run: &Run) -> String {
     let mut out = String::with_capacity(200);
     for (i, stage) in MARKED.iter().enumerate() {
@@ -408,6 +408,9 @@ pub fn run_page(
         let e = esc(&b.error);
         let _ = write!(body, "<p class=err>Drone: {e}</p>");
     }
+    for note in summary.map(|s| s.notes.as_slice()).unwrap_or_default() {
+        let _ = write!(body, "<p class=note>Note: {}</p>", esc(note));
+    }
     body.push_str("<h2>Stages</h2>");
     if summary.is_none() {
         body.push_str("<p class=empty>No run summary was written for this build: the run ended before its first stage reported. The Drone logs below say why.</p>");
@@ -530,6 +533,26 @@ fn reason_cell(s: &ccci::summary::StageResult) -> String {
     if !s.stale.is_empty() {
         let _ = write!(out, " <b class=stale>stale skip:</b> {}", esc(&s.stale));
     }
+    if !s.checks.is_empty() {
+        out.push_str("<ul class=checks>");
+        for c in &s.checks {
+            use ccci::summary::CheckStatus;
+            let (class, sym, word) = match c.status {
+                CheckStatus::Passed => ("p", "✓", "passed"),
+                CheckStatus::Failed => ("f", "✗", "failed"),
+                CheckStatus::Off => ("n", "–", "switched off"),
+                CheckStatus::Skipped => ("s", "↷", "skipped"),
+                CheckStatus::Unknown => ("n", "?", "not checked"),
+            };
+            let _ = write!(
+                out,
+                "<li><i class={class}>{sym}</i> <code>{}</code> {word}: {}</li>",
+                esc(&c.name),
+                esc(&c.detail)
+            );
+        }
+        out.push_str("</ul>");
+    }
     out
 }
 
@@ -570,7 +593,7 @@ tbody th{font-weight:600}
 .b.passed{color:var(--p)}.b.failed{color:var(--f)}.b.error{color:var(--e)}.b.running{color:var(--r)}.b.cancelled,.b.untested{color:var(--n)}
 .b.failed,.b.error{border-width:2px}.b.untested,.b.cancelled{border-style:dashed}
 .lv{display:inline-block;min-width:1.9em;text-align:center;font-weight:700;font-size:12px;border-radius:.25rem;background:var(--soft);border:1px solid var(--line)}
-.l4,.l5{border-color:var(--p)}.l0{border-color:var(--f)}
+.l4,.l5,.l6{border-color:var(--p)}.l0{border-color:var(--f)}
 .ks i{display:inline-block;width:54px;text-align:center;font-style:normal}
 thead .ks i{font-size:11px;font-weight:600}
 tbody .ks i,.legend i,.stages i{font-weight:700;font-style:normal}
@@ -590,6 +613,7 @@ details.fail summary{cursor:pointer;overflow-wrap:anywhere}
 details.fail pre{margin-top:.4rem}
 .card img{max-width:100%;height:auto}
 .gap,.stale{color:var(--e)}
+.checks{margin:.3em 0 0;padding-left:1.2em;font-size:.9em}.note{border-left:3px solid var(--s);padding-left:.6em}
 details.diag{border:1px solid var(--line);border-radius:.3rem;padding:.4rem .6rem;margin:.6rem 0}
 details.diag pre{max-height:30rem;overflow:auto}
 .shots{display:flex;flex-wrap:wrap;gap:1rem}

@@ -479,6 +479,7 @@ fn stable_level_needs_five_green_runs() {
             stage("upgrade", Status::Passed),
             stage("backup", Status::Passed),
             stage("recipe-tests", Status::Passed),
+            stage("lint", Status::Passed),
         ]
     };
     for i in 0..5 {
@@ -486,12 +487,12 @@ fn stable_level_needs_five_green_runs() {
         w.save_summary(&summary(n, "alpha", SHA, 1, all()));
         w.gen_ok();
         let js: serde_json::Value = serde_json::from_str(&w.read("summary.json")).unwrap();
-        let want = if i == 4 { 5 } else { 4 };
+        let want = if i == 4 { 6 } else { 5 };
         assert_eq!(js["recipes"][0]["level"], want, "after {} runs", i + 1);
     }
     assert!(w
         .read("index.html")
-        .contains("<span class=\"lv l5\">L5</span> stable"));
+        .contains("<span class=\"lv l6\">L6</span> stable"));
 }
 
 #[test]

@@ -104,8 +104,8 @@ in
       default = { };
       example = { custom-html = "coop-cloud/custom-html"; };
       description = ''
-        Enrolled recipes: recipe name to its Gitea repository `owner/name`. Each needs its tests
-        in this repository's `tests/<recipe>/`.
+        Enrolled recipes: recipe name to its Gitea repository `owner/name`. Each gets the generic
+        checks; a `tests/<recipe>/` in this repository adds its own (docs/enroll-recipe.md).
       '';
     };
 
@@ -142,6 +142,14 @@ in
         default = 1800;
         description = "Seconds one abra command or one pytest phase of a stage may take (stage-runner's `command_timeout_secs`).";
       };
+      run = mkOption {
+        type = types.ints.positive;
+        default = 60;
+        description = ''
+          Minutes a whole run may take (stage-runner's `run_deadline_secs`): past it the stage
+          still running is stopped, the app torn down, and the run's verdict is error "deadline".
+        '';
+      };
       build = mkOption {
         type = types.ints.positive;
         default = 180;
@@ -160,6 +168,10 @@ in
 
   config = lib.mkIf cfg.enable {
     assertions = [
+      {
+        assertion = cfg.timeouts.build > cfg.timeouts.run;
+        message = "services.cc-ci.timeouts.build must exceed timeouts.run, so that cc-ci's deadline stops a run (and tears it down) before Drone kills it.";
+      }
       {
         assertion = cfg.role != "server" || cfg.orgs != [ ] || cfg.allowUsers != [ ];
         message = "services.cc-ci: orgs and allowUsers are both empty: nobody could trigger a run.";

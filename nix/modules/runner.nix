@@ -167,11 +167,6 @@ in
           default = "https";
           description = "How the tests reach the apps (through Traefik, with the wildcard certificate).";
         };
-        http_proxy = mkOption {
-          type = types.nullOr types.str;
-          default = null;
-          description = "Only for the local stand-ins; null on a host.";
-        };
         state_dir = mkOption {
           type = types.str;
           default = "${stateDir}/state";
@@ -239,6 +234,18 @@ in
           default = [ "${cfg.giteaUrl}/" ];
           defaultText = literalExpression ''[ "''${config.services.cc-ci.giteaUrl}/" ]'';
           description = "URL prefixes a pull request's source repository may be fetched from.";
+        };
+        recipes = mkOption {
+          type = types.listOf (types.strMatching "[a-z][a-z0-9-]*");
+          default = lib.attrNames cfg.recipes;
+          defaultText = literalExpression "lib.attrNames config.services.cc-ci.recipes";
+          description = "The recipes this host tests: the enrolled list, from `services.cc-ci.recipes`.";
+        };
+        run_deadline_secs = mkOption {
+          type = types.ints.positive;
+          default = cfg.timeouts.run * 60;
+          defaultText = literalExpression "config.services.cc-ci.timeouts.run * 60";
+          description = "See services.cc-ci.timeouts.run.";
         };
         trusted_recipes = mkOption {
           type = types.listOf (types.strMatching "[a-z][a-z0-9-]*");

@@ -7,17 +7,22 @@
 #![allow(unsafe_code)] // sigaction, killpg: no std API exists for them.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 static ABORTED: AtomicBool = AtomicBool::new(false);
 static REASON: AtomicU8 = AtomicU8::new(0);
+
+/// When the run's deadline passes ([`set_deadline`]); taken when it fires, so the teardown
+/// that follows is not aborted by it again.
+static DEADLINE: Mutex<Option<Instant>> = Mutex::new(None);
 
 const REASONS: [&str; 5] = [
     "",
     "SIGTERM or SIGINT received",
     "the step's shell was killed (parent process gone)",
     "the log pipe closed",
-    "stage timeout",
+    "the run's deadline passed",
 ];
 
 #[derive(Clone, Copy, Debug)]
@@ -25,7 +30,7 @@ pub enum Reason {
     Signal = 1,
     ParentGone = 2,
     PipeClosed = 3,
-    Timeout = 4,
+    Deadline = 4,
 }
 
 extern "C" fn on_signal(_: libc::c_int) {
@@ -56,6 +61,17 @@ pub fn install() {
                 trigger(Reason::ParentGone);
                 return;
             }
+            let due = {
+                let mut d = DEADLINE.lock().unwrap();
+                let due = d.is_some_and(|at| Instant::now() >= at);
+                if due {
+                    *d = None;
+                }
+                due
+            };
+            if due {
+                trigger(Reason::Deadline);
+            }
             std::thread::sleep(Duration::from_millis(200));
         })
         .expect("spawning the parent watch");
@@ -65,6 +81,16 @@ pub fn trigger(reason: Reason) {
     if !ABORTED.swap(true, Ordering::SeqCst) {
         REASON.store(reason as u8, Ordering::SeqCst);
     }
+}
+
+/// Aborts the stage (as a signal would) once `at` has passed, unless it ends first.
+pub fn set_deadline(at: Instant) {
+    *DEADLINE.lock().unwrap() = Some(at);
+}
+
+/// Whether the abort under way is the run's deadline.
+pub fn deadline_passed() -> bool {
+    ABORTED.load(Ordering::SeqCst) && REASON.load(Ordering::SeqCst) == Reason::Deadline as u8
 }
 
 /// Lets the teardown that follows an abort run its commands (each still time-bounded). A new

@@ -24,7 +24,12 @@ const VOLUME_RETRIES: u32 = 10;
 
 impl Abra {
     fn cmd(&self, args: &[&str]) -> Cmd {
-        Cmd::new(&self.exe, args)
+        self.cmd_of(&self.exe.display().to_string(), args)
+    }
+
+    /// Another program with abra's environment (`script`, which gives abra a terminal).
+    pub fn cmd_of(&self, program: &str, args: &[&str]) -> Cmd {
+        Cmd::new(program, args)
             .env("ABRA_DIR", self.abra_dir.display().to_string())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .timeout(self.timeout)
@@ -49,6 +54,19 @@ impl Abra {
 
     pub fn try_run(&self, args: &[&str], r: &Redactor) -> Result<Output> {
         process::run(self.cmd(args), r)
+    }
+
+    /// Like [`Abra::try_run`], keeping stdout (unprinted) for the caller to read.
+    pub fn try_run_captured(&self, args: &[&str], r: &Redactor) -> Result<Output> {
+        process::run(self.cmd(args).capture(), r)
+    }
+
+    /// The same abra, working in `dir` (where `backup download` writes).
+    pub fn in_dir(&self, dir: &Path) -> AbraIn<'_> {
+        AbraIn {
+            abra: self,
+            dir: dir.to_owned(),
+        }
     }
 
     pub fn env_file(&self, domain: &str) -> PathBuf {
@@ -130,6 +148,21 @@ impl Abra {
     }
 }
 
+pub struct AbraIn<'a> {
+    abra: &'a Abra,
+    dir: PathBuf,
+}
+
+impl AbraIn<'_> {
+    pub fn ok(&self, args: &[&str], r: &Redactor) -> Result<Output> {
+        let out = process::run(self.abra.cmd(args).cwd(&self.dir), r)?;
+        if !out.success() {
+            bail!("`abra {}` failed: {}", args.join(" "), out.last_line);
+        }
+        Ok(out)
+    }
+}
+
 /// Sets `KEY=value` lines in an app's `.env`, replacing existing (also commented-out) ones.
 pub fn set_env(path: &Path, vars: &[(String, String)]) -> Result<()> {
     let text =
@@ -149,6 +182,51 @@ pub fn set_env(path: &Path, vars: &[(String, String)]) -> Result<()> {
     }
     let mut out = lines.join("\n");
     out.push('\n');
+    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The app's compose files, as abra reads `COMPOSE_FILE` from its `.env`: the last active
+/// line wins, and a line may extend the one before (`COMPOSE_FILE="$COMPOSE_FILE:x.yml"`).
+pub fn compose_files(env_text: &str) -> Vec<String> {
+    let mut value = String::from("compose.yml");
+    for line in env_text.lines() {
+        let l = line.trim_start();
+        let l = l.strip_prefix("export ").unwrap_or(l);
+        let Some(v) = l.strip_prefix("COMPOSE_FILE=") else {
+            continue;
+        };
+        let v = v
+            .split(" #")
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches(['"', '\'']);
+        value = v
+            .replace("${COMPOSE_FILE}", &value)
+            .replace("$COMPOSE_FILE", &value);
+    }
+    value
+        .split(':')
+        .filter(|f| !f.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Replaces every active `COMPOSE_FILE` line of an app's `.env` by one naming `files`.
+pub fn set_compose_files(path: &Path, files: &[String]) -> Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out: String = text
+        .lines()
+        .filter(|l| {
+            let l = l.trim_start();
+            !l.strip_prefix("export ")
+                .unwrap_or(l)
+                .starts_with("COMPOSE_FILE=")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    out.push_str(&format!("COMPOSE_FILE=\"{}\"\n", files.join(":")));
     std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
 }
 
@@ -180,6 +258,25 @@ mod tests {
                 ("api_key".to_owned(), "v2".to_owned())
             ]
         );
+    }
+
+    #[test]
+    fn compose_files_follow_abra_s_reading_of_the_env() {
+        assert_eq!(compose_files("TYPE=x\n"), ["compose.yml"]);
+        let env = "#COMPOSE_FILE=\"compose.yml:compose.smtp.yml\"\nCOMPOSE_FILE=\"compose.yml\"\nCOMPOSE_FILE=\"$COMPOSE_FILE:compose.postgres.yml\" # the db\n";
+        assert_eq!(compose_files(env), ["compose.yml", "compose.postgres.yml"]);
+        let p = std::env::temp_dir().join(format!("sr-compose-{}", std::process::id()));
+        std::fs::write(&p, env).unwrap();
+        let mut files = compose_files(env);
+        files.push("../../overlays/ci.yml".into());
+        set_compose_files(&p, &files).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(
+            text,
+            "#COMPOSE_FILE=\"compose.yml:compose.smtp.yml\"\nCOMPOSE_FILE=\"compose.yml:compose.postgres.yml:../../overlays/ci.yml\"\n"
+        );
+        assert_eq!(compose_files(&text), files);
+        std::fs::remove_file(&p).unwrap();
     }
 
     #[test]

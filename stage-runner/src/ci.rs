@@ -3,21 +3,34 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CiSettings {
-    /// Path that answers 2xx/3xx once the app is up.
+    /// Path that answers once the app is up, through Traefik.
     #[serde(default = "default_health")]
     pub health_path: String,
+    /// The HTTP statuses at `health_path` that mean up (e.g. `[401]` for an API that wants a
+    /// login); empty: any 2xx or 3xx.
+    #[serde(default)]
+    pub health_codes: Vec<u16>,
     /// Overrides the global deploy timeout for slow apps.
     #[serde(default)]
     pub deploy_timeout_secs: Option<u64>,
-    /// Lines set in the app's `.env` before deploying (e.g. `LETS_ENCRYPT_ENV` empty).
+    /// Lines set in the app's `.env` before deploying (e.g. `LETS_ENCRYPT_ENV` empty). Values
+    /// may name the run's domain: `{domain}` (the app's), `{app}` (its first label),
+    /// `{base_domain}` — e.g. `"SANDBOX_DOMAIN": "{app}-sandbox.{base_domain}"`.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// A compose file beside ci.json added to every deploy (e.g. a longer `start_period`).
+    #[serde(default)]
+    pub overlay: Option<String>,
+    /// A compose file beside ci.json added to the upgrade base's deploy only (what the old
+    /// release needs and the head does not).
+    #[serde(default)]
+    pub base_overlay: Option<String>,
     /// Secrets to insert with a value of ours instead of abra generating them.
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretSpec>,
@@ -30,6 +43,11 @@ pub struct CiSettings {
     /// Stages skipped for this recipe, with the reason shown everywhere.
     #[serde(default)]
     pub skip: BTreeMap<String, String>,
+    /// Generic checks switched off, each with the reason shown on the run page:
+    /// `backup-data` (the snapshot holds every backed-up path; the probes come back with the
+    /// restore), `backup-dump` (database dumps in the snapshot are whole).
+    #[serde(default)]
+    pub checks_off: BTreeMap<String, String>,
     /// The page the run's card shows, screenshot after install's readiness check.
     #[serde(default = "default_screenshot")]
     pub screenshot_path: String,
@@ -61,17 +79,203 @@ fn default_version() -> String {
     "v1".into()
 }
 
+/// The stages a recipe may declare skipped: install is the floor every run stands on.
+pub const SKIPPABLE: &[&str] = &["upgrade", "backup", "recipe-tests", "lint"];
+
+/// The generic checks a recipe may switch off, with a reason.
+pub const SWITCHABLE: &[&str] = &["backup-data", "backup-dump"];
+
+/// What `{…}` in an `env` value may name.
+const PLACEHOLDERS: &[&str] = &["domain", "app", "base_domain"];
+
 impl CiSettings {
+    /// `tests/<recipe>/ci.json`; a recipe without one (or without a test tree) gets the
+    /// defaults: the generic checks alone.
     pub fn load(recipe_tests: &Path) -> Result<CiSettings> {
         let p = recipe_tests.join("ci.json");
-        match std::fs::read(&p) {
-            Ok(b) => serde_json::from_slice(&b).with_context(|| format!("parsing {}", p.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(CiSettings {
-                health_path: default_health(),
-                screenshot_path: default_screenshot(),
-                ..Default::default()
-            }),
-            Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
+        let ci = match std::fs::read(&p) {
+            Ok(b) => serde_json::from_slice::<CiSettings>(&b)
+                .with_context(|| format!("parsing {}", p.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(CiSettings {
+                    health_path: default_health(),
+                    screenshot_path: default_screenshot(),
+                    ..Default::default()
+                })
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
+        };
+        ci.check(recipe_tests)
+            .with_context(|| format!("{}", p.display()))?;
+        Ok(ci)
+    }
+
+    /// What serde cannot say: names that must exist, values that must make sense.
+    fn check(&self, dir: &Path) -> Result<()> {
+        for (key, path) in [
+            ("health_path", &self.health_path),
+            ("screenshot_path", &self.screenshot_path),
+        ] {
+            if !path.starts_with('/') {
+                bail!("{key} {path:?} must start with /");
+            }
         }
+        if let Some(c) = self.health_codes.iter().find(|c| !(100..600).contains(*c)) {
+            bail!("health_codes: {c} is no HTTP status");
+        }
+        for (stage, why) in &self.skip {
+            if !SKIPPABLE.contains(&stage.as_str()) {
+                bail!(
+                    "skip: {stage:?} cannot be skipped (one of: {})",
+                    SKIPPABLE.join(", ")
+                );
+            }
+            if why.trim().is_empty() {
+                bail!("skip: {stage} needs a reason, shown wherever the skip is");
+            }
+        }
+        for (check, why) in &self.checks_off {
+            if !SWITCHABLE.contains(&check.as_str()) {
+                bail!(
+                    "checks_off: {check:?} is no generic check that can be switched off (one of: {})",
+                    SWITCHABLE.join(", ")
+                );
+            }
+            if why.trim().is_empty() {
+                bail!("checks_off: {check} needs a reason, shown on the run page");
+            }
+        }
+        for (key, value) in &self.env {
+            for name in placeholders(value) {
+                if !PLACEHOLDERS.contains(&name) {
+                    bail!(
+                        "env {key}: unknown placeholder {{{name}}} (known: {})",
+                        PLACEHOLDERS
+                            .iter()
+                            .map(|n| format!("{{{n}}}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+            }
+        }
+        for (key, file) in [
+            ("overlay", &self.overlay),
+            ("base_overlay", &self.base_overlay),
+        ] {
+            let Some(f) = file else { continue };
+            let plain = !f.is_empty()
+                && f.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                && !f.starts_with('.')
+                && (f.ends_with(".yml") || f.ends_with(".yaml"));
+            if !plain {
+                bail!("{key} {f:?}: name a .yml file beside ci.json");
+            }
+            if !dir.join(f).is_file() {
+                bail!("{key}: {} does not exist", dir.join(f).display());
+            }
+        }
+        for (name, spec) in &self.secrets {
+            if let Some(from) = &spec.value_from {
+                if !self.values.contains(from) {
+                    bail!("secrets {name}: value_from {from} is not in values");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The `env` values with the run's names put in.
+    pub fn env_for(&self, domain: &str, base_domain: &str) -> Vec<(String, String)> {
+        let app = domain.split('.').next().unwrap_or(domain);
+        self.env
+            .iter()
+            .map(|(k, v)| {
+                let v = v
+                    .replace("{domain}", domain)
+                    .replace("{app}", app)
+                    .replace("{base_domain}", base_domain);
+                (k.clone(), v)
+            })
+            .collect()
+    }
+}
+
+/// The names inside `{…}` in a value.
+fn placeholders(value: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = value;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        out.push(&rest[open + 1..open + close]);
+        rest = &rest[open + close + 1..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/writing-tests.md's full example is a ci.json stage-runner reads, and it shows
+    /// every key there is.
+    #[test]
+    fn the_documented_example_is_every_key_and_valid() {
+        let doc = include_str!("../../docs/writing-tests.md");
+        let start = doc.find("```json\n").expect("the example") + "```json\n".len();
+        let example = &doc[start..start + doc[start..].find("```").unwrap()];
+        let ci: CiSettings = serde_json::from_str(example).expect("the example parses");
+        let shown: serde_json::Value = serde_json::from_str(example).unwrap();
+        let keys = serde_json::to_value(&ci).unwrap();
+        for k in keys.as_object().unwrap().keys() {
+            assert!(shown.get(k).is_some(), "the example lacks {k}");
+            assert!(doc.contains(&format!("- `{k}`")), "no bullet explains {k}");
+        }
+    }
+
+    fn checked(json: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("ci-json-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ci.json"), json).unwrap();
+        let r = CiSettings::load(&dir).map(|_| "ok".to_owned());
+        let _ = std::fs::remove_dir_all(&dir);
+        r.unwrap_or_else(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        assert_eq!(checked("{}"), "ok");
+        assert!(checked(r#"{"helth_path": "/"}"#).contains("unknown field `helth_path`"));
+        assert!(checked(r#"{"skip": {"install": "x"}}"#).contains("\"install\" cannot be skipped"));
+        assert!(checked(r#"{"skip": {"backup": " "}}"#).contains("backup needs a reason"));
+        assert!(checked(r#"{"checks_off": {"answers": "x"}}"#).contains("no generic check"));
+        assert!(checked(r#"{"env": {"X": "{domian}"}}"#).contains("unknown placeholder {domian}"));
+        assert!(checked(r#"{"overlay": "../x.yml"}"#).contains("name a .yml file beside ci.json"));
+        assert!(checked(r#"{"overlay": "ci.yml"}"#).contains("does not exist"));
+        assert!(checked(r#"{"health_codes": [99]}"#).contains("99 is no HTTP status"));
+        assert!(checked(r#"{"health_path": "x"}"#).contains("must start with /"));
+        assert!(checked(r#"{"secrets": {"a": {"value_from": "p"}}}"#).contains("not in values"));
+    }
+
+    #[test]
+    fn env_values_take_the_run_s_names() {
+        let ci: CiSettings = serde_json::from_str(
+            r#"{"env": {"S": "{app}-sandbox.{base_domain}", "D": "{domain}"}}"#,
+        )
+        .unwrap();
+        let env = ci.env_for("cryptpad-12.ci.example.org", "ci.example.org");
+        assert_eq!(
+            env,
+            [
+                ("D".to_owned(), "cryptpad-12.ci.example.org".to_owned()),
+                (
+                    "S".to_owned(),
+                    "cryptpad-12-sandbox.ci.example.org".to_owned()
+                )
+            ]
+        );
     }
 }

@@ -19,7 +19,10 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Run summaries and artifacts, read by dashboard-gen.
     pub results_dir: PathBuf,
-    /// cc-ci's `tests/` tree: `tests/<recipe>/` means the recipe is enrolled.
+    /// The recipes this host tests (enrolled): a `!testme` for any other is refused.
+    pub recipes: Vec<String>,
+    /// cc-ci's `tests/` tree: `tests/<recipe>/` holds a recipe's own checks and `ci.json`,
+    /// added to the generic ones every enrolled recipe gets.
     pub tests_dir: PathBuf,
     /// The abra executable.
     #[serde(default = "default_abra")]
@@ -48,6 +51,11 @@ pub struct Config {
     /// Bound on one abra command or one pytest phase.
     #[serde(default = "default_command_timeout")]
     pub command_timeout_secs: u64,
+    /// A whole run's bound, from prepare on: past it the stage still running is stopped, the
+    /// app torn down, and every later stage (teardown aside) is an error "deadline". Keep
+    /// Drone's build timeout above it, so cc-ci stops first and tears down.
+    #[serde(default = "default_run_deadline")]
+    pub run_deadline_secs: u64,
     /// The janitor reaps CI apps and run directories older than this.
     #[serde(default = "default_janitor_age")]
     pub janitor_max_age_secs: u64,
@@ -86,6 +94,9 @@ fn default_deploy_timeout() -> u64 {
 }
 fn default_command_timeout() -> u64 {
     1800
+}
+fn default_run_deadline() -> u64 {
+    3600
 }
 fn default_janitor_age() -> u64 {
     6 * 3600
@@ -149,6 +160,9 @@ impl Config {
         }
         if self.allowed_src.is_empty() {
             bail!("allowed_src is empty: no PR source could be fetched");
+        }
+        for r in &self.recipes {
+            ccci::run::check_recipe_name(r).with_context(|| format!("recipes: {r:?}"))?;
         }
         for r in &self.trusted_recipes {
             ccci::run::check_recipe_name(r).with_context(|| {

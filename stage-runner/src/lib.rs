@@ -3,10 +3,12 @@
 
 pub mod abort;
 pub mod abra;
+pub mod backup;
 pub mod ci;
 pub mod config;
 pub mod janitor;
 pub mod junit;
+pub mod lint;
 pub mod process;
 pub mod redact;
 pub mod resolve;
@@ -118,10 +120,13 @@ fn prepare(cfg: Config, params: &RunParams, run_id: &str, build: i64) -> (u8, Ve
 }
 
 /// `local`: every stage in order on this machine's abra server, teardown always last. The
-/// recipe asked for is trusted: whoever runs `local` chose to run its tests on their machine.
+/// recipe asked for is enrolled and trusted: whoever runs `local` chose to run its tests on
+/// their machine.
 pub fn local(mut cfg: Config, params: &RunParams) -> Result<u8> {
-    if !cfg.trusted_recipes.contains(&params.recipe) {
-        cfg.trusted_recipes.push(params.recipe.clone());
+    for list in [&mut cfg.recipes, &mut cfg.trusted_recipes] {
+        if !list.contains(&params.recipe) {
+            list.push(params.recipe.clone());
+        }
     }
     let run_id = format!("l{}", rundir::random_token(6)?.to_lowercase());
     let (code, _) = prepare(cfg.clone(), params, &run_id, 0);
@@ -130,7 +135,7 @@ pub fn local(mut cfg: Config, params: &RunParams) -> Result<u8> {
     }
     let mut ctx = Ctx::open(cfg, &run_id)?;
     let mut worst = 0;
-    for stage in ["install", "upgrade", "backup", "recipe-tests"] {
+    for stage in ["install", "upgrade", "backup", "recipe-tests", "lint"] {
         let o = stage::run_stage(&mut ctx, stage);
         worst = worst.max(o.exit_code());
         if abort::aborted().is_some() {

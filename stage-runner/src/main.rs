@@ -21,11 +21,16 @@ STAGES (in order; each reads the run from the state directory):
     install        fresh app at REF (chaos deploy), wait until it answers, install tests
     upgrade        fresh app at the previous release, pre_upgrade tests, upgrade in place
                    to REF, post_upgrade tests (skipped, with the reason, if no release)
-    backup         pre_backup tests, abra app backup create, after_backup (mutation),
-                   abra app restore, after_restore tests
+    backup         pre_backup tests, a probe in each backed-up directory, abra app
+                   backup create, the snapshot read back (probes, files, dumps whole;
+                   bad dumps retried), after_backup (mutation), abra app restore of
+                   that snapshot, the probes back, after_restore tests
     recipe-tests   the recipe's own tests/ at REF, without CI credentials, if the recipe is
                    in trusted_recipes (else skipped, saying why)
-    teardown       remove the app, its volumes and secrets, and the run's state; idempotent
+    lint           abra recipe lint at REF, its rule table read rule by rule (an error
+                   rule not satisfied fails the stage; no deploy needed)
+    teardown       remove the app, its volumes, secrets and backups, and the run's state;
+                   idempotent
 
 ENVIRONMENT (from the Drone build):
     RECIPE, REF, PR, SRC, COMMENT   the run's params (prepare)
@@ -34,13 +39,19 @@ ENVIRONMENT (from the Drone build):
 OPTIONS:
     -c, --config FILE     JSON settings, e.g.
         {"server": "default", "base_domain": "ci.coopcloud.tech",
+         "recipes": ["custom-html"],
          "state_dir": "/var/lib/cc-ci/runs", "results_dir": "/var/lib/cc-ci/results",
          "tests_dir": "/etc/cc-ci/tests", "abra": "abra", "abra_dir": "/var/lib/cc-ci/abra",
          "python": "python3", "chromium": "/usr/bin/chromium", "resolve": null,
          "scheme": "https", "tls_verify": true, "deploy_timeout_secs": 900,
-         "command_timeout_secs": 1800, "janitor_max_age_secs": 21600,
+         "command_timeout_secs": 1800, "run_deadline_secs": 3600,
+         "janitor_max_age_secs": 21600,
          "allowed_src": ["https://git.coopcloud.tech/"], "abra_env": {},
          "trusted_recipes": []}
+                          recipes: the enrolled recipes, the only ones a run may be for
+                          (tests/<recipe>/ in tests_dir adds checks; none is needed)
+                          run_deadline_secs: a whole run's bound; past it the stage is
+                          stopped, the app torn down, later stages error "deadline"
                           trusted_recipes: recipes whose own tests/ (code from the PR) may
                           run here; empty by default, no wildcard
     --SETTING VALUE       any setting above, e.g. --janitor-max-age-secs 0

@@ -8,14 +8,18 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use ccci::run::{app_domain, check_recipe_name, RunParams};
-use ccci::summary::{Counts, Failure, Skip, StageResult, Status, Summary, SCHEMA};
+use ccci::summary::{
+    Check, CheckStatus, Counts, Failure, Skip, StageResult, Status, Summary, SCHEMA,
+};
 use ccci::verdict::Verdict;
 
 use crate::abort;
 use crate::abra::{self, Abra};
+use crate::backup;
 use crate::ci::CiSettings;
 use crate::config::Config;
 use crate::junit;
+use crate::lint;
 use crate::process::{self, say, Cmd};
 use crate::redact::Redactor;
 use crate::rundir::{self, Lock, Run};
@@ -25,6 +29,22 @@ use crate::wait;
 /// URL on the dashboard is `runs/<build>/artifacts/card.png`).
 pub const CARD: &str = "artifacts/card.png";
 pub const LANDING: &str = "artifacts/install/landing.png";
+/// abra lints in about a second ([CCCI] JOURNAL-lvl5: 0.7 s); far more, and something hangs.
+const LINT_TIMEOUT: Duration = Duration::from_secs(120);
+/// `abra app backup create`s a backup stage makes at most, when the database dump is bad.
+const BACKUP_ATTEMPTS: u32 = 3;
+
+/// What [`Ctx::probes`] does in each backed-up directory.
+#[derive(Clone, Copy)]
+enum Probe<'a> {
+    Write(&'a str),
+    Read(&'a str),
+    Remove,
+}
+
+/// Where ci.json's overlays are, relative to the checkout abra deploys from (the run's
+/// `ABRA_DIR/overlays/`).
+const OVERLAYS: &str = "../../overlays/";
 /// A browser start and one page: far less than this, or something hangs.
 const CARD_TIMEOUT: Duration = Duration::from_secs(60);
 /// Each question to the engine (diagnostics, the deployed head); a red stage's log lines per
@@ -58,6 +78,8 @@ pub struct Outcome {
     pub stale: String,
     /// `artifacts/<stage>/diagnostics.txt` was saved (a red stage's tasks and logs).
     pub diagnostics: bool,
+    /// The generic checks made.
+    pub checks: Vec<Check>,
 }
 
 impl Outcome {
@@ -71,6 +93,7 @@ impl Outcome {
             skip: None,
             stale: String::new(),
             diagnostics: false,
+            checks: Vec::new(),
         }
     }
 
@@ -105,6 +128,38 @@ impl Outcome {
         }
     }
 
+    /// Records a generic check; a failed one fails the stage, saying why.
+    fn check(&mut self, name: &str, problems: Vec<String>, passed: impl Into<String>) {
+        let failed = !problems.is_empty();
+        let detail = if failed {
+            problems.join("; ")
+        } else {
+            passed.into()
+        };
+        if failed && self.status == Status::Passed {
+            self.status = Status::Failed;
+            self.reason = format!("generic check {name} failed: {detail}");
+        }
+        self.checks.push(Check {
+            name: name.into(),
+            status: if failed {
+                CheckStatus::Failed
+            } else {
+                CheckStatus::Passed
+            },
+            detail,
+        });
+    }
+
+    /// Records a generic check the recipe switched off, with its reason.
+    fn check_off(&mut self, name: &str, why: &str) {
+        self.checks.push(Check {
+            name: name.into(),
+            status: CheckStatus::Off,
+            detail: why.into(),
+        });
+    }
+
     /// What the summary records of the stage: every string redacted.
     pub fn result(
         &self,
@@ -131,6 +186,14 @@ impl Outcome {
             artifacts: self.artifacts.clone(),
             skip: self.skip,
             stale: redactor.redact_str(&self.stale),
+            checks: self
+                .checks
+                .iter()
+                .map(|c| Check {
+                    detail: redactor.redact_str(&c.detail),
+                    ..c.clone()
+                })
+                .collect(),
         }
     }
 
@@ -191,11 +254,9 @@ pub fn results_dir(cfg: &Config, run_id: &str) -> PathBuf {
 /// Checks every parameter before anything touches abra; errors name the parameter.
 pub fn validate(cfg: &Config, p: &RunParams) -> Result<()> {
     check_recipe_name(&p.recipe)?;
-    if !cfg.tests_dir.join(&p.recipe).is_dir() {
+    if !cfg.recipes.contains(&p.recipe) {
         bail!(
-            "parameter RECIPE: {} is not enrolled (no {}/{}/)",
-            p.recipe,
-            cfg.tests_dir.display(),
+            "parameter RECIPE: {} is not enrolled on this host (not in stage-runner's recipes)",
             p.recipe
         );
     }
@@ -295,7 +356,8 @@ impl Ctx {
 
     /// A fresh app of `version` (a release tag, or the PR head for `None`): created,
     /// configured, secrets in place, deployed and answering through the proxy.
-    fn deploy_fresh(&mut self, version: Option<&str>) -> Result<()> {
+    /// Returns what the deploy showed: for the head, which commit runs; that the app answers.
+    fn deploy_fresh(&mut self, version: Option<&str>) -> Result<(Option<String>, String)> {
         let domain = self.run.domain.clone();
         let recipe = self.run.recipe.clone();
         let abra = self.abra();
@@ -308,17 +370,12 @@ impl Ctx {
         abra.ok(&args, &self.redactor)?;
         // `abra app new` moves the checkout to a release tag; put back what is tested.
         self.checkout(version.unwrap_or(&self.run.sha))?;
-        let mut vars: Vec<(String, String)> = self
-            .run
-            .ci
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let mut vars = self.run.ci.env_for(&domain, &self.cfg.base_domain);
         // The janitor's proof that this app is a CI app, and whose.
         vars.push(("CCCI_RUN".into(), self.run.id.clone()));
         let env_file = abra.env_file(&domain);
         abra::set_env(&env_file, &vars)?;
+        self.apply_overlays(version.is_some())?;
         let env_text = std::fs::read_to_string(&env_file)?;
         let mut values = rundir::load_values(&self.dir)?;
         let mut bumped = Vec::new();
@@ -363,14 +420,46 @@ impl Ctx {
         }
         abra::set_env(&env_file, &bumped)?;
         rundir::save_values(&self.dir, &values)?;
-        match version {
-            Some(v) => self.deploy(&["app", "deploy", &domain, v])?,
+        let head = match version {
+            Some(v) => {
+                self.deploy(&["app", "deploy", &domain, v])?;
+                None
+            }
             None => {
                 self.deploy(&["app", "deploy", &domain, "--chaos"])?;
-                self.check_deployed_head()?;
+                Some(self.check_deployed_head()?)
             }
         };
-        self.wait_up()
+        Ok((head, self.wait_up()?))
+    }
+
+    /// Puts the recipe's CI compose overlays (ci.json `overlay`, plus `base_overlay` on the
+    /// upgrade base) in the app's `COMPOSE_FILE`. They are kept outside the checkout and named
+    /// relative to it: abra calls a checkout with an untracked file dirty, and lint would read it.
+    fn apply_overlays(&self, base: bool) -> Result<()> {
+        let ci = &self.run.ci;
+        if ci.overlay.is_none() && ci.base_overlay.is_none() {
+            return Ok(());
+        }
+        let wanted: Vec<&String> = ci
+            .overlay
+            .iter()
+            .chain(ci.base_overlay.iter().filter(|_| base))
+            .collect();
+        let env_file = self.abra().env_file(&self.run.domain);
+        let mut files: Vec<String> = abra::compose_files(&std::fs::read_to_string(&env_file)?)
+            .into_iter()
+            .filter(|f| !f.starts_with(OVERLAYS))
+            .collect();
+        let dir = self.dir.join("abra/overlays");
+        std::fs::create_dir_all(&dir)?;
+        for f in wanted {
+            std::fs::copy(self.suite().join(f), dir.join(f))
+                .with_context(|| format!("copying the ci.json overlay {f}"))?;
+            files.push(format!("{OVERLAYS}{f}"));
+        }
+        self.say(&format!("compose files: {}", files.join(":")));
+        abra::set_compose_files(&env_file, &files)
     }
 
     /// An abra deploy with its convergence checks: a deploy that abra reports failed (a
@@ -385,7 +474,8 @@ impl Ctx {
         Ok(())
     }
 
-    fn wait_up(&self) -> Result<()> {
+    /// Waits until the health path answers; says how it answered.
+    fn wait_up(&self) -> Result<String> {
         // The recipe says how long it needs; the host's setting caps it.
         let limit = Duration::from_secs(
             self.run
@@ -396,14 +486,19 @@ impl Ctx {
                 }),
         );
         let url = format!("{}{}", self.base_url(), self.run.ci.health_path);
-        wait::until_up(
+        let (took, status) = wait::until_up(
             &url,
             self.cfg.resolve.as_deref(),
             self.cfg.tls_verify,
+            &self.run.ci.health_codes,
             limit,
             &self.redactor,
         )?;
-        Ok(())
+        Ok(format!(
+            "{} answered HTTP {status} through the proxy after {} s",
+            self.run.ci.health_path,
+            took.as_secs()
+        ))
     }
 
     /// A Python process of the harness, with the run described in the CCCI_* environment.
@@ -499,6 +594,21 @@ impl Ctx {
         self.cfg.tests_dir.join(&self.run.recipe)
     }
 
+    /// One phase of cc-ci's suite for the recipe, `tests/<recipe>/`, where it has one: a
+    /// recipe without gets the generic checks alone (the zero-config floor).
+    fn suite_phase(&self, stage: &str, phase: &'static str) -> Result<Phase> {
+        let suite = self.suite();
+        if !suite.is_dir() {
+            return Ok(Phase {
+                name: phase,
+                counts: Counts::default(),
+                failures: Vec::new(),
+                failed: false,
+            });
+        }
+        self.pytest(stage, phase, &suite, false)
+    }
+
     /// The files a stage's tests left in its artifacts directory, for the run page. Only plain
     /// files in the directory itself: a test that swapped the directory for a symlink, or left
     /// symlinks in it, would otherwise publish files from elsewhere on the host.
@@ -530,11 +640,12 @@ impl Ctx {
     }
 
     pub fn install(&mut self) -> Result<Outcome> {
-        self.deploy_fresh(None)?;
+        let (head, up) = self.deploy_fresh(None)?;
         self.landing_screenshot();
         let mut o = Outcome::passed();
-        let suite = self.suite();
-        o.merge(self.pytest("install", "install", &suite, false)?);
+        o.check("head-deployed", Vec::new(), head.unwrap_or_default());
+        o.check("answers", Vec::new(), up);
+        o.merge(self.suite_phase("install", "install")?);
         o.artifacts = self.artifacts("install");
         Ok(o)
     }
@@ -578,7 +689,7 @@ impl Ctx {
     /// `+U` when the checkout was dirty) must be the head's, clean, on every service that
     /// carries it, and at least one must. An abra that deployed another checkout (an upgrade
     /// that silently redeployed the old head) must never pass.
-    fn check_deployed_head(&self) -> Result<()> {
+    fn check_deployed_head(&self) -> Result<String> {
         let want = &self.run.sha[..8];
         let label = format!(
             "coop-cloud.{}.chaos-version",
@@ -608,7 +719,9 @@ impl Ctx {
                 self.run.domain
             );
         }
-        Ok(())
+        Ok(format!(
+            "{seen} service(s) run the PR head {want}, clean (coop-cloud chaos-version)"
+        ))
     }
 
     /// Best effort, after a red stage and before teardown: the app's tasks with their errors
@@ -814,53 +927,316 @@ impl Ctx {
         // A fresh app of the previous release: the install stage's data must not help.
         self.say(&format!("upgrade: {base} -> {}", &self.run.sha[..10]));
         self.deploy_fresh(Some(&base))?;
-        let suite = self.suite();
         let mut o = Outcome::passed();
-        o.merge(self.pytest("upgrade", "pre_upgrade", &suite, false)?);
+        o.merge(self.suite_phase("upgrade", "pre_upgrade")?);
         if o.status == Status::Passed {
             self.checkout(&self.run.sha.clone())?;
+            self.apply_overlays(false)?;
             let d = self.run.domain.clone();
             self.deploy(&["app", "deploy", &d, "--force", "--chaos"])?;
-            self.check_deployed_head()?;
-            self.wait_up()?;
-            o.merge(self.pytest("upgrade", "post_upgrade", &suite, false)?);
+            let head = self.check_deployed_head()?;
+            o.check("head-deployed", Vec::new(), head);
+            let up = self.wait_up()?;
+            o.check("answers", Vec::new(), up);
+            o.merge(self.suite_phase("upgrade", "post_upgrade")?);
         }
         o.artifacts = self.artifacts("upgrade");
         Ok(o)
     }
 
+    /// Backup and restore, verified: the backed-up directories get a probe, the snapshot this
+    /// run made is read back (probes there, backed-up files not empty, database dumps whole;
+    /// a bad dump is retried), that snapshot — never the repository's latest, which may be
+    /// another run's — is restored, and the probes must be back.
     pub fn backup(&mut self) -> Result<Outcome> {
         if let Some(o) = self.precheck("backup")? {
             return Ok(o);
         }
         let d = self.run.domain.clone();
-        let suite = self.suite();
+        let marked = self.marked()?;
+        if marked.is_empty() {
+            return Ok(Outcome::skipped(
+                Skip::Gap,
+                "nothing of the app is marked for backup (no service has backupbot.backup=true); if it keeps no data, say so in ci.json: \"skip\": {\"backup\": \"why\"}",
+            ));
+        }
         let mut o = Outcome::passed();
-        o.merge(self.pytest("backup", "pre_backup", &suite, false)?);
+        o.merge(self.suite_phase("backup", "pre_backup")?);
         if o.status != Status::Passed {
             return Ok(o);
         }
-        let abra = self.abra();
-        let out = abra.try_run(&["app", "backup", "create", &d], &self.redactor)?;
-        if !out.success() {
-            o.status = Status::Failed;
-            o.reason = "`abra app backup create` failed: no backup was made".into();
+        let off = self.run.ci.checks_off.clone();
+        let token = rundir::random_token(16)?.to_lowercase();
+        let probed = match off.get("backup-data") {
+            Some(_) => Vec::new(),
+            None => self.probes(&marked, Probe::Write(&token))?,
+        };
+        let Some(snapshot) = self.verified_backup(
+            &marked,
+            (!probed.is_empty()).then_some(token.as_str()),
+            &mut o,
+        )?
+        else {
             return Ok(o);
-        }
-        o.merge(self.pytest("backup", "after_backup", &suite, false)?);
+        };
+        o.merge(self.suite_phase("backup", "after_backup")?);
         if o.status != Status::Passed {
             return Ok(o);
         }
-        let out = abra.try_run(&["app", "restore", &d], &self.redactor)?;
+        // The restore must bring the probes back: change them now.
+        self.probes(&probed, Probe::Write("changed-after-the-backup"))?;
+        let out = self.abra().try_run(
+            &["app", "restore", &d, "--snapshot", &snapshot],
+            &self.redactor,
+        )?;
         if !out.success() {
             o.status = Status::Failed;
-            o.reason = "`abra app restore` failed".into();
+            o.reason = format!(
+                "`abra app restore` of snapshot {snapshot} failed: {}",
+                out.last_line
+            );
             return Ok(o);
         }
         self.wait_up()?;
-        o.merge(self.pytest("backup", "after_restore", &suite, false)?);
+        if !probed.is_empty() {
+            let wrong: Vec<String> = self
+                .probes(&probed, Probe::Read(&token))?
+                .into_iter()
+                .map(|m| {
+                    format!(
+                        "{} of {} does not hold this run's probe after the restore",
+                        m.in_container(),
+                        m.service
+                    )
+                })
+                .collect();
+            o.check(
+                "backup-restored",
+                wrong,
+                format!(
+                    "snapshot {snapshot} restored: the probe is back in each of {} directories",
+                    probed.len()
+                ),
+            );
+            self.probes(&probed, Probe::Remove)?;
+        }
+        o.merge(self.suite_phase("backup", "after_restore")?);
         o.artifacts = self.artifacts("backup");
         Ok(o)
+    }
+
+    /// What backupbot backs up of the live app.
+    fn marked(&self) -> Result<Vec<backup::Marked>> {
+        let services = self
+            .services()
+            .context("listing the app's services on the engine")?;
+        let mut out = Vec::new();
+        for svc in &services {
+            let json = self
+                .engine(&["service", "inspect", svc])
+                .with_context(|| format!("reading {svc}'s spec from the engine"))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&json).with_context(|| format!("parsing {svc}'s spec"))?;
+            out.extend(backup::marked(&v[0]));
+        }
+        Ok(out)
+    }
+
+    /// Writes, reads back or removes the backup probe in each marked directory, in the
+    /// service's running container. Returns where it wrote (Write), or where the probe did not
+    /// hold the token (Read).
+    fn probes(&self, marked: &[backup::Marked], what: Probe) -> Result<Vec<backup::Marked>> {
+        let mut out = Vec::new();
+        for m in marked {
+            let (script, value) = match what {
+                Probe::Write(v) => ("[ -d \"$1\" ] || exit 3; printf %s \"$2\" > \"$1/$3\"", v),
+                Probe::Read(_) => ("cat \"$1/$3\"", ""),
+                Probe::Remove => ("rm -f \"$1/$3\"", ""),
+            };
+            let filter = format!("label=com.docker.swarm.service.name={}", m.service);
+            let cid = self
+                .engine(&[
+                    "ps",
+                    "-q",
+                    "--filter",
+                    &filter,
+                    "--filter",
+                    "status=running",
+                ])
+                .and_then(|ids| ids.lines().next().map(str::to_owned))
+                .with_context(|| {
+                    format!("no running container of {} for the backup probe", m.service)
+                })?;
+            let path = m.in_container();
+            let cmd = Cmd::new(
+                "docker",
+                &[
+                    "exec",
+                    &cid,
+                    "sh",
+                    "-c",
+                    script,
+                    "sh",
+                    &path,
+                    value,
+                    backup::PROBE,
+                ],
+            )
+            .envs(&self.cfg.abra_env)
+            .timeout(ENGINE_TIMEOUT)
+            .capture();
+            let res = process::run(cmd, &self.redactor)?;
+            match what {
+                // Not a directory (a file a pre-hook writes, say): the snapshot check covers it.
+                Probe::Write(_) if res.code == Some(3) => {}
+                Probe::Write(_) if res.success() => out.push(m.clone()),
+                Probe::Write(_) | Probe::Remove if !res.success() => bail!(
+                    "the backup probe in {path} of {}: {}",
+                    m.service,
+                    res.last_line
+                ),
+                Probe::Read(token) if String::from_utf8_lossy(&res.stdout).trim() != token => {
+                    out.push(m.clone())
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// `abra app backup create`, then the snapshot it made read back and checked; a bad
+    /// database dump (one taken while the database restarted) is retried a bounded number of
+    /// times. Every snapshot made is remembered for teardown to remove. `None`: the stage
+    /// failed, `o` says why.
+    fn verified_backup(
+        &mut self,
+        marked: &[backup::Marked],
+        probe: Option<&str>,
+        o: &mut Outcome,
+    ) -> Result<Option<String>> {
+        let d = self.run.domain.clone();
+        let off = self.run.ci.checks_off.clone();
+        for attempt in 1..=BACKUP_ATTEMPTS {
+            let out = self
+                .abra()
+                .try_run_captured(&["app", "backup", "create", &d], &self.redactor)?;
+            let said = String::from_utf8_lossy(&out.stdout).into_owned();
+            for line in said.lines() {
+                self.say(line);
+            }
+            if !out.success() {
+                o.status = Status::Failed;
+                o.reason = format!("`abra app backup create` failed: {}", out.last_line);
+                return Ok(None);
+            }
+            let id = backup::snapshot_id(&said).context(
+                "`abra app backup create` passed but named no snapshot (no \"snapshot <id> saved\" line): cannot tell which to restore",
+            )?;
+            self.remember_snapshot(&id)?;
+            let seen = self.read_snapshot(&id, marked)?;
+            let (data, dumps) = backup::problems(marked, &seen, probe);
+            let data_off = off.get("backup-data");
+            if data_off.is_none() && !data.is_empty() {
+                o.check("backup-data", data, "");
+                return Ok(None);
+            }
+            let dump_off = off.get("backup-dump");
+            if dump_off.is_none() && !dumps.is_empty() && attempt < BACKUP_ATTEMPTS {
+                self.say(&format!(
+                    "backup attempt {attempt}/{BACKUP_ATTEMPTS}: {}; backing up again",
+                    dumps.join("; ")
+                ));
+                continue;
+            }
+            match data_off {
+                Some(why) => o.check_off("backup-data", why),
+                None => o.check(
+                    "backup-data",
+                    Vec::new(),
+                    format!(
+                        "snapshot {id} holds each of the {} backed-up paths, directories with this run's probe",
+                        marked.len()
+                    ),
+                ),
+            }
+            match dump_off {
+                Some(why) => o.check_off("backup-dump", why),
+                None => {
+                    let n = seen.keys().filter(|p| backup::is_dump(p)).count();
+                    let problems: Vec<String> = dumps
+                        .iter()
+                        .map(|d| format!("{d}, in each of {BACKUP_ATTEMPTS} backups (was the database restarting?)"))
+                        .collect();
+                    o.check(
+                        "backup-dump",
+                        problems,
+                        match n {
+                            0 => "no database dump among the backed-up files".to_owned(),
+                            n => format!("{n} database dump(s) whole (backup attempt {attempt})"),
+                        },
+                    );
+                }
+            }
+            return Ok((o.status == Status::Passed).then_some(id));
+        }
+        Ok(None)
+    }
+
+    /// A snapshot, downloaded into the run's directory and read.
+    fn read_snapshot(
+        &self,
+        id: &str,
+        marked: &[backup::Marked],
+    ) -> Result<std::collections::BTreeMap<String, backup::Seen>> {
+        let dir = self.dir.join("snapshot");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let d = self.run.domain.clone();
+        self.abra().in_dir(&dir).ok(
+            &["app", "backup", "download", &d, "--snapshot", id],
+            &self.redactor,
+        )?;
+        let file = std::fs::read_dir(&dir)?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.is_file())
+            .with_context(|| {
+                format!("`abra app backup download` of snapshot {id} wrote no file")
+            })?;
+        let seen = backup::read_snapshot(std::fs::File::open(&file)?, marked)
+            .with_context(|| format!("reading snapshot {id}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        seen
+    }
+
+    fn remember_snapshot(&self, id: &str) -> Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("snapshots"))?;
+        writeln!(f, "{id}")?;
+        Ok(())
+    }
+
+    /// Removes the run's snapshots from the server's backup repository: backups of a CI app
+    /// are the run's, and go with it.
+    fn forget_snapshots(&self) -> Result<()> {
+        let list = self.dir.join("snapshots");
+        let ids = match std::fs::read_to_string(&list) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).context("reading the run's snapshot list"),
+        };
+        let d = self.run.domain.clone();
+        for id in ids.lines().filter(|l| !l.is_empty()) {
+            self.abra().ok(
+                &["app", "backup", "remove", &d, "--snapshot", id],
+                &self.redactor,
+            )?;
+        }
+        std::fs::remove_file(&list)?;
+        Ok(())
     }
 
     pub fn recipe_tests(&mut self) -> Result<Outcome> {
@@ -897,8 +1273,107 @@ impl Ctx {
         Ok(o)
     }
 
+    /// `abra recipe lint <recipe>` at the PR head, its table read rule by rule: an unsatisfied
+    /// error-severity rule fails the stage (a rung of its own: the deploy stages do not wait on
+    /// it), warnings and rules abra did not check are listed, never counted as satisfied. abra
+    /// needs a terminal ([CCCI] lint.py: "inappropriate ioctl for device" even with `-n`), so
+    /// it runs under `script`.
+    pub fn lint(&mut self) -> Result<Outcome> {
+        if let Some(why) = self.run.ci.skip.get("lint") {
+            return Ok(Outcome::skipped(Skip::Declared, why.clone()));
+        }
+        self.checkout(&self.run.sha.clone())?;
+        let abra = self.abra();
+        let line = format!(
+            "'{}' recipe lint -n {}",
+            abra.exe.display().to_string().replace('\'', r"'\''"),
+            self.run.recipe
+        );
+        let cmd = abra
+            .cmd_of("script", &["-qec", &line, "/dev/null"])
+            .timeout(LINT_TIMEOUT)
+            .capture();
+        let out = process::run(cmd, &self.redactor)?;
+        let text = self
+            .redactor
+            .redact_str(&String::from_utf8_lossy(&out.stdout).replace('\r', ""));
+        for l in text.lines() {
+            self.say(l);
+        }
+        let artifacts = results_dir(&self.cfg, &self.run.id).join("artifacts/lint");
+        std::fs::create_dir_all(&artifacts)?;
+        std::fs::write(artifacts.join("lint.txt"), &text)?;
+        let last = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        let mut o = Outcome::passed();
+        o.artifacts = vec!["artifacts/lint/lint.txt".into()];
+        if !out.success() {
+            // The one FATA that is the recipe's: its configuration does not validate.
+            if let Some(fata) = text
+                .lines()
+                .find(|l| l.contains("unable to validate recipe"))
+            {
+                o.status = Status::Failed;
+                o.reason = format!("abra recipe lint: {}", fata.trim());
+                return Ok(o);
+            }
+            return Ok(Outcome {
+                artifacts: o.artifacts,
+                ..Outcome::error(format!(
+                    "abra recipe lint could not lint (exit {}): {last}",
+                    out.code.map_or("signal".into(), |c| c.to_string())
+                ))
+            });
+        }
+        let rules = lint::parse(&text);
+        if rules.is_empty() {
+            return Ok(Outcome {
+                artifacts: o.artifacts,
+                ..Outcome::error(format!(
+                    "abra recipe lint printed no rule table (last line: {last})"
+                ))
+            });
+        }
+        for r in &rules {
+            let status = match r.held {
+                lint::Held::Satisfied => CheckStatus::Passed,
+                lint::Held::Unsatisfied => CheckStatus::Failed,
+                lint::Held::Skipped => CheckStatus::Skipped,
+                lint::Held::Unknown => CheckStatus::Unknown,
+            };
+            let mut detail = format!("{} ({})", r.description, r.severity);
+            if r.held == lint::Held::Unsatisfied && !r.resolve.is_empty() {
+                detail.push_str(&format!(": {}", r.resolve));
+            }
+            o.checks.push(Check {
+                name: r.reference.clone(),
+                status,
+                detail,
+            });
+        }
+        let failing: Vec<String> = rules
+            .iter()
+            .filter(|r| r.fails())
+            .map(|r| format!("{} {}", r.reference, r.description))
+            .collect();
+        if !failing.is_empty() {
+            o.status = Status::Failed;
+            o.reason = format!(
+                "abra recipe lint: error rules not satisfied: {}",
+                failing.join("; ")
+            );
+        }
+        Ok(o)
+    }
+
     /// Removes the app and the run's private state; idempotent.
     pub fn teardown(&mut self) -> Result<Outcome> {
+        self.forget_snapshots()?;
         let d = self.run.domain.clone();
         self.abra().remove_app(&d, &self.redactor)?;
         std::fs::remove_dir_all(self.dir.join("abra")).or_else(|e| {
@@ -972,6 +1447,7 @@ pub fn prepare(cfg: Config, p: &RunParams, run_id: &str, build: i64) -> Result<C
         started: now(),
         finished: 0,
         stages: Vec::new(),
+        notes: Vec::new(),
     }
     .save(&results.join("summary.json"))?;
     let started = std::time::Instant::now();
@@ -999,6 +1475,25 @@ fn prepare_run(cfg: Config, p: &RunParams, run_id: &str, build: i64, dir: &Path)
     std::os::unix::fs::symlink(&servers, dir.join("abra/servers"))
         .context("linking the host's abra servers into the run")?;
     let ci = CiSettings::load(&cfg.tests_dir.join(&p.recipe))?;
+    let mut notes = Vec::new();
+    if let Some(t) = ci
+        .deploy_timeout_secs
+        .filter(|t| *t > cfg.deploy_timeout_secs)
+    {
+        notes.push(format!(
+            "ci.json deploy_timeout_secs {t} is above this host's cap: each deploy waits at most {} s",
+            cfg.deploy_timeout_secs
+        ));
+    }
+    if !notes.is_empty() {
+        let path = results_dir(&cfg, run_id).join("summary.json");
+        let mut s = Summary::load(&path)?;
+        for n in &notes {
+            say(&Redactor::new([]), &format!("WARN {n}"));
+        }
+        s.notes = notes;
+        s.save(&path)?;
+    }
     let run = Run {
         id: run_id.into(),
         build,
@@ -1129,15 +1624,33 @@ pub fn run_stage(ctx: &mut Ctx, stage: &str) -> Outcome {
             ..Outcome::passed()
         },
     );
+    if stage != "teardown" {
+        let left = ctx.run.created + ctx.cfg.run_deadline_secs as i64 - now();
+        if left <= 0 {
+            let o = Outcome::error(format!(
+                "deadline: the run passed its {} deadline before {stage} could start",
+                minutes(ctx.cfg.run_deadline_secs)
+            ));
+            ctx.say(&format!("stage {stage}: error — {}", o.reason));
+            let _ = ctx.record(stage, started, t.elapsed(), &o);
+            return o;
+        }
+        abort::set_deadline(Instant::now() + Duration::from_secs(left as u64));
+    }
     let result = match stage {
         "install" => ctx.install(),
         "upgrade" => ctx.upgrade(),
         "backup" => ctx.backup(),
         "recipe-tests" => ctx.recipe_tests(),
+        "lint" => ctx.lint(),
         "teardown" => ctx.teardown(),
         _ => Ok(Outcome::passed()),
     };
     let mut o = match result {
+        _ if abort::deadline_passed() => Outcome::error(format!(
+            "deadline: the run's {} deadline passed during {stage}; what was running was stopped and the app torn down",
+            minutes(ctx.cfg.run_deadline_secs)
+        )),
         Ok(o) => o,
         Err(e) if e.downcast_ref::<RecipeFailed>().is_some() => Outcome {
             status: Status::Failed,
@@ -1152,7 +1665,12 @@ pub fn run_stage(ctx: &mut Ctx, stage: &str) -> Outcome {
     };
     // The app is still there: what went wrong with it is kept before anything tears it down.
     let red = matches!(o.status, Status::Failed | Status::Error);
-    if red && stage != "teardown" && abort::aborted().is_none() && ctx.save_diagnostics(stage, &o) {
+    // Lint reads the checkout, not the app: the app has nothing to say about it.
+    if red
+        && !matches!(stage, "teardown" | "lint")
+        && abort::aborted().is_none()
+        && ctx.save_diagnostics(stage, &o)
+    {
         o.diagnostics = true;
         for a in ctx.artifacts(stage) {
             if !o.artifacts.contains(&a) {
@@ -1182,6 +1700,13 @@ pub fn run_stage(ctx: &mut Ctx, stage: &str) -> Outcome {
         abort_teardown(ctx);
     }
     o
+}
+
+fn minutes(secs: u64) -> String {
+    match secs {
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
 }
 
 /// Best effort, after an abort: the janitor finishes whatever this cannot.

@@ -8,15 +8,16 @@ use crate::abort;
 use crate::process::say;
 use crate::redact::Redactor;
 
-/// Polls `url` until it answers 2xx or 3xx. Prints progress (elapsed/limit, last status) at
+/// Polls `url` until it answers one of `codes` (any 2xx or 3xx when empty). Prints progress (elapsed/limit, last status) at
 /// least every 10 s so a slow start reads as slow, not stuck.
 pub fn until_up(
     url: &str,
     resolve: Option<&str>,
     tls_verify: bool,
+    codes: &[u16],
     limit: Duration,
     r: &Redactor,
-) -> Result<Duration> {
+) -> Result<(Duration, u16)> {
     let mut cfg = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(10)))
         .http_status_as_error(false)
@@ -51,7 +52,11 @@ pub fn until_up(
         match agent.get(url).call() {
             Ok(resp) => {
                 let s = resp.status().as_u16();
-                if (200..400).contains(&s) {
+                let up = match codes {
+                    [] => (200..400).contains(&s),
+                    codes => codes.contains(&s),
+                };
+                if up {
                     say(
                         r,
                         &format!(
@@ -59,7 +64,7 @@ pub fn until_up(
                             start.elapsed().as_secs()
                         ),
                     );
-                    return Ok(start.elapsed());
+                    return Ok((start.elapsed(), s));
                 }
                 last = format!("HTTP {s}");
             }

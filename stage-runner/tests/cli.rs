@@ -26,6 +26,7 @@ fn check(config: &serde_json::Value, extra: &[&str]) -> (bool, String) {
 fn check_config_accepts_a_good_config_and_names_what_is_wrong_with_a_bad_one() {
     let good = serde_json::json!({
         "base_domain": "ci.coopcloud.tech",
+        "recipes": ["custom-html"],
         "state_dir": "/var/lib/cc-ci-runner/state",
         "results_dir": "/var/lib/cc-ci-results",
         "tests_dir": "/etc/cc-ci/tests",
@@ -51,6 +52,18 @@ fn check_config_accepts_a_good_config_and_names_what_is_wrong_with_a_bad_one() {
     let (ok, out) = check(&empty, &[]);
     assert!(!ok);
     assert!(out.contains("allowed_src is empty"), "{out}");
+
+    let mut odd = good.clone();
+    odd["recipes"] = serde_json::json!(["custom-html", "../etc"]);
+    let (ok, out) = check(&odd, &[]);
+    assert!(!ok);
+    assert!(out.contains("recipes: \"../etc\""), "{out}");
+
+    let mut unlisted = good.clone();
+    unlisted.as_object_mut().unwrap().remove("recipes");
+    let (ok, out) = check(&unlisted, &[]);
+    assert!(!ok);
+    assert!(out.contains("missing field `recipes`"), "{out}");
 
     // Overrides are checked too.
     let (ok, out) = check(&good, &["--scheme", "ftp"]);

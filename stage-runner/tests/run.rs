@@ -155,7 +155,7 @@ def test_swaps_the_artifacts_dir():
 /// and still climbed past.
 #[test]
 fn declared_skips_are_climbed_past_and_a_stale_one_is_flagged() {
-    let tests = planted_tests(
+    let tests = world::planted_tests(
         "declared",
         &[(
             "custom-html/ci.json",
@@ -203,7 +203,7 @@ fn declared_skips_are_climbed_past_and_a_stale_one_is_flagged() {
 /// without it, and the secret reaches neither the log nor the results.
 #[test]
 fn a_landing_page_showing_a_secret_is_never_screenshot() {
-    let tests = planted_tests(
+    let tests = world::planted_tests(
         "landingsecret",
         &[(
             "custom-html/ci.json",
@@ -325,42 +325,9 @@ fn a_whole_matrix_synapse_run_passes_on_synapse_and_postgres() {
 }
 
 /// A copy of the test tree with extra test files planted in the custom-html suite.
-fn planted_tests(name: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
-    let dst = std::env::temp_dir().join(format!("sr-tests-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dst);
-    let src = std::path::Path::new(world::REPO).join("tests");
-    for sub in ["ccci_harness", "custom-html"] {
-        copy(&src.join(sub), &dst.join(sub));
-    }
-    for f in ["conftest.py", "pytest.ini"] {
-        if src.join(f).exists() {
-            std::fs::copy(src.join(f), dst.join(f)).unwrap();
-        }
-    }
-    for (path, text) in files {
-        std::fs::write(dst.join(path), text).unwrap();
-    }
-    dst
-}
-
-fn copy(src: &std::path::Path, dst: &std::path::Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        if e.file_name() == "__pycache__" {
-            continue;
-        }
-        if e.file_type().unwrap().is_dir() {
-            copy(&e.path(), &dst.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
-        }
-    }
-}
-
 #[test]
 fn a_failing_install_test_fails_the_stage_with_its_message() {
-    let tests = planted_tests(
+    let tests = world::planted_tests(
         "failing",
         &[(
             "custom-html/test_planted_failure.py",
@@ -549,7 +516,7 @@ fn two_concurrent_runs_of_the_same_sha_both_pass_apart() {
 
 #[test]
 fn planted_secrets_never_reach_the_log_or_the_results() {
-    let tests = planted_tests(
+    let tests = world::planted_tests(
         "secrets",
         &[
             (

@@ -239,6 +239,7 @@ impl World {
                 "command_timeout_secs": 600,
                 "janitor_max_age_secs": 3600,
                 "allowed_src": [allowed_src],
+                "recipes": [RECIPE],
                 "abra_env": abra_env,
             })
             .to_string(),

@@ -637,22 +637,76 @@ fn backup_runs_the_hooks_and_restore_brings_the_latest_snapshot_back() {
     w.ok(&["app", "deploy", &d, "--chaos"]);
     routed(&d);
     w.sh(&d, "echo first > /usr/share/nginx/html/note.txt");
-    assert!(w
-        .ok(&["app", "backup", "create", &d])
-        .contains("backup finished"));
+    let out = w.ok(&["app", "backup", "create", &d]);
+    assert!(out.contains("backup finished"), "{out}");
+    // restic's line names the snapshot.
+    let id = |out: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix("snapshot ")?.strip_suffix(" saved"))
+            .unwrap_or_else(|| panic!("no snapshot line in {out}"))
+            .to_owned()
+    };
+    let first = id(&out);
     w.sh(&d, "echo second > /usr/share/nginx/html/note.txt");
-    w.ok(&["app", "backup", "create", &d]);
+    let second = id(&w.ok(&["app", "backup", "create", &d]));
     let dump = get(&d, "/dump.txt").body;
     w.sh(&d, "echo mutated > /usr/share/nginx/html/note.txt; rm /usr/share/nginx/html/index.html /usr/share/nginx/html/dump.txt");
     assert_eq!(get(&d, "/index.html").status, 404);
     assert!(w.ok(&["app", "restore", &d]).contains("restore finished"));
-    assert_eq!(get(&d, "/note.txt").body, b"second\n");
+    assert_eq!(
+        get(&d, "/note.txt").body,
+        b"second\n",
+        "the latest, by default"
+    );
     assert_eq!(get(&d, "/index.html").status, 200);
     assert_eq!(
         get(&d, "/restored.txt").body,
         dump,
         "the post-hook ran after the files were back"
     );
+    w.ok(&["app", "restore", &d, "--snapshot", &first]);
+    assert_eq!(get(&d, "/note.txt").body, b"first\n", "the one asked for");
+
+    // A download is one tar of the snapshot, under backupbot's host paths.
+    let dl = w.root.join("download");
+    std::fs::create_dir_all(&dl).unwrap();
+    let out = Command::new(ABRA)
+        .args(["app", "backup", "download", &d, "--snapshot", &first])
+        .env("ABRA_DIR", &w.abra_dir)
+        .env("DOCKER_HOST", &w.ground.docker_host)
+        .current_dir(&dl)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files: Vec<_> = std::fs::read_dir(&dl).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1);
+    let listing = Command::new("tar")
+        .arg("-tf")
+        .arg(files[0].path())
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let vol = format!(
+        "var/lib/docker/volumes/{}_content/_data/",
+        d.replace('.', "_")
+    );
+    assert!(listing.contains(&format!("{vol}note.txt")), "{listing}");
+    assert!(w
+        .fail(&["app", "backup", "download", &d, "--snapshot", "0123abcd"])
+        .contains("no snapshot 0123abcd"));
+
+    // Snapshots live in the server's repository, and go when removed.
+    let repo = w.abra_dir.join("servers/default/.backupbot");
+    let snaps = || std::fs::read_dir(&repo).map(|r| r.count()).unwrap_or(0);
+    assert_eq!(snaps(), 2);
+    w.ok(&["app", "backup", "remove", &d, "--snapshot", &second]);
+    assert_eq!(snaps(), 1);
+    w.ok(&["app", "backup", "remove", &d, "--snapshot", &first]);
+    assert!(!repo.exists(), "an empty repository goes too");
 
     // backupbot's restic failing (no engine-side cause, so a knob).
     w.set_faults("backup-fails\n");
@@ -663,11 +717,6 @@ fn backup_runs_the_hooks_and_restore_brings_the_latest_snapshot_back() {
     assert!(w.fail(&["app", "restore", &d]).contains("restore failed"));
     w.set_faults("");
     // A failing hook fails the backup, and leaves no half snapshot.
-    let snaps = || {
-        std::fs::read_dir(w.abra_dir.join("backups").join(d.replace('.', "_")))
-            .unwrap()
-            .count()
-    };
     let before = snaps();
     w.edit_compose("date +%N > /usr/share/nginx/html/dump.txt", "exit 7");
     w.ok(&["app", "deploy", &d, "--chaos", "--force"]);

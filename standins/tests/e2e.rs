@@ -223,13 +223,13 @@ fn green_everywhere(w: World, bound: Duration) {
     );
     assert!(body.contains(&format!("--ref {}", w.sha)), "{body}");
     assert!(
-        body.contains("reached **level 3 of 4 (restores)**"),
+        body.contains("reached **level 3 of 5 (restores)**"),
         "{body}"
     );
     rows_match_summary(&body, &summary(&w, b.number));
     let (state, desc, url) = head_status(&w, &w.sha).expect("a commit status on the head");
     assert_eq!(state, "success");
-    assert_eq!(desc, "passed · level 3 of 4 (restores)");
+    assert_eq!(desc, "passed · level 3 of 5 (restores)");
     assert!(url.ends_with(&format!("/runs/{}.html", b.number)), "{url}");
     let b = w.drone.build("coop-cloud", "cc-ci", b.number).unwrap();
     assert_eq!(b.status, "success");
@@ -455,13 +455,13 @@ fn a_pr_with_no_earlier_release_shows_upgrade_skipped_with_the_reason() {
         "{body}"
     );
     assert!(
-        body.contains("reached **level 3 of 4 (restores)**"),
+        body.contains("reached **level 3 of 5 (restores)**"),
         "{body}"
     );
     let (state, desc, _) = head_status(&w, &sha).unwrap();
     assert_eq!(
         (state.as_str(), desc.as_str()),
-        ("success", "passed · level 3 of 4 (restores)")
+        ("success", "passed · level 3 of 5 (restores)")
     );
     w.stop();
 }
@@ -493,7 +493,7 @@ fn a_failing_recipe_test_is_named_on_the_pr() {
     assert!(row.contains("test_landing_page_says_welcome"), "{row}");
     assert!(row.contains("the landing page lost its welcome"), "{row}");
     assert!(
-        body.contains("reached **level 3 of 4 (restores)**"),
+        body.contains("reached **level 3 of 5 (restores)**"),
         "{body}"
     );
     let (state, desc, _) = head_status(&w, &sha).unwrap();

@@ -5,6 +5,7 @@ where no DNS knows them."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 # Quiet, sandbox-free flags: CI runs as an unprivileged user without user namespaces, and
@@ -35,6 +36,25 @@ def launch(playwright, executable: str, resolve=None):
         executable_path=executable, headless=True, args=chromium_args(resolve),
         timeout=60_000
     )
+
+
+def steady_goto(page, tries: int = 3):
+    """Makes `page.goto` try again when Chromium says the host's network changed under it
+    (net::ERR_NETWORK_CHANGED: an interface of another app's network coming or going on the
+    same engine). That says nothing of the app; any other error is raised at once."""
+    goto = page.goto
+
+    def go(url, **kw):
+        for attempt in range(tries):
+            try:
+                return goto(url, **kw)
+            except Exception as e:  # noqa: BLE001 - playwright's Error, matched by its text
+                if "ERR_NETWORK_CHANGED" not in str(e) or attempt == tries - 1:
+                    raise
+                time.sleep(0.5)
+
+    page.goto = go
+    return page
 
 
 def artifact_name(nodeid: str, suffix: str = "") -> str:

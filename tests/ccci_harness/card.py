@@ -21,12 +21,12 @@ import sys
 import urllib.parse
 from pathlib import Path
 
-from .browser import launch
+from .browser import launch, steady_goto
 from .context import Context
 
 VIEWPORT = {"width": 1280, "height": 800}
 # Stages shown on the card, in run order; prepare and teardown only when they went wrong.
-LADDER = ("install", "upgrade", "backup", "recipe-tests")
+LADDER = ("install", "upgrade", "backup", "recipe-tests", "lint")
 MAX_FAILURES = 5
 SHOWS_SECRET = 3
 
@@ -57,9 +57,9 @@ def landing(ctx: Context, out: Path, path: str) -> int:
     with sync_playwright() as pw:
         browser = launch(pw, ctx.chromium, ctx.resolve)
         try:
-            page = browser.new_context(
+            page = steady_goto(browser.new_context(
                 ignore_https_errors=not ctx.tls_verify, viewport=VIEWPORT
-            ).new_page()
+            ).new_page())
             page.goto(ctx.app().url(path), wait_until="load", timeout=30_000)
             try:
                 page.wait_for_load_state("networkidle", timeout=5_000)
@@ -98,7 +98,7 @@ h1{font-size:20px;overflow-wrap:anywhere}
 .level{display:inline-block;color:#fff;border-radius:4px;padding:2px 8px;font-weight:bold;
   margin-bottom:8px}
 .l0{background:#cf222e}.l1{background:#d1690e}.l2{background:#b08800}.l3{background:#6f9a1f}
-.l4{background:#2da44e}.l5{background:#116329}
+.l4{background:#2da44e}.l5{background:#1a7f37}.l6{background:#116329}
 ul{list-style:none;padding:0}
 li{margin:3px 0;overflow-wrap:anywhere}
 li b{display:inline-block;width:1.2em;text-align:center}

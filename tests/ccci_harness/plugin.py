@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from .abra import AppRunner
-from .browser import artifact_name, launch
+from .browser import artifact_name, launch, steady_goto
 from .context import PHASES, Context
 from .http import AppSession
 from .kv import KV
@@ -139,7 +139,7 @@ def page(request, app, ccci_context, _ccci_browser):
         viewport={"width": 1280, "height": 900},
     )
     context.set_default_timeout(30_000)
-    pg = context.new_page()
+    pg = steady_goto(context.new_page())
     yield pg
     try:
         rep = getattr(request.node, "ccci_rep_call", None)

@@ -5,6 +5,7 @@ in a pytest subprocess exactly as stage-runner does (docs/writing-tests.md)."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -130,9 +131,11 @@ class World:
         raise AssertionError(f"Traefik did not route {domain} within 20 s")
 
     def snapshots(self, domain: str) -> list:
-        """The app's backup snapshots (dirs of tar streams, stand-in abra's layout)."""
-        d = self.abra_dir / "backups" / domain.replace(".", "_")
-        return sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
+        """The app's backup snapshots in the server's repository (dirs of tar streams beside
+        a snapshot.json naming the app: the stand-in abra's layout)."""
+        repo = self.abra_dir / "servers" / "default" / ".backupbot"
+        return sorted(p for p in repo.iterdir() if p.is_dir() and not p.name.startswith(".")
+                      and json.loads((p / "snapshot.json").read_text())["app"] == domain)
 
     def leftovers(self) -> list:
         """Docker's witness: what this world's apps left on the engine."""

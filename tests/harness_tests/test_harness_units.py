@@ -130,7 +130,7 @@ def test_every_suite_has_ci_json_readme_and_tests():
             assert spec.get("version", "").startswith("v"), (suite, name)
             assert spec.get("generate") is True or spec.get("value_from") in ci["values"], \
                 (suite, name, "value_from must name a generated value")
-        assert set(ci["skip"]) <= {"install", "upgrade", "backup", "recipe-tests"}
+        assert set(ci["skip"]) <= {"upgrade", "backup", "recipe-tests", "lint"}
         assert (d / "README.md").read_text().strip()
         assert list(d.glob("test_*.py")), suite
 

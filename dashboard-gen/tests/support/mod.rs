@@ -231,6 +231,7 @@ pub fn stage(name: &str, status: Status) -> StageResult {
         artifacts: vec![],
         skip: None,
         stale: String::new(),
+        checks: vec![],
     }
 }
 
@@ -256,6 +257,7 @@ pub fn summary(n: i64, recipe: &str, sha: &str, pr: u64, stages: Vec<StageResult
         started: 1_700_000_000,
         finished: 1_700_000_300,
         stages: vec![],
+        notes: vec![],
     };
     s.set_stage(stage("prepare", Status::Passed));
     for st in stages {

@@ -12,7 +12,8 @@
     allowUsers = [ ];
     droneRepository = "coop-cloud/cc-ci";
 
-    # recipe → its Gitea repository; each needs tests/<recipe>/ in this repository.
+    # Enrolled recipes: recipe → its Gitea repository. Listing one here is all it takes; a
+    # tests/<recipe>/ in this repository adds checks to the generic ones (docs/enroll-recipe.md).
     recipes = {
       custom-html = "coop-cloud/custom-html";
     };

@@ -132,6 +132,7 @@ impl World {
         let mut cfg = serde_json::json!({
             "server": "default",
             "base_domain": self.base_domain,
+            "recipes": [self.recipe],
             "state_dir": self.dir.join("state"),
             "results_dir": self.dir.join("results"),
             "tests_dir": self.tests_dir,
@@ -156,6 +157,15 @@ impl World {
             cfg[*k] = v.clone();
         }
         std::fs::write(&self.config, cfg.to_string()).unwrap();
+    }
+
+    /// Another commit on the PR: `edit` changes the recipe's files; the head moves to it.
+    pub fn pr_commit(&mut self, message: &str, edit: impl FnOnce(&Path)) {
+        let repo = self.forge.join(&self.recipe);
+        edit(&repo);
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-qm", message]);
+        self.sha = git(&repo, &["rev-parse", "HEAD"]);
     }
 
     pub fn src(&self) -> String {
@@ -262,6 +272,40 @@ impl Drop for World {
         standins::abra::app::purge(&self.host_abra);
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A copy of the test tree (the harness and the custom-html suite) with `files` written over it.
+pub fn planted_tests(name: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
+    let dst = std::env::temp_dir().join(format!("sr-tests-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dst);
+    let src = Path::new(REPO).join("tests");
+    for sub in ["ccci_harness", "custom-html"] {
+        copy(&src.join(sub), &dst.join(sub));
+    }
+    for f in ["conftest.py", "pytest.ini"] {
+        if src.join(f).exists() {
+            std::fs::copy(src.join(f), dst.join(f)).unwrap();
+        }
+    }
+    for (path, text) in files {
+        std::fs::write(dst.join(path), text).unwrap();
+    }
+    dst
+}
+
+pub fn copy(src: &std::path::Path, dst: &std::path::Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() == "__pycache__" {
+            continue;
+        }
+        if e.file_type().unwrap().is_dir() {
+            copy(&e.path(), &dst.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
         }
     }
 }

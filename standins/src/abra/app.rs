@@ -81,6 +81,8 @@ pub fn dispatch(args: &[String]) -> Result<i32> {
         },
         ["app" | "a", "backup" | "b", sub, ..] => match *sub {
             "create" | "c" => ("backup", "backup-create", &args[3..]),
+            "download" | "d" => ("backup", "backup-download", &args[3..]),
+            "remove" | "rm" => ("backup", "backup-remove", &args[3..]),
             other => bail!("unknown command \"{other}\" for \"abra app backup\""),
         },
         ["app" | "a", sub, ..] => {
@@ -99,6 +101,7 @@ pub fn dispatch(args: &[String]) -> Result<i32> {
             (key, key, &args[2..])
         }
         ["recipe" | "r", "fetch" | "f", ..] => ("recipe-fetch", "recipe-fetch", &args[2..]),
+        ["recipe" | "r", "lint" | "l", ..] => ("recipe-lint", "recipe-lint", &args[2..]),
         ["server" | "s", "add" | "a", ..] => ("server-add", "server-add", &args[2..]),
         [other, ..] => bail!("unknown command \"{other}\" for \"abra\""),
         [] => unreachable!("empty args handled above"),
@@ -118,11 +121,14 @@ pub fn dispatch(args: &[String]) -> Result<i32> {
         "logs" => app_logs(&ctx, rest),
         "restore" => app_restore(&ctx, rest),
         "backup-create" => app_backup_create(&ctx, rest),
+        "backup-download" => app_backup_download(&ctx, rest),
+        "backup-remove" => app_backup_remove(&ctx, rest),
         "volume-remove" => app_volume_remove(&ctx, rest),
         "secret-generate" => app_secret_generate(&ctx, rest),
         "secret-insert" => app_secret_insert(&ctx, rest),
         "secret-remove" => app_secret_remove(&ctx, rest),
         "recipe-fetch" => recipe_fetch(&ctx, rest),
+        "recipe-lint" => recipe_lint(&ctx, rest),
         "server-add" => server_add(&ctx, rest),
         _ => unreachable!("every key is dispatched"),
     }
@@ -905,6 +911,8 @@ fn container_of(app: &App, service: &str) -> Result<String> {
 #[derive(Debug, Serialize, Deserialize)]
 struct Entry {
     service: String,
+    /// The volume mounted there (`<stack>_<name>`).
+    volume: String,
     /// The mount point in the container.
     target: String,
     /// Relative to `target`; `.` is the whole mount.
@@ -959,8 +967,9 @@ fn backup_entries(app: &App, svc: &docker::Service) -> Vec<Entry> {
             vec![".".to_owned()]
         };
         out.push(Entry {
-            file: format!("{short}-{}.tar", out.len()),
+            file: String::new(),
             service: short.clone(),
+            volume: source.to_owned(),
             target: target.to_owned(),
             paths,
         });
@@ -986,8 +995,27 @@ fn hook(app: &App, svc: &docker::Service, label: &str) -> Result<()> {
     Ok(())
 }
 
-fn backups_dir(ctx: &Ctx, app: &App) -> PathBuf {
-    ctx.abra_dir.join("backups").join(&app.stack)
+/// The server's backup repository, as backup-bot-two keeps one restic repository per server
+/// for every app on it: snapshots of all apps, of every run, side by side.
+fn repository(app: &App) -> PathBuf {
+    app.env
+        .path
+        .parent()
+        .expect("an app's env file is in its server's directory")
+        .join(".backupbot")
+}
+
+/// A snapshot's record, `<repository>/<id>/snapshot.json`, beside one tar per entry.
+#[derive(Debug, Serialize, Deserialize)]
+struct Snapshot {
+    app: String,
+    entries: Vec<Entry>,
+}
+
+fn snapshot_of(repo: &Path, id: &str) -> Result<Snapshot> {
+    let p = repo.join(id).join("snapshot.json");
+    let bytes = fs::read(&p).map_err(|_| anyhow!("no snapshot {id} in the repository"))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("reading snapshot {id}"))
 }
 
 const BACKUP: &str = "abra app backup create";
@@ -1011,22 +1039,25 @@ fn app_backup_create(ctx: &Ctx, args: &[String]) -> Result<i32> {
     if ctx.fault("backup-fails") {
         bail!("backup failed: restic: Fatal: unable to save snapshot: stand-in fault backup-fails");
     }
+    // restic's ids are hex; time first, so the newest sorts last.
     let id = format!(
-        "{:013}-{}",
+        "{:013x}{}",
         now_ms(),
-        random_bytes(4)?
+        random_bytes(2)?
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     );
-    let tmp = backups_dir(ctx, &app).join(format!(".{id}"));
+    let repo = repository(&app);
+    let tmp = repo.join(format!(".{id}"));
     fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let result = (|| -> Result<Vec<Entry>> {
         let mut all = Vec::new();
         for svc in &services {
             hook(&app, svc, "backupbot.backup.pre-hook")?;
             let cid = container_of(&app, svc.short(&app.stack))?;
-            for e in backup_entries(&app, svc) {
+            for mut e in backup_entries(&app, svc) {
+                e.file = format!("{}-{}.tar", e.service, all.len());
                 let file = fs::File::create(tmp.join(&e.file))?;
                 let mut args = vec!["exec", cid.as_str(), "tar", "-C", &e.target, "-cf", "-"];
                 args.extend(e.paths.iter().map(String::as_str));
@@ -1052,21 +1083,90 @@ fn app_backup_create(ctx: &Ctx, args: &[String]) -> Result<i32> {
             return Err(e.context("backup failed"));
         }
     };
-    fs::write(
-        tmp.join("snapshot.json"),
-        serde_json::to_vec_pretty(&entries)?,
-    )?;
+    let snap = Snapshot {
+        app: app.domain.clone(),
+        entries,
+    };
+    fs::write(tmp.join("snapshot.json"), serde_json::to_vec_pretty(&snap)?)?;
     // Whole or not at all: a snapshot appears under its name only when complete.
-    fs::rename(&tmp, backups_dir(ctx, &app).join(&id))?;
-    eprintln!("INFO snapshot {id} saved for {}", app.domain);
+    fs::rename(&tmp, repo.join(&id))?;
+    // restic's own line, which backupbot passes on.
+    println!("snapshot {id} saved");
     println!("backup finished");
+    Ok(0)
+}
+
+/// `<command> <domain> --snapshot <id>`: the app, its server's repository, and that snapshot,
+/// which must be the app's. `None` after `--help`.
+fn one_snapshot(
+    ctx: &Ctx,
+    command: &str,
+    args: &[String],
+) -> Result<Option<(App, PathBuf, String, Snapshot)>> {
+    let Some(p) = parse(command, args, &[opt("snapshot", Some('s'))])? else {
+        return Ok(None);
+    };
+    want_args(command, &p, 1, 1)?;
+    let app = find_app(ctx, &p.positional[0])?;
+    let id = p
+        .value("snapshot")
+        .ok_or_else(|| usage(command, "--snapshot is required"))?
+        .to_owned();
+    let repo = repository(&app);
+    let snap = snapshot_of(&repo, &id)?;
+    if snap.app != app.domain {
+        bail!("snapshot {id} is not one of {}", app.domain);
+    }
+    Ok(Some((app, repo, id, snap)))
+}
+
+const DOWNLOAD: &str = "abra app backup download";
+
+/// Writes one snapshot of the app to `<app>_<id>.tar` in the working directory: every backed-up
+/// file under the host path of its volume, as restic stores backupbot's paths
+/// (`var/lib/docker/volumes/<volume>/_data/…`).
+fn app_backup_download(ctx: &Ctx, args: &[String]) -> Result<i32> {
+    let Some((app, repo, id, snap)) = one_snapshot(ctx, DOWNLOAD, args)? else {
+        return Ok(0);
+    };
+    let id = id.as_str();
+    let out_path = std::env::current_dir()?.join(format!("{}_{id}.tar", app.stack));
+    let mut out = tar::Builder::new(fs::File::create(&out_path)?);
+    for e in &snap.entries {
+        let mut from = tar::Archive::new(fs::File::open(repo.join(id).join(&e.file))?);
+        for item in from.entries()? {
+            let mut item = item?;
+            let rel = item.path()?.into_owned();
+            let path = Path::new("var/lib/docker/volumes")
+                .join(&e.volume)
+                .join("_data")
+                .join(rel.strip_prefix(".").unwrap_or(&rel));
+            let mut header = item.header().clone();
+            out.append_data(&mut header, &path, &mut item)?;
+        }
+    }
+    out.finish()?;
+    println!("downloaded {}", out_path.display());
+    Ok(0)
+}
+
+const REMOVE: &str = "abra app backup remove";
+
+fn app_backup_remove(ctx: &Ctx, args: &[String]) -> Result<i32> {
+    let Some((_, repo, id, _)) = one_snapshot(ctx, REMOVE, args)? else {
+        return Ok(0);
+    };
+    fs::remove_dir_all(repo.join(&id))?;
+    // An empty repository is no repository: the server is as it was before any backup.
+    let _ = fs::remove_dir(&repo);
+    println!("snapshot {id} removed");
     Ok(0)
 }
 
 const RESTORE: &str = "abra app restore";
 
 fn app_restore(ctx: &Ctx, args: &[String]) -> Result<i32> {
-    let Some(p) = parse(RESTORE, args, &[])? else {
+    let Some(p) = parse(RESTORE, args, &[opt("snapshot", Some('s'))])? else {
         return Ok(0);
     };
     want_args(RESTORE, &p, 1, 1)?;
@@ -1075,24 +1175,26 @@ fn app_restore(ctx: &Ctx, args: &[String]) -> Result<i32> {
     if ctx.fault("restore-fails") {
         bail!("restore failed: restic: Fatal: unable to restore snapshot: stand-in fault restore-fails");
     }
-    // The latest snapshot wins ([CCCI] commit 16c9241: restore "picks the global LATEST").
-    let bdir = backups_dir(ctx, &app);
-    let latest = fs::read_dir(&bdir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !n.starts_with('.'))
-                .max()
-        })
-        .ok()
-        .flatten()
-        .ok_or_else(|| anyhow!("no snapshots found for {}", app.domain))?;
-    let snap = bdir.join(&latest);
-    let entries: Vec<Entry> = serde_json::from_slice(&fs::read(snap.join("snapshot.json"))?)
-        .with_context(|| format!("reading snapshot {latest}"))?;
+    let repo = repository(&app);
+    // Without --snapshot, the repository's latest wins, whichever app made it ([CCCI] commit
+    // 16c9241: restore "picks the global LATEST, which can be a prior run's").
+    let id = match p.value("snapshot") {
+        Some(id) => id.to_owned(),
+        None => fs::read_dir(&repo)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with('.'))
+                    .max()
+            })
+            .ok()
+            .flatten()
+            .ok_or_else(|| anyhow!("no snapshots found for {}", app.domain))?,
+    };
+    let snap = snapshot_of(&repo, &id)?;
     for svc in &services {
         let short = svc.short(&app.stack);
-        let mine: Vec<&Entry> = entries.iter().filter(|e| e.service == short).collect();
+        let mine: Vec<&Entry> = snap.entries.iter().filter(|e| e.service == short).collect();
         if mine.is_empty() {
             continue;
         }
@@ -1100,7 +1202,7 @@ fn app_restore(ctx: &Ctx, args: &[String]) -> Result<i32> {
         let cid = container_of(&app, short)?;
         // restic restore writes the snapshot's files back; files created since stay.
         for e in mine {
-            let file = fs::File::open(snap.join(&e.file))?;
+            let file = fs::File::open(repo.join(&id).join(&e.file))?;
             let out = docker::call_with(
                 &["exec", "-i", &cid, "tar", "-C", &e.target, "-xf", "-"],
                 docker::Input::File(file),
@@ -1118,7 +1220,7 @@ fn app_restore(ctx: &Ctx, args: &[String]) -> Result<i32> {
         }
         hook(&app, svc, "backupbot.restore.post-hook")?;
     }
-    eprintln!("INFO restored snapshot {latest} for {}", app.domain);
+    eprintln!("INFO restored snapshot {id} for {}", app.domain);
     println!("restore finished");
     Ok(0)
 }
@@ -1487,6 +1589,18 @@ fn recipe_fetch(ctx: &Ctx, args: &[String]) -> Result<i32> {
     fetch_recipe(ctx, &p.positional[0])?;
     eprintln!("INFO fetched {}", p.positional[0]);
     Ok(0)
+}
+
+const LINT: &str = "abra recipe lint";
+
+fn recipe_lint(ctx: &Ctx, args: &[String]) -> Result<i32> {
+    let Some(p) = parse(LINT, args, &[])? else {
+        return Ok(0);
+    };
+    want_args(LINT, &p, 1, 1)?;
+    let name = &p.positional[0];
+    let dir = ensure_recipe(ctx, name)?;
+    super::lint::lint(&dir, name)
 }
 
 const SERVER_ADD: &str = "abra server add";

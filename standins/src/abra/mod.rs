@@ -35,6 +35,7 @@ pub mod app;
 pub mod catalogue;
 pub mod cli;
 pub mod docker;
+pub mod lint;
 pub mod recipe;
 
 use std::path::PathBuf;
@@ -59,8 +60,11 @@ USAGE:
   abra app secret insert <domain> <name> <version> <value> [-f|--file] [-t|--trim]
   abra app secret remove <domain> (<name> | -a|--all)
   abra app backup create <domain>
-  abra app restore <domain>
+  abra app backup download <domain> -s|--snapshot ID
+  abra app backup remove <domain> -s|--snapshot ID
+  abra app restore <domain> [-s|--snapshot ID]
   abra recipe fetch <recipe>
+  abra recipe lint <recipe>
   abra server add (--local | <name>)
 
 OPTIONS (every command):
