@@ -247,6 +247,7 @@ fn green_everywhere(w: World, bound: Duration) {
             "upgrade",
             "backup",
             "recipe-tests",
+            "lint",
             "teardown"
         ]
     );
