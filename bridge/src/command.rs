@@ -15,21 +15,20 @@ const TESTME: &str = "!testme";
 
 /// Parses a comment body. `None` for anything that is not exactly the command.
 pub fn parse(body: &str) -> Option<Command> {
-    // Blank lines around the command are noise; indentation is not: four spaces or a tab
-    // before the first line make an indented Markdown code block.
-    let first = body
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default();
-    let indent: usize = first
+    // Blank lines around the command are noise; indentation is not: four columns of spaces
+    // or a tab before it make an indented Markdown code block. Markdown ends a line at \n,
+    // \r\n or a lone \r: all three split lines here, so `"\r    !testme"` is indented.
+    let mut lines = body.split(['\n', '\r']).filter(|l| !l.trim().is_empty());
+    let line = lines.next()?;
+    if lines.next().is_some() {
+        return None;
+    }
+    let indent: usize = line
         .chars()
         .take_while(|c| *c == ' ' || *c == '\t')
         .map(|c| if c == '\t' { 4 } else { 1 })
         .sum();
-    if indent >= 4 {
-        return None;
-    }
-    (body.trim() == TESTME).then_some(Command::TestMe)
+    (indent < 4 && line.trim() == TESTME).then_some(Command::TestMe)
 }
 
 #[cfg(test)]
@@ -68,6 +67,47 @@ mod tests {
         assert_eq!(parse("`!testme`"), None);
         assert_eq!(parse("    !testme"), None);
         assert_eq!(parse("\t!testme"), None);
+    }
+
+    #[test]
+    fn every_line_end_is_a_line_end() {
+        assert_eq!(parse("\r    !testme"), None, "a lone CR, then a code block");
+        assert_eq!(parse("\r\n    !testme"), None);
+        assert_eq!(parse("x\r!testme"), None);
+        assert_eq!(parse("!testme\rx"), None);
+        assert_eq!(parse("\r!testme\r"), Some(Command::TestMe));
+    }
+
+    /// Near misses, generated: every prefix and suffix built from a few fragments around the
+    /// command. It triggers exactly when the command is the only non-blank line and sits less
+    /// than four columns in.
+    #[test]
+    fn near_misses_never_trigger() {
+        const PARTS: &[&str] = &[
+            "", " ", "  ", "\t", "\r", "\n", "\r\n", ">", "`", "x", "\u{200b}", "\u{a0}", "!",
+        ];
+        let mut tried = 0;
+        for a in PARTS {
+            for b in PARTS {
+                for c in PARTS {
+                    for d in PARTS {
+                        let prefix = format!("{a}{b}{c}");
+                        let body = format!("{prefix}{TESTME}{d}");
+                        tried += 1;
+                        let blank = |s: &str| s.chars().all(char::is_whitespace);
+                        let last_line = prefix.rsplit(['\n', '\r']).next().unwrap();
+                        let columns: usize = last_line
+                            .chars()
+                            .take_while(|c| *c == ' ' || *c == '\t')
+                            .map(|c| if c == '\t' { 4 } else { 1 })
+                            .sum();
+                        let want = blank(&prefix) && blank(d) && columns < 4;
+                        assert_eq!(parse(&body).is_some(), want, "{body:?}");
+                    }
+                }
+            }
+        }
+        assert_eq!(tried, PARTS.len().pow(4));
     }
 
     #[test]

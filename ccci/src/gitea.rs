@@ -12,8 +12,8 @@ use serde_json::json;
 use crate::api::{encode, Api, AuthScheme};
 use crate::secret::Secret;
 
-/// `[api] MAX_RESPONSE_ITEMS` default: Gitea silently caps `limit` here, so a client that
-/// asks for more and treats "fewer than asked" as the last page stops early.
+/// `[api] MAX_RESPONSE_ITEMS` default: Gitea silently caps `limit` there (an admin may set it
+/// lower), so a client that treats "fewer than asked" as the last page stops early.
 pub const MAX_PAGE_SIZE: u32 = 50;
 
 // ---------------------------------------------------------------------------------------
@@ -461,6 +461,14 @@ pub enum Membership {
     Unknown(String),
 }
 
+/// Whether a list goes on after a page of `got` items, `seen` in all so far. Gitea's pages
+/// are as long as its `[api] MAX_RESPONSE_ITEMS`, which an admin may set below the 50 asked
+/// for, so a short page is no sign of the last: its `X-Total-Count` is (sent on every list
+/// cc-ci reads; no `Link` header on them). Without one, only an empty page ends the list.
+pub fn more_pages(total: Option<u64>, seen: u64, got: usize) -> bool {
+    got > 0 && total.is_none_or(|t| seen < t)
+}
+
 // ---------------------------------------------------------------------------------------
 // Client
 
@@ -518,8 +526,9 @@ impl GiteaClient {
         })
     }
 
-    /// Every comment updated since `since`, at most `max_pages` pages of 50: stops on a
-    /// short page. Duplicates (a comment edited while paging moves) are dropped by id.
+    /// Every comment updated since `since`, at most `max_pages` pages: stops when
+    /// `X-Total-Count` is reached or a page is empty (see [`more_pages`]). Duplicates (a
+    /// comment edited while paging moves) are dropped by id.
     pub fn repo_comments_since(
         &self,
         owner: &str,
@@ -529,16 +538,18 @@ impl GiteaClient {
     ) -> Result<Scan<Comment>> {
         let mut items: Vec<Comment> = Vec::new();
         let mut pages = 0;
+        let mut seen = 0;
         for page in 1..=max_pages {
             let got = self.list_repo_comments(owner, repo, since, page, MAX_PAGE_SIZE)?;
             pages = page;
             let n = got.items.len();
+            seen += n as u64;
             for c in got.items {
                 if !items.iter().any(|x| x.id == c.id) {
                     items.push(c);
                 }
             }
-            if n < MAX_PAGE_SIZE as usize {
+            if !more_pages(got.total, seen, n) {
                 return Ok(Scan {
                     items,
                     truncated: false,
@@ -660,7 +671,7 @@ impl GiteaClient {
     }
 
     /// `GET /notifications`, newest first: `all` includes read threads, `subject_type` is
-    /// `issue`, `pull`, `commit` or `repository`. Reads up to 20 pages of 50.
+    /// `issue`, `pull`, `commit` or `repository`. Reads up to 20 pages (see [`more_pages`]).
     pub fn notifications(
         &self,
         since: Option<i64>,
@@ -668,6 +679,7 @@ impl GiteaClient {
         subject_type: Option<&str>,
     ) -> Result<Vec<NotificationThread>> {
         let mut out: Vec<NotificationThread> = Vec::new();
+        let mut seen = 0;
         for page in 1..=20u32 {
             let mut path = format!("/notifications?page={page}&limit={MAX_PAGE_SIZE}");
             if all {
@@ -679,11 +691,12 @@ impl GiteaClient {
             if let Some(k) = subject_type {
                 path.push_str(&format!("&subject-type={}", encode(k)));
             }
-            let (_, items): (_, Vec<NotificationThread>) =
+            let (reply, items): (_, Vec<NotificationThread>) =
                 self.api.json("GET", &path, None, &[200])?;
             let n = items.len();
+            seen += n as u64;
             out.extend(items);
-            if n < MAX_PAGE_SIZE as usize {
+            if !more_pages(Self::total(&reply), seen, n) {
                 break;
             }
         }

@@ -138,7 +138,7 @@ fn paging_always_sends_page_and_stops() {
     let scan = c.repo_comments_since("acme", "app", Some(T0), 10).unwrap();
     assert_eq!(scan.items.len(), 120);
     assert!(!scan.truncated);
-    assert_eq!(scan.pages, 3, "50 + 50 + 20: the short page ends it");
+    assert_eq!(scan.pages, 3, "50 + 50 + 20: X-Total-Count is reached");
     let reqs = w.g.requests();
     assert_eq!(reqs.len(), 3);
     for (i, r) in reqs.iter().enumerate() {
@@ -152,7 +152,7 @@ fn paging_always_sends_page_and_stops() {
         (scan.items.len(), scan.truncated, w.g.requests().len()),
         (100, true, 2)
     );
-    // Exactly a multiple of 50: one extra, empty page ends it.
+    // Exactly a multiple of 50: the total says it is done, no extra page.
     for i in 0..30 {
         w.g.comment("acme", "app", 1, "alice", &format!("d{i}"))
             .unwrap();
@@ -160,7 +160,7 @@ fn paging_always_sends_page_and_stops() {
     let scan = c.repo_comments_since("acme", "app", None, 10).unwrap();
     assert_eq!(
         (scan.items.len(), scan.pages, scan.truncated),
-        (150, 4, false)
+        (150, 3, false)
     );
     // Asking for more than 50 is clamped, so a short page still means the end.
     let page = c.list_repo_comments("acme", "app", None, 1, 500).unwrap();
@@ -403,4 +403,87 @@ fn real_gitea_paging_since_and_membership() {
     );
     assert_eq!(c.membership("acme", "alice"), Membership::Member);
     assert_eq!(c.membership("acme", "bob"), Membership::NotMember);
+}
+
+/// An admin's `[api] MAX_RESPONSE_ITEMS = 10`: every page is 10 long though 50 were asked
+/// for (routers/api/v1/utils/page.go, convert.ToCorrectPageSize), and X-Total-Count says how
+/// many there are. The client still reads every comment and notification, on the stand-in and
+/// on the real Gitea.
+fn a_lowered_page_cap_still_lists_everything<F: standins::forge::Forge>(g: F) {
+    standins::forge::acme_scene(&g, &"3f2e".repeat(10)).unwrap();
+    let token = g.create_token("ci", &["all"]).unwrap();
+    let c = GiteaClient::new(
+        &g.api_url(),
+        Secret::new(token.clone()),
+        Duration::from_secs(10),
+    );
+    let agent = ureq::Agent::new_with_defaults();
+    agent
+        .put(format!("{}/repos/acme/app/subscription", g.api_url()))
+        .header("Authorization", format!("token {token}"))
+        .send_empty()
+        .unwrap();
+    for i in 0..23 {
+        g.comment("acme", "app", 1, "alice", &format!("c{i}"))
+            .unwrap();
+        g.open_issue("acme", "app", "alice", &format!("issue {i}"))
+            .unwrap();
+    }
+    let raw = agent
+        .get(format!(
+            "{}/repos/acme/app/issues/comments?page=1&limit=50",
+            g.api_url()
+        ))
+        .header("Authorization", format!("token {token}"))
+        .call()
+        .unwrap();
+    let total: usize = raw.headers()["X-Total-Count"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(total >= 23, "{}", g.kind());
+    let page: Vec<serde_json::Value> = raw.into_body().read_json().unwrap();
+    assert_eq!(page.len(), 10, "{}: the cap cuts the page", g.kind());
+    let scan = c.repo_comments_since("acme", "app", None, 20).unwrap();
+    assert_eq!(
+        (scan.items.len(), scan.truncated),
+        (total, false),
+        "{}",
+        g.kind()
+    );
+    assert_eq!(scan.pages as usize, total.div_ceil(10), "{}", g.kind());
+    // Notifications are made in the background on the real one: wait for all 23.
+    let end = Instant::now() + Duration::from_secs(60);
+    let threads = loop {
+        let t = c.notifications(None, true, Some("issue")).unwrap();
+        if t.len() >= 23 || Instant::now() > end {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(
+        threads.len(),
+        23,
+        "{}: every issue's thread, past the cap",
+        g.kind()
+    );
+}
+
+#[test]
+fn a_lowered_page_cap_still_lists_everything_standin() {
+    a_lowered_page_cap_still_lists_everything(
+        Gitea::start_with(standins::gitea::Options {
+            max_response_items: 10,
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+}
+
+#[test]
+fn a_lowered_page_cap_still_lists_everything_real() {
+    a_lowered_page_cap_still_lists_everything(
+        standins::upstream::gitea::RealGitea::start_with(10).unwrap_or_else(|e| panic!("{e:#}")),
+    );
 }

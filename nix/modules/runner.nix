@@ -233,7 +233,7 @@ in
           type = types.listOf types.str;
           default = [ "${cfg.giteaUrl}/" ];
           defaultText = literalExpression ''[ "''${config.services.cc-ci.giteaUrl}/" ]'';
-          description = "URL prefixes a pull request's source repository may be fetched from.";
+          description = "Where a pull request's source repository may be fetched from: same scheme and host, and these leading path segments (compared as URL parts, not as text).";
         };
         recipes = mkOption {
           type = types.listOf (types.strMatching "[a-z][a-z0-9-]*");

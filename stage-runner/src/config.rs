@@ -59,7 +59,8 @@ pub struct Config {
     /// The janitor reaps CI apps and run directories older than this.
     #[serde(default = "default_janitor_age")]
     pub janitor_max_age_secs: u64,
-    /// URL prefixes a PR's source repository may be fetched from, e.g.
+    /// Where a PR's source repository may be fetched from: a source must have the same scheme
+    /// and host and start with the same path segments (compared as URL parts, not text), e.g.
     /// `https://git.coopcloud.tech/`.
     pub allowed_src: Vec<String>,
     /// Extra environment for abra (e.g. `STANDIN_SWARM_DIR` against the stand-ins).

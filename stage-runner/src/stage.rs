@@ -260,16 +260,7 @@ pub fn validate(cfg: &Config, p: &RunParams) -> Result<()> {
             p.recipe
         );
     }
-    let src_ok = !p.src.contains("..")
-        && !p
-            .src
-            .bytes()
-            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-        && cfg
-            .allowed_src
-            .iter()
-            .any(|prefix| p.src.starts_with(prefix.as_str()));
-    if !src_ok {
+    if !cfg.allowed_src.iter().any(|a| src_allowed(&p.src, a)) {
         bail!(
             "parameter SRC: {:?} is not on an allowed host (allowed: {})",
             p.src.chars().take(200).collect::<String>(),
@@ -277,6 +268,47 @@ pub fn validate(cfg: &Config, p: &RunParams) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Whether a PR's source URL is under an allowed one: the same scheme, the same host (and
+/// port), and the allowed path's segments first — compared as parts of a URL, not as text, so
+/// `https://git.example.org` allows neither `https://git.example.org.evil/` nor
+/// `https://git.example.org@evil/`. A URL with credentials, a query, a fragment, `..` or any
+/// blank or control byte is never allowed.
+pub fn src_allowed(src: &str, allowed: &str) -> bool {
+    let bad = |u: &str| {
+        u.bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b"?#\\".contains(&b))
+    };
+    let split = |u: &str| -> Option<(String, String, Vec<String>)> {
+        let (scheme, rest) = u.split_once("://")?;
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        if authority.contains('@') {
+            return None;
+        }
+        let segments: Vec<String> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if segments.iter().any(|s| s == ".." || s == ".") {
+            return None;
+        }
+        Some((
+            scheme.to_ascii_lowercase(),
+            authority.to_ascii_lowercase(),
+            segments,
+        ))
+    };
+    if bad(src) {
+        return false;
+    }
+    match (split(src), split(allowed)) {
+        (Some((s1, a1, p1)), Some((s2, a2, p2))) => {
+            s1 == s2 && a1 == a2 && p1.len() > p2.len() && p1.starts_with(&p2)
+        }
+        _ => false,
+    }
 }
 
 impl Ctx {
@@ -1723,4 +1755,48 @@ fn abort_teardown(ctx: &mut Ctx) {
         },
     };
     let _ = ctx.record("teardown", now(), t.elapsed(), &o);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::src_allowed;
+
+    #[test]
+    fn a_source_is_allowed_by_url_parts_not_by_text() {
+        for allowed in ["https://git.example.org", "https://git.example.org/"] {
+            assert!(src_allowed(
+                "https://git.example.org/bob/custom-html.git",
+                allowed
+            ));
+            assert!(src_allowed("HTTPS://Git.Example.org/bob/x", allowed));
+            for bad in [
+                "https://git.example.org.evil.net/bob/x.git",
+                "https://git.example.org@evil.net/bob/x.git",
+                "https://user:pw@git.example.org/bob/x.git",
+                "https://git.example.org:8443/bob/x.git",
+                "http://git.example.org/bob/x.git",
+                "https://git.example.org/bob/../../x",
+                "https://git.example.org/bob/x?upload-pack=1",
+                "https://git.example.org/bob/x#frag",
+                "https://git.example.org/bob x",
+                "https://git.example.org",
+                "git.example.org/bob/x",
+                "ext::sh -c touch% /tmp/pwned",
+            ] {
+                assert!(!src_allowed(bad, allowed), "{bad} under {allowed}");
+            }
+        }
+        let forge = "file:///tmp/forge/";
+        assert!(src_allowed("file:///tmp/forge/custom-html", forge));
+        assert!(!src_allowed("file:///tmp/forger/custom-html", forge));
+        assert!(!src_allowed("file:///tmp/forge", forge));
+        assert!(src_allowed(
+            "https://git.example.org/org/repo",
+            "https://git.example.org/org"
+        ));
+        assert!(!src_allowed(
+            "https://git.example.org/organisation/repo",
+            "https://git.example.org/org"
+        ));
+    }
 }

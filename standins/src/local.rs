@@ -594,7 +594,7 @@ fn standin_upstreams(setup: &Setup, catalogue: &Path, stage_cfg: &Path) -> Resul
     let gitea = Gitea::start_with(Options {
         port: 0,
         root_url: Some(format!("file://{}/", forge.display())),
-        tz_offset_secs: 0,
+        ..Options::default()
     })?;
     for u in [BOT, MAINTAINER, OUTSIDER, "bob"] {
         gitea.create_user(u)?;

@@ -65,6 +65,7 @@ fn main() -> Result<()> {
         port,
         root_url,
         tz_offset_secs,
+        ..Options::default()
     })
     .with_context(|| format!("starting the stand-in Gitea on 127.0.0.1:{port}"))?;
     eprintln!(

@@ -234,12 +234,13 @@ fn form_int(req: &Request, name: &str) -> i64 {
     req.query(name).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
-/// `convert.ToCorrectPageSize` with `DEFAULT_PAGING_NUM` 30, `MAX_RESPONSE_ITEMS` 50.
-fn page_size(limit: i64) -> usize {
+/// `convert.ToCorrectPageSize`: no limit is `DEFAULT_PAGING_NUM` (30), a larger one is cut to
+/// the server's `MAX_RESPONSE_ITEMS` (50 unless an admin lowered it).
+fn page_size(s: &State, limit: i64) -> usize {
     if limit <= 0 {
         30
     } else {
-        limit.min(50) as usize
+        (limit as usize).min(s.max_items)
     }
 }
 
@@ -447,7 +448,7 @@ fn list_repo_comments(s: &State, req: &Request, auth: &Auth, o: &str, r: &str) -
     let page = paginate(
         list,
         form_int(req, "page"),
-        page_size(form_int(req, "limit")),
+        page_size(s, form_int(req, "limit")),
     );
     let out: Vec<Value> = page
         .into_iter()
@@ -714,7 +715,7 @@ fn list_notifications(s: &State, req: &Request, auth: &Auth) -> Reply {
     let page = paginate(
         list,
         form_int(req, "page"),
-        page_size(form_int(req, "limit")),
+        page_size(s, form_int(req, "limit")),
     );
     let out: Vec<Value> = page
         .into_iter()

@@ -46,6 +46,8 @@ pub struct Options {
     pub root_url: Option<String>,
     /// `DEFAULT_UI_LOCATION` as seconds east of UTC; 0 renders `Z`.
     pub tz_offset_secs: i32,
+    /// `[api] MAX_RESPONSE_ITEMS`, which admins lower; 0 = Gitea's default, 50.
+    pub max_response_items: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -161,6 +163,8 @@ pub(crate) struct Hook {
 pub(crate) struct State {
     pub root_url: String,
     pub tz_offset: i32,
+    /// `[api] MAX_RESPONSE_ITEMS`: the largest page.
+    pub max_items: usize,
     pub fixed_now: Option<i64>,
     pub next_id: i64,
     pub users: Vec<User>,
@@ -334,6 +338,10 @@ impl Gitea {
         let state = Arc::new(Mutex::new(State {
             root_url: String::new(),
             tz_offset: opts.tz_offset_secs,
+            max_items: match opts.max_response_items {
+                0 => 50,
+                n => n as usize,
+            },
             fixed_now: None,
             next_id: 0,
             users: Vec::new(),
@@ -859,6 +867,8 @@ impl Parts {
             updated: now,
             pull,
         });
+        // services/uinotification: a new issue or pull notifies the repo's watchers too.
+        notify(s, id, 0, poster);
         index
     }
 
@@ -1081,6 +1091,7 @@ impl Parts {
 /// `createOrUpdateIssueNotifications`: participants (poster, commenters) and repo watchers
 /// (not for WIP-titled pulls, #14663), never the author, only users who can read the repo.
 /// A read thread turns unread and takes the new comment id; an unread one is only touched.
+/// A new issue or pull notifies with comment id 0.
 /// Done synchronously here; real Gitea queues it (`services/uinotification/notify.go`).
 fn notify(s: &mut State, issue_id: i64, comment_id: i64, doer: i64) {
     let Some(issue) = s.issue(issue_id).cloned() else {

@@ -28,6 +28,11 @@ pub struct RealGitea {
 
 impl RealGitea {
     pub fn start() -> Result<RealGitea> {
+        RealGitea::start_with(0)
+    }
+
+    /// With `[api] MAX_RESPONSE_ITEMS` lowered to `max_items` (0: Gitea's default, 50).
+    pub fn start_with(max_items: u32) -> Result<RealGitea> {
         let bin = locate("gitea", DEFAULT_REL)?;
         let dir = scratch_dir("gitea")?;
         let port = free_port()?;
@@ -70,9 +75,12 @@ ENABLED = false
 [log]
 MODE = console
 LEVEL = Warn
+[api]
+MAX_RESPONSE_ITEMS = {max_items}
 ",
                 dir = dir.display(),
                 static_root = static_root.display(),
+                max_items = if max_items == 0 { 50 } else { max_items },
             ),
         )?;
         let mut proc = Process::spawn(
