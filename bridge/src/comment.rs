@@ -64,6 +64,8 @@ pub struct RunView<'a> {
     pub dashboard: &'a str,
     pub recipe: &'a str,
     pub sha: &'a str,
+    /// Seconds from the `!testme` to reading the head tested.
+    pub head_lag_secs: i64,
     /// Older builds still waiting for a runner.
     pub queued_ahead: usize,
     /// Set when a newer `!testme` replaced this run.
@@ -78,6 +80,9 @@ impl RunView<'_> {
         format!("{}/{rel}", self.dashboard_run.trim_end_matches(".html"))
     }
 }
+
+/// A head read later than this after its `!testme` is said to be so on the PR.
+const HEAD_LAG_SAID_SECS: i64 = 120;
 
 fn short(sha: &str) -> &str {
     &sha[..sha.len().min(10)]
@@ -308,6 +313,15 @@ pub fn status(build: &Build, v: &RunView, now: i64) -> String {
             s.push('\n');
         }
     }
+    // The head is read when the comment is handled, not when it was written: say so when a
+    // push could have come in between (the bridge was down, or Gitea slow to tell it).
+    if v.head_lag_secs > HEAD_LAG_SAID_SECS {
+        s.push_str(&format!(
+            "\n`{}` is the PR's head when cc-ci read it, {} after the `!testme`: anything pushed in between is in it.\n",
+            short(v.sha),
+            duration(v.head_lag_secs)
+        ));
+    }
     let rows = rows(build, v, now);
     if !rows.is_empty() {
         s.push_str("\n| stage | result | time | details |\n|---|---|---|---|\n");
@@ -415,10 +429,25 @@ mod tests {
             dashboard: "https://ci.example",
             recipe: "custom-html",
             sha: "3f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e",
+            head_lag_secs: 0,
             queued_ahead: 0,
             superseded_by: None,
             verdicts,
         }
+    }
+
+    #[test]
+    fn a_head_read_long_after_the_testme_is_said_to_be_so() {
+        let v = BTreeMap::new();
+        let s = status(&build("running"), &view(&v), 200);
+        assert!(!s.contains("head when cc-ci read it"), "{s}");
+        let mut late = view(&v);
+        late.head_lag_secs = 3 * 3600 + 120;
+        let s = status(&build("running"), &late, 200);
+        assert!(
+            s.contains("`3f2e1d0c9b` is the PR's head when cc-ci read it, 3 h 2 min after the `!testme`: anything pushed in between is in it."),
+            "{s}"
+        );
     }
 
     fn said(stage: &str, status: Status, reason: &str, failures: &[(&str, &str)]) -> Verdict {

@@ -22,7 +22,7 @@ use crate::command::{self, Command};
 use crate::comment;
 use crate::config::{Config, Repo};
 use crate::metrics::Metrics;
-use crate::state::{Intent, Run, State, Store};
+use crate::state::{Intent, Run, State, Store, TRIGGER_WINDOW_SECS};
 
 /// A comment handed to the worker.
 #[derive(Debug)]
@@ -412,6 +412,16 @@ impl Engine {
             self.decided(id);
             return Outcome::Done;
         }
+        if now() - c.created_at.0 > TRIGGER_WINDOW_SECS {
+            decision(
+                "ignored",
+                &pr,
+                "comment older than the trigger window (7 days)",
+            );
+            self.decided(id);
+            self.save();
+            return Outcome::Done;
+        }
         if edited || c.updated_at.0 > c.created_at.0 {
             decision("ignored", &pr, "edited comment");
             self.decided(id);
@@ -501,6 +511,7 @@ impl Engine {
             sha: pull.head.sha.clone(),
             src,
             at: now(),
+            asked_at: c.created_at.0,
         };
         self.state.intents.insert(id, intent.clone());
         self.save();
@@ -701,6 +712,11 @@ impl Engine {
             recipe: intent.recipe.clone(),
             sha: intent.sha.clone(),
             trigger_comment: id,
+            head_lag_secs: if intent.asked_at > 0 {
+                (intent.at - intent.asked_at).max(0)
+            } else {
+                0
+            },
             status_comment: 0,
             last_body: String::new(),
             superseded_by: None,
@@ -938,6 +954,7 @@ impl Engine {
             dashboard: &self.cfg.dashboard_url,
             recipe: &run.recipe,
             sha: &run.sha,
+            head_lag_secs: run.head_lag_secs,
             queued_ahead,
             superseded_by,
             verdicts: &run.verdicts,

@@ -20,6 +20,11 @@ use ccci::verdict::Verdict;
 /// comment older than this can not come round again.
 pub const HANDLED_TTL_SECS: i64 = 14 * 24 * 3600;
 
+/// A `!testme` older than this never starts a run, however it arrives. Within it, a handled
+/// comment is remembered (for twice as long), so a replayed webhook or a late poll of one
+/// finds it handled; past it, its age alone refuses it.
+pub const TRIGGER_WINDOW_SECS: i64 = HANDLED_TTL_SECS / 2;
+
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
 pub struct State {
     /// Per repository `owner/name`: the newest comment update time seen (unix seconds). Polls
@@ -50,7 +55,11 @@ pub struct Intent {
     pub recipe: String,
     pub sha: String,
     pub src: String,
+    /// When the head was read (unix seconds).
     pub at: i64,
+    /// When the `!testme` was written.
+    #[serde(default)]
+    pub asked_at: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -61,6 +70,9 @@ pub struct Run {
     pub sha: String,
     /// The `!testme` comment that asked for it.
     pub trigger_comment: i64,
+    /// Seconds from the `!testme` to reading the head that is tested (0: at once).
+    #[serde(default)]
+    pub head_lag_secs: i64,
     /// The PR comment the bridge edits as the run goes; 0 until posted.
     #[serde(default)]
     pub status_comment: i64,

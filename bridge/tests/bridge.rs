@@ -344,6 +344,75 @@ fn sign(secret: &str, body: &[u8]) -> String {
     bridge::webhook::sign(&Secret::new(secret), body)
 }
 
+/// A validly signed `!testme` delivery, captured and replayed after the bridge forgot the
+/// comment (its memory of handled comments ages out; here its state is wiped), starts
+/// nothing when the comment is older than the trigger window: the comment's own time, in the
+/// signed payload, refuses it — the first time and on the replay.
+#[test]
+fn a_replayed_delivery_of_an_old_testme_starts_nothing() {
+    let mut w = World::new("replay", QUICK, &["hook-secret-1"]);
+    w.set_config("poll_interval_secs", serde_json::json!(30));
+    w.set_config("sweep_interval_secs", serde_json::json!(30));
+    w.start();
+    w.gitea
+        .add_webhook(
+            "coop-cloud",
+            "custom-html",
+            &HookSpec {
+                url: w.hook_url(),
+                secret: "hook-secret-1".into(),
+                version: HookVersion::V1_21,
+                events: vec!["pull_request_comment".into()],
+            },
+        )
+        .unwrap();
+    let pr = w.open_pr();
+    let now = w.gitea.now();
+    w.gitea.set_now(now - 8 * 24 * 3600);
+    w.say(pr, "alice", "!testme");
+    w.gitea.real_time();
+    let ignored = |w: &World| {
+        w.log()
+            .lines()
+            .filter(|l| {
+                l.contains("source=webhook")
+                    && l.contains("reason=\"comment older than the trigger window (7 days)\"")
+            })
+            .count()
+    };
+    wait_until("the old comment refused", Duration::from_secs(10), || {
+        ignored(&w) == 1
+    });
+    let d = w
+        .gitea
+        .deliveries()
+        .into_iter()
+        .find(|d| d.body.contains("\"body\": \"!testme\""))
+        .unwrap();
+    assert_eq!(
+        d.status,
+        Some(202),
+        "accepted: the decision is the engine's"
+    );
+    w.kill();
+    std::fs::remove_file(w.dir.join("state/state.json")).unwrap();
+    w.start();
+    let sig = d
+        .headers
+        .iter()
+        .find(|(k, _)| k == "X-Gitea-Signature")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert_eq!(post_hook(&w, d.body.as_bytes(), Some(&sig)), 202);
+    // The log runs on across restarts: this is its second refusal.
+    wait_until("the replay refused", Duration::from_secs(10), || {
+        ignored(&w) == 2
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(w.builds().len(), 0, "no run, from the hook or the polls");
+    assert!(w.bot_comments(pr).is_empty());
+}
+
 #[test]
 fn webhook_signatures_sizes_and_garbage() {
     let mut w = World::new("hooksig", QUICK, &["new-secret", "old-secret"]);
