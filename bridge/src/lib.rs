@@ -60,7 +60,7 @@ pub fn check_rights(cfg: &config::Config) -> Vec<String> {
 /// Runs the bridge until the process is stopped.
 pub fn run(cfg: config::Config) -> Result<()> {
     let metrics = Arc::new(metrics::Metrics::default());
-    let server = tiny_http::Server::http(cfg.listen)
+    let listener = std::net::TcpListener::bind(cfg.listen)
         .map_err(|e| anyhow!("listening on {}: {e}", cfg.listen))?;
     let (tx, rx) = sync_channel(QUEUE);
     let http = server::Http {
@@ -85,7 +85,7 @@ pub fn run(cfg: config::Config) -> Result<()> {
     let engine = engine::Engine::new(cfg, metrics)?;
     std::thread::Builder::new()
         .name("http".into())
-        .spawn(move || server::serve(http, server))?;
+        .spawn(move || server::serve(http, listener, server::MAX_CONNECTIONS))?;
     engine.run(rx);
     Ok(())
 }

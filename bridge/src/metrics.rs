@@ -12,6 +12,10 @@ pub struct Metrics {
     pub webhooks_accepted: AtomicU64,
     pub webhooks_rejected: AtomicU64,
     pub followed_runs: AtomicU64,
+    /// HTTP connections being served now.
+    pub http_open: AtomicU64,
+    /// HTTP connections answered 503 unread: [`crate::server::MAX_CONNECTIONS`] were open.
+    pub http_refused: AtomicU64,
     /// Last poll duration in milliseconds.
     pub poll_ms: AtomicU64,
     /// Unix seconds of the last poll that succeeded; 0 = none yet.
@@ -77,6 +81,16 @@ impl Metrics {
             "Webhook deliveries refused.",
             get(&self.webhooks_rejected),
         );
+        counter(
+            &mut s,
+            "ccci_bridge_http_refused_total",
+            "HTTP connections refused unread because the connection limit was reached.",
+            get(&self.http_refused),
+        );
+        s.push_str(&format!(
+            "# HELP ccci_bridge_http_connections HTTP connections being served.\n# TYPE ccci_bridge_http_connections gauge\nccci_bridge_http_connections {}\n",
+            get(&self.http_open)
+        ));
         s.push_str("# HELP ccci_bridge_api_errors_total Failed Gitea and Drone requests.\n# TYPE ccci_bridge_api_errors_total counter\n");
         for ((up, status), n) in self.api_errors.lock().unwrap().iter() {
             s.push_str(&format!(

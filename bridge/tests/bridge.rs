@@ -413,6 +413,89 @@ fn a_replayed_delivery_of_an_old_testme_starts_nothing() {
     assert!(w.bot_comments(pr).is_empty());
 }
 
+/// Slow clients hold nothing up: 300 connections that send half a head, or a whole head with
+/// a large Content-Length and then nothing, while `/healthz`, `/metrics` and a real delivery
+/// from Gitea are answered at once; each slow one gets its 408 at its deadline and is closed.
+#[test]
+fn slow_clients_hold_nothing_up() {
+    let mut w = World::new("slow", QUICK, &["hook-secret-1"]);
+    w.set_config("poll_interval_secs", serde_json::json!(30));
+    w.set_config("sweep_interval_secs", serde_json::json!(30));
+    w.start();
+    w.gitea
+        .add_webhook(
+            "coop-cloud",
+            "custom-html",
+            &HookSpec {
+                url: w.hook_url(),
+                secret: "hook-secret-1".into(),
+                version: HookVersion::V1_21,
+                events: vec!["pull_request_comment".into()],
+            },
+        )
+        .unwrap();
+    let pr = w.open_pr();
+    let mut slow = Vec::new();
+    for i in 0..300 {
+        let mut s = std::net::TcpStream::connect(&w.listen).unwrap();
+        let part: &[u8] = if i % 2 == 0 {
+            b"POST /hook HTTP/1.1\r\nHost: x\r\n"
+        } else {
+            b"POST /hook HTTP/1.1\r\nHost: x\r\nX-Gitea-Event: issue_comment\r\nContent-Length: 500000\r\n\r\n{"
+        };
+        std::io::Write::write_all(&mut s, part).unwrap();
+        slow.push(s);
+    }
+    let metrics = || {
+        ureq::get(format!("http://{}/metrics", w.listen))
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap()
+    };
+    wait_until("300 held connections", Duration::from_secs(5), || {
+        metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix("ccci_bridge_http_connections "))
+            .is_some_and(|n| n.parse::<u32>().unwrap() >= 300)
+    });
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(2)))
+        .build()
+        .into();
+    let t = Instant::now();
+    let h = agent
+        .get(format!("http://{}/healthz", w.listen))
+        .call()
+        .unwrap();
+    assert!([200, 503].contains(&h.status().as_u16()));
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+    let t = Instant::now();
+    w.say(pr, "alice", "!testme");
+    wait_until("a build from the webhook", Duration::from_secs(3), || {
+        !w.builds().is_empty()
+    });
+    eprintln!(
+        "delivery -> build under 300 slow clients: {:?}",
+        t.elapsed()
+    );
+    for mut s in slow {
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let mut out = String::new();
+        let _ = std::io::Read::read_to_string(&mut s, &mut out);
+        assert!(out.starts_with("HTTP/1.1 408 "), "{out:?}");
+    }
+    wait_until("the slow ones closed", Duration::from_secs(5), || {
+        metrics().contains("ccci_bridge_http_connections 1\n")
+    });
+}
+
 #[test]
 fn webhook_signatures_sizes_and_garbage() {
     let mut w = World::new("hooksig", QUICK, &["new-secret", "old-secret"]);

@@ -159,6 +159,9 @@ in
         StateDirectoryMode = "0700";
         Restart = "always";
         RestartSec = 5;
+        # Room for the bridge's 1,024 connections at once (server.rs MAX_CONNECTIONS) and its
+        # own requests: systemd's default soft limit is 1,024.
+        LimitNOFILE = 4096;
       };
     };
   };
