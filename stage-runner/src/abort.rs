@@ -117,4 +117,14 @@ pub fn kill_group(pgid: u32, sig: libc::c_int) {
     }
 }
 
+/// Signals one process.
+pub fn kill_pid(pid: u32, sig: libc::c_int) {
+    if pid > 1 {
+        // SAFETY: kill takes plain integers; a gone pid yields ESRCH, which is fine.
+        unsafe {
+            libc::kill(pid as libc::pid_t, sig);
+        }
+    }
+}
+
 pub use libc::{SIGKILL, SIGTERM};

@@ -1,5 +1,6 @@
-//! Reaping what runs left behind: run directories (and their apps) older than the configured
-//! age whose stage-runner is gone, and CI apps whose run directory no longer exists. It only
+//! Reaping what runs left behind: run directories (and their apps, and any process of theirs
+//! still running) older than the configured age whose stage-runner is gone, and CI apps whose
+//! run directory no longer exists. It only
 //! ever touches apps whose `.env` carries `CCCI_RUN=` — never the proxy, Drone or the
 //! dashboard, which stage-runner did not create.
 
@@ -43,6 +44,7 @@ pub fn sweep(cfg: &Config) -> Result<Reaped> {
         }
         if Run::load(&dir).is_err() {
             if Lock::try_take(&dir)?.is_some() {
+                crate::process::reap(&id);
                 std::fs::remove_dir_all(&dir)?;
                 reaped.runs += 1;
             }
@@ -107,6 +109,7 @@ fn orphan_apps(cfg: &Config, r: &Redactor) -> Result<usize> {
             r,
             &format!("janitor: removing orphaned CI app {domain} (run {run_id})"),
         );
+        crate::process::reap(&run_id);
         let scratch = cfg.state_dir.join("janitor");
         let _ = std::fs::remove_dir_all(&scratch);
         std::fs::create_dir_all(scratch.join("recipes"))?;

@@ -175,6 +175,45 @@ pub fn outside(since: Instant) {
 /// Children currently running, by process group, so an abort can end them all.
 static GROUPS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
+/// Every process a run starts, and everything those start, carries this variable with the
+/// run's id: a stage-runner killed outright (SIGKILL, an OOM kill) leaves its children
+/// running, and the next stage of the run or the janitor finds them by it ([`reap`]).
+pub const RUN_MARK: &str = "CCCI_RUN_PROCESS";
+
+/// The run this process works for; children are marked with it.
+static RUN: Mutex<String> = Mutex::new(String::new());
+
+pub fn mark_run(id: &str) {
+    *RUN.lock().unwrap() = id.to_owned();
+}
+
+/// Kills every process still marked as run `id`'s (not this one): what a killed
+/// stage-runner left. Returns how many. Only processes this user may signal are seen.
+pub fn reap(id: &str) -> usize {
+    let want = format!("{RUN_MARK}={id}");
+    let me = std::process::id();
+    let mut n = 0;
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(env) = std::fs::read(p.path().join("environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|kv| kv == want.as_bytes()) {
+            abort::kill_pid(pid, SIGKILL);
+            n += 1;
+        }
+    }
+    n
+}
+
 /// Ends every running child's process group: SIGTERM, a short grace, SIGKILL.
 pub fn kill_all_children() {
     let groups: Vec<u32> = GROUPS.lock().unwrap().clone();
@@ -237,6 +276,10 @@ pub fn run(cmd: Cmd, redactor: &Redactor) -> Result<Output> {
         }
     }
     c.envs(cmd.env.iter().map(|(k, v)| (k, v)));
+    let run = RUN.lock().unwrap().clone();
+    if !run.is_empty() {
+        c.env(RUN_MARK, run);
+    }
     if let Some(d) = &cmd.cwd {
         c.current_dir(d);
     }

@@ -318,6 +318,15 @@ impl Ctx {
         let run = Run::load(&dir).context("the run has no state: did prepare run?")?;
         let lock = Lock::try_take(&dir)?
             .with_context(|| format!("run {run_id} is busy in another stage-runner"))?;
+        // The lock was free: whatever of the run still runs was left by a killed stage-runner.
+        let left = process::reap(run_id);
+        if left > 0 {
+            say(
+                &Redactor::new([]),
+                &format!("stopped {left} process(es) a killed stage of run {run_id} left running"),
+            );
+        }
+        process::mark_run(run_id);
         let values = rundir::load_values(&dir)?;
         let redactor = Redactor::new(values.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         Ok(Ctx {
@@ -1462,6 +1471,7 @@ pub fn prepare(cfg: Config, p: &RunParams, run_id: &str, build: i64) -> Result<C
     if dir.exists() {
         bail!("run {run_id} already exists at {}", dir.display());
     }
+    process::mark_run(run_id);
     rundir::create(&dir)?;
     // The summary first: whatever stops prepare from here on is recorded in it.
     let results = results_dir(&cfg, run_id);

@@ -991,3 +991,69 @@ fn a_secret_version_already_on_the_engine_errors_install_with_docker_s_reason() 
     assert_eq!(w.stage("teardown", &env).code, 0);
     assert_eq!(w.leftovers(), Vec::<String>::new());
 }
+
+/// The processes marked as run `build`'s (`CCCI_RUN_PROCESS`), found as the janitor finds
+/// them.
+fn marked(build: u32) -> Vec<u32> {
+    let want = format!("CCCI_RUN_PROCESS={build}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|p| {
+            let pid: u32 = p.file_name().to_str()?.parse().ok()?;
+            let env = std::fs::read(p.path().join("environ")).ok()?;
+            env.split(|b| *b == 0)
+                .any(|kv| kv == want.as_bytes())
+                .then_some(pid)
+        })
+        .collect()
+}
+
+/// stage-runner SIGKILLed mid-test (an OOM kill; no teardown of its own): its pytest and what
+/// pytest started run on, writing. The janitor stops every one of them, and tears the run down.
+#[test]
+fn the_janitor_stops_what_a_killed_stage_runner_left_running() {
+    use std::io::BufRead;
+
+    let tests = world::planted_tests(
+        "orphans",
+        &[(
+            "custom-html/test_zz_lingers.py",
+            "import subprocess, time\nimport pytest\n\n\n@pytest.mark.install\ndef test_lingers():\n    subprocess.Popen(['sleep', '600'])\n    print('LINGERING', flush=True)\n    time.sleep(600)\n",
+        )],
+    );
+    let w = World::with_tests("orphans", &tests);
+    let env = w.params(31);
+    assert_eq!(w.stage("prepare", &env).code, 0);
+    let mut child = w
+        .command("install", &env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Drain the log so stage-runner never blocks on it.
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    std::thread::spawn(move || out.lines().map_while(Result::ok).count());
+    let comm = |pid: &u32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    w.wait_until(
+        "the test's sleep running",
+        std::time::Duration::from_secs(120),
+        || marked(31).iter().any(|p| comm(p).trim() == "sleep"),
+    );
+    child.kill().unwrap();
+    let _ = child.wait();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let left = marked(31);
+    assert!(
+        left.len() >= 2,
+        "pytest and sleep outlive a SIGKILLed stage-runner: {left:?}"
+    );
+    w.janitor();
+    assert_eq!(
+        marked(31),
+        Vec::<u32>::new(),
+        "nothing of the run still runs"
+    );
+    assert_eq!(w.leftovers(), Vec::<String>::new());
+    let _ = std::fs::remove_dir_all(&tests);
+}
