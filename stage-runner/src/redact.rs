@@ -2,9 +2,8 @@
 //!
 //! Drone masks only `from_secret` values, per write buffer (engine/replacer/replacer.go): the
 //! run's generated passwords, and a value split across two writes, would reach the log. So
-//! every byte a child prints passes through here, line by line, with every known value — as
-//! is, base64-encoded at each of the three byte alignments (standard and URL-safe alphabets),
-//! and percent-encoded — replaced by `[redacted:<name>]`.
+//! every byte a child prints passes through here, line by line, with every known value in
+//! each of its [`forms`] replaced by `[redacted:<name>]` (docs/secrets.md lists them).
 
 use std::io::{self, Write};
 
@@ -55,22 +54,59 @@ fn base64_core(value: &[u8], prefix: usize) -> String {
     out
 }
 
-fn percent(value: &str) -> String {
+/// Percent-encoding of `value` with `keep` left as is (`/` by encoders of URL paths), and
+/// space as `+` where `plus` (HTML forms). Hex digits in upper case; matching ignores case.
+fn percent(value: &str, keep: &[u8], plus: bool) -> String {
     let mut out = String::new();
     for b in value.bytes() {
         match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
                 out.push(b as char)
             }
+            b' ' if plus => out.push('+'),
+            b if keep.contains(&b) => out.push(b as char),
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
     out
 }
 
-/// Every form a secret value may take in output.
+/// A JSON string's inside: `"`, `\\` and controls escaped (every encoder), plus `<>&` as
+/// `\u00XX` (Go's HTML-safe default) and `/` as `\/` (PHP's, and some others') where asked.
+fn json(value: &str, html: bool, slash: bool) -> String {
+    let mut out = String::new();
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '<' | '>' | '&' if html => out.push_str(&format!("\\u{:04x}", c as u32)),
+            '/' if slash => out.push_str("\\/"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Every form a secret value may take in output: as is (and each of its lines, for a value
+/// printed line by line); base64 at each of the three byte alignments, standard and URL-safe;
+/// percent-encoded (all, all but `/`, with `+` for space); hex; JSON-escaped the ways
+/// encoders differ. Matching ignores ASCII case, which also covers `%2f`/`%2F` and hex in
+/// either case.
 pub fn forms(value: &str) -> Vec<String> {
+    // A value read from a file often ends in a newline that is not printed with it.
+    let value = value.trim_end_matches(['\n', '\r']);
     let mut f = vec![value.to_owned()];
+    f.extend(
+        value
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.len() >= MIN_SECRET_LEN && l.len() < value.len())
+            .map(str::to_owned),
+    );
     for prefix in 0..3 {
         let core = base64_core(value.as_bytes(), prefix);
         if core.len() >= MIN_SECRET_LEN {
@@ -78,35 +114,17 @@ pub fn forms(value: &str) -> Vec<String> {
             f.push(core);
         }
     }
-    let p = percent(value);
-    f.push(p.to_lowercase_hex());
-    f.push(p);
+    f.push(percent(value, b"", false));
+    f.push(percent(value, b"/", false));
+    f.push(percent(value, b"", true));
+    f.push(value.bytes().map(|b| format!("{b:02x}")).collect());
+    for (html, slash) in [(false, false), (true, false), (false, true), (true, true)] {
+        f.push(json(value, html, slash));
+    }
+    f.retain(|x| x.len() >= MIN_SECRET_LEN);
     f.sort();
     f.dedup();
     f
-}
-
-trait LowerHex {
-    fn to_lowercase_hex(&self) -> String;
-}
-
-impl LowerHex for String {
-    /// `%2f` as some encoders write it.
-    fn to_lowercase_hex(&self) -> String {
-        let mut out = String::with_capacity(self.len());
-        let mut chars = self.chars().peekable();
-        while let Some(c) = chars.next() {
-            out.push(c);
-            if c == '%' {
-                for _ in 0..2 {
-                    if let Some(h) = chars.next() {
-                        out.push(h.to_ascii_lowercase());
-                    }
-                }
-            }
-        }
-        out
-    }
 }
 
 impl Redactor {
@@ -131,6 +149,7 @@ impl Redactor {
         let ac = (!patterns.is_empty()).then(|| {
             AhoCorasick::builder()
                 .match_kind(MatchKind::LeftmostLongest)
+                .ascii_case_insensitive(true)
                 .build(&patterns)
                 .expect("secret patterns build an automaton")
         });
@@ -203,21 +222,125 @@ pub struct Stream<'a, W: Write> {
     out: W,
 }
 
+/// Widths base64 is wrapped at: MIME and `base64(1)` (76), PEM and OpenSSL (64).
+const WRAPS: [usize; 2] = [64, 76];
+
+/// A whole line of wrapped base64 (line end excluded): its value may go on on the next line.
+fn wrapped(line: &[u8]) -> bool {
+    WRAPS.contains(&line.len()) && line.iter().all(|b| b64_char(*b))
+}
+
+fn b64_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_')
+}
+
+/// The complete lines of `buf`: (start, end without the line end, end with it).
+fn lines(buf: &[u8]) -> Vec<(usize, usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while let Some(nl) = buf[start..].iter().position(|b| *b == b'\n') {
+        let end = start + nl;
+        let text_end = if end > start && buf[end - 1] == b'\r' {
+            end - 1
+        } else {
+            end
+        };
+        out.push((start, text_end, end + 1));
+        start = end + 1;
+    }
+    out
+}
+
+impl Redactor {
+    /// Redacts whole lines, reading base64 wrapped over several lines as one: a value's
+    /// encoding cut by a line end is still found.
+    fn redact_lines(&self, region: &[u8]) -> Vec<u8> {
+        let ls = lines(region);
+        if self.ac.is_none() || !ls.iter().any(|&(a, b, _)| wrapped(&region[a..b])) {
+            return self.redact(region);
+        }
+        let mut out = Vec::with_capacity(region.len());
+        let mut done = 0;
+        let mut i = 0;
+        while i < ls.len() {
+            if !wrapped(&region[ls[i].0..ls[i].1]) {
+                i += 1;
+                continue;
+            }
+            // A run: wrapped lines, then the short last one if it is base64 too.
+            let first = i;
+            while i < ls.len() && wrapped(&region[ls[i].0..ls[i].1]) {
+                i += 1;
+            }
+            if i < ls.len() && region[ls[i].0..ls[i].1].iter().all(|b| b64_char(*b)) {
+                i += 1;
+            }
+            let (start, end) = (ls[first].0, ls[i - 1].2);
+            out.extend(self.redact(&region[done..start]));
+            let mut joined = Vec::new();
+            let mut at = Vec::new();
+            for &(a, b, _) in &ls[first..i] {
+                joined.extend_from_slice(&region[a..b]);
+                at.extend(a..b);
+            }
+            let mut covered = vec![false; end - start];
+            let mut put: Vec<Option<usize>> = vec![None; end - start];
+            for m in self.ac.as_ref().expect("checked").find_iter(&joined) {
+                put[at[m.start()] - start] = Some(m.pattern().as_usize());
+                for j in m.start()..m.end() {
+                    covered[at[j] - start] = true;
+                }
+            }
+            for k in 0..end - start {
+                if let Some(p) = put[k] {
+                    out.extend_from_slice(&self.replacements[p]);
+                }
+                if !covered[k] {
+                    out.push(region[start + k]);
+                }
+            }
+            done = end;
+        }
+        out.extend(self.redact(&region[done..]));
+        out
+    }
+}
+
 impl<W: Write> Stream<'_, W> {
     fn flush_lines(&mut self, all: bool) -> io::Result<()> {
-        let cut = if all {
-            self.buf.len()
-        } else if let Some(nl) = self.buf.iter().rposition(|b| *b == b'\n') {
-            nl + 1
-        } else if self.buf.len() > MAX_LINE {
-            self.buf.len() - self.r.longest.saturating_sub(1).min(self.buf.len())
-        } else {
+        if all {
+            let out = self.r.redact_lines(&self.buf);
+            self.out.write_all(&out)?;
+            self.buf.clear();
+            return Ok(());
+        }
+        let Some(nl) = self.buf.iter().rposition(|b| *b == b'\n') else {
+            if self.buf.len() > MAX_LINE {
+                let cut = self.buf.len() - self.r.longest.saturating_sub(1).min(self.buf.len());
+                let mut red = Vec::with_capacity(cut + 64);
+                let rest = self.r.redact_into(&self.buf, cut, &mut red);
+                self.out.write_all(&red)?;
+                self.buf.drain(..rest);
+            }
             return Ok(());
         };
-        let mut red = Vec::with_capacity(cut + 64);
-        let rest = self.r.redact_into(&self.buf, cut, &mut red);
-        self.out.write_all(&red)?;
-        self.buf.drain(..rest);
+        // Wrapped base64 at the end waits for the line that ends it (at most a few lines of
+        // it: past MAX_LINE, all but the last two go, which hold any value's split).
+        let ls = lines(&self.buf[..nl + 1]);
+        let mut keep = ls.len();
+        while keep > 0 && wrapped(&self.buf[ls[keep - 1].0..ls[keep - 1].1]) {
+            keep -= 1;
+        }
+        if keep < ls.len() && nl + 1 - ls[keep].0 > MAX_LINE {
+            keep = ls.len() - 2;
+        }
+        let cut = if keep == ls.len() { nl + 1 } else { ls[keep].0 };
+        if cut == 0 {
+            return Ok(());
+        }
+        let out = self.r.redact_lines(&self.buf[..cut]);
+        self.out.write_all(&out)?;
+        self.buf.drain(..cut);
         Ok(())
     }
 
@@ -289,6 +412,96 @@ mod tests {
         let r = Redactor::new([("pw", "a b/c+d=e")]);
         let out = r.redact_str("password=a%20b%2Fc%2Bd%3De&x=1 or a%20b%2fc%2bd%3de");
         assert_eq!(out, "password=[redacted:pw]&x=1 or [redacted:pw]");
+    }
+
+    #[test]
+    fn the_forms_logs_show_are_replaced() {
+        let r = Redactor::new([("pw", "a b/c&d<e\"f")]);
+        for shown in [
+            "a%20b/c%26d%3Ce%22f",        // a URL path: `/` left alone
+            "a%20b%2Fc%26d%3cE%22F",      // mixed-case escapes
+            "a+b%2Fc%26d%3Ce%22f",        // an HTML form: `+` for space
+            "a b/c\\u0026d\\u003ce\\\"f", // Go's JSON
+            "a b\\/c&d<e\\\"f",           // JSON with `\/`
+            "a b/c&d<e\\\"f",             // serde's JSON
+        ] {
+            let out = r.redact_str(&format!("x={shown} y"));
+            assert_eq!(out, "x=[redacted:pw] y", "{shown}");
+        }
+        let hex = Redactor::new([("k", "s3cret-key")]);
+        assert_eq!(
+            hex.redact_str("key 7333637265742d6b6579"),
+            "key [redacted:k]"
+        );
+        assert_eq!(
+            hex.redact_str("key 7333637265742D6B6579"),
+            "key [redacted:k]"
+        );
+    }
+
+    #[test]
+    fn a_value_from_a_file_and_a_value_of_many_lines() {
+        let r = Redactor::new([("tok", "from-a-file-token\n")]);
+        assert_eq!(
+            r.redact_str("token from-a-file-token here"),
+            "token [redacted:tok] here"
+        );
+        let pem = "-----BEGIN KEY-----\nMIIBVgIBADANBgkqhkiG9w0BAQEFAASC\nAUAwggE8AgEAAkEAq7BFUpkGp3+XQmo\n-----END KEY-----";
+        let r = Redactor::new([("key", pem)]);
+        let mut out = Vec::new();
+        {
+            let mut s = r.stream(&mut out);
+            for l in pem.lines() {
+                s.write_all(format!("key: {l}\n").as_bytes()).unwrap();
+            }
+            s.finish().unwrap();
+        }
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("MIIBVgIBADANBgkqhkiG9w0BAQEFAASC"), "{text}");
+        assert!(!text.contains("AUAwggE8AgEAAkEAq7BFUpkGp3+XQmo"), "{text}");
+    }
+
+    #[test]
+    fn base64_wrapped_over_lines_is_caught() {
+        let secret = "a-generated-password-of-some-length-0123456789";
+        let r = Redactor::new([("pw", secret)]);
+        for width in WRAPS {
+            for lead in 0..80 {
+                // A secret inside a document, base64'd and wrapped: the cut falls anywhere.
+                let doc = format!("{}{secret}{}", "x".repeat(lead), "y".repeat(90));
+                let encoded = b64(doc.as_bytes());
+                let wrapped: Vec<&str> = encoded
+                    .as_bytes()
+                    .chunks(width)
+                    .map(|c| std::str::from_utf8(c).unwrap())
+                    .collect();
+                let mut out = Vec::new();
+                {
+                    let mut s = r.stream(&mut out);
+                    s.write_all(b"data:\n").unwrap();
+                    for l in &wrapped {
+                        s.write_all(format!("{l}\r\n").as_bytes()).unwrap();
+                    }
+                    s.write_all(b"end\n").unwrap();
+                    s.finish().unwrap();
+                }
+                let text = String::from_utf8(out).unwrap();
+                assert!(
+                    text.contains("[redacted:pw]"),
+                    "width {width} lead {lead}: {text}"
+                );
+                assert!(
+                    text.ends_with("end\n") && text.starts_with("data:\n"),
+                    "{text}"
+                );
+                let core = base64_core(secret.as_bytes(), lead % 3);
+                let flat: String = text.lines().collect();
+                assert!(
+                    !flat.contains(&core[..20]),
+                    "width {width} lead {lead}: {text}"
+                );
+            }
+        }
     }
 
     #[test]
