@@ -123,17 +123,34 @@ impl Engine {
         &self.store
     }
 
-    fn save(&mut self) {
+    /// Writes the state; false (logged, and said by `/healthz` and `/metrics`) when it could
+    /// not be made durable.
+    fn save(&mut self) -> bool {
         self.dirty = false;
         self.metrics
             .followed_runs
             .store(self.state.runs.len() as u64, Ordering::Relaxed);
-        if let Err(e) = self.store.save(&self.state) {
-            log(
-                Level::Error,
-                "saving state failed",
-                &[("error", &format!("{e:#}"))],
-            );
+        match self.store.save(&self.state) {
+            Ok(()) => {
+                self.metrics
+                    .state_unwritable
+                    .store(false, Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                // Written again at the next chance.
+                self.dirty = true;
+                self.metrics.state_unwritable.store(true, Ordering::Relaxed);
+                self.metrics
+                    .state_save_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                log(
+                    Level::Error,
+                    "saving state failed",
+                    &[("error", &format!("{e:#}"))],
+                );
+                false
+            }
         }
     }
 
@@ -514,7 +531,11 @@ impl Engine {
             asked_at: c.created_at.0,
         };
         self.state.intents.insert(id, intent.clone());
-        self.save();
+        if !self.save() {
+            // Not durable: a build now could be made again after a restart. None until it is.
+            self.state.intents.remove(&id);
+            return self.not_durable(id, repo, c, pr);
+        }
         self.start(id, intent, false, Some(c), repo)
     }
 
@@ -606,6 +627,24 @@ impl Engine {
 
     /// A Gitea or Drone failure while handling a comment: retried with backoff, then the PR
     /// is told once.
+    /// The comment's intent could not be saved: try again on the retry schedule, for as long
+    /// as it takes (a full disk is the operator's to fix; the PR hears nothing meanwhile).
+    fn not_durable(&mut self, id: i64, repo: &Repo, c: &Comment, pr: i64) -> Outcome {
+        let entry = self.retrying.entry(id).or_insert(Retrying {
+            attempts: 0,
+            next_at: Instant::now(),
+            repo: repo.clone(),
+            comment: Some(c.clone()),
+        });
+        entry.next_at = Instant::now() + Duration::from_secs(5);
+        log(
+            Level::Error,
+            "not starting a run: its intent could not be saved; will retry",
+            &[("comment", &id), ("repo", &repo.full()), ("pr", &pr)],
+        );
+        Outcome::Retry
+    }
+
     fn failed(&mut self, id: i64, repo: &Repo, c: Option<&Comment>, pr: i64, why: &str) -> Outcome {
         let entry = self.retrying.entry(id).or_insert(Retrying {
             attempts: 0,

@@ -1,7 +1,7 @@
 //! Counters for `/metrics` (Prometheus text format) and the facts `/healthz` decides on.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 #[derive(Default)]
@@ -12,6 +12,9 @@ pub struct Metrics {
     pub webhooks_accepted: AtomicU64,
     pub webhooks_rejected: AtomicU64,
     pub followed_runs: AtomicU64,
+    /// The last state save failed (a full disk): `/healthz` fails, no run starts.
+    pub state_unwritable: AtomicBool,
+    pub state_save_failures: AtomicU64,
     /// HTTP connections being served now.
     pub http_open: AtomicU64,
     /// HTTP connections answered 503 unread: [`crate::server::MAX_CONNECTIONS`] were open.
@@ -80,6 +83,12 @@ impl Metrics {
             "ccci_bridge_webhooks_rejected_total",
             "Webhook deliveries refused.",
             get(&self.webhooks_rejected),
+        );
+        counter(
+            &mut s,
+            "ccci_bridge_state_save_failures_total",
+            "State saves that failed (no run starts while its intent cannot be saved).",
+            get(&self.state_save_failures),
         );
         counter(
             &mut s,

@@ -227,7 +227,7 @@ impl Http {
 
     fn healthz(&self) -> Reply {
         let last = self.metrics.last_poll_ok.load(Ordering::Relaxed);
-        if !self.store.writable() {
+        if !self.store.writable() || self.metrics.state_unwritable.load(Ordering::Relaxed) {
             return text(503, "state directory is not writable\n");
         }
         if last == 0 || now() - last > self.stale_after_secs {

@@ -766,3 +766,106 @@ fn no_status_rights<F: Forge>(mut w: World<F>) {
     );
     assert_eq!(commit_status(&w, &sha, "cc-ci/testme"), (None, 0));
 }
+
+/// The bridge's state directory on a small tmpfs, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &std::path::Path, size: &str) -> Tmpfs {
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(
+            ok.success(),
+            "mounting a tmpfs at {} (this test needs root)",
+            at.display()
+        );
+        Tmpfs(at.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A full disk under the state: a `!testme` whose intent cannot be saved starts no build
+/// (one would be made again after a restart); `/healthz` says the state is not writable and
+/// `/metrics` counts the failures. Space back: the comment gets its one build, and a restart
+/// makes no second.
+#[test]
+fn a_full_disk_starts_no_build_until_the_intent_is_durable() {
+    let mut w = World::new("fulldisk", QUICK, &[]);
+    let state = w.dir.join("state");
+    let _fs = Tmpfs::mount(&state, "256k");
+    w.start();
+    let health = || {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent()
+            .get(format!("http://{}/healthz", w.listen))
+            .call()
+            .map(|mut r| (r.status().as_u16(), r.body_mut().read_to_string().unwrap()))
+            .unwrap()
+    };
+    wait_until("healthy", Duration::from_secs(10), || health().0 == 200);
+    let pr = w.open_pr();
+    // Fill the disk to the last byte.
+    let filler = state.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        while f.write_all(&[0u8; 4096]).is_ok() {}
+        while f.write_all(&[0u8]).is_ok() {}
+    }
+    w.say(pr, "alice", "!testme");
+    wait_until("the intent refused", Duration::from_secs(15), || {
+        w.log()
+            .contains("not starting a run: its intent could not be saved")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        w.builds().len(),
+        0,
+        "no build while the intent is not durable"
+    );
+    assert_eq!(
+        health(),
+        (503, "state directory is not writable\n".to_owned())
+    );
+    let m = ureq::get(format!("http://{}/metrics", w.listen))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        !m.contains("ccci_bridge_state_save_failures_total 0"),
+        "{m}"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    wait_until("the one build", Duration::from_secs(30), || {
+        w.builds().len() == 1
+    });
+    w.wait_bot_comment(pr, "**passed**", Duration::from_secs(30));
+    wait_until("healthy again", Duration::from_secs(10), || {
+        health().0 == 200
+    });
+    w.kill();
+    w.start();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(w.builds().len(), 1, "a restart makes no second");
+    let runs = w
+        .bot_comments(pr)
+        .iter()
+        .filter(|c| c.body.contains("**cc-ci** run"))
+        .count();
+    assert_eq!(runs, 1, "one comment for the one run");
+}
