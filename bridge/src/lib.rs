@@ -53,6 +53,40 @@ pub fn check_rights(cfg: &config::Config) -> Vec<String> {
             }
         };
         out.push(line);
+        out.extend(hook_warnings(
+            &full,
+            gitea.list_hooks(&repo.owner, &repo.name),
+        ));
+    }
+    out
+}
+
+/// What is wrong with a repository's webhooks that point at a bridge (their URL ends in
+/// `/hook`): Gitea sends a PR comment only to a hook subscribed to `pull_request_comment`,
+/// as JSON. A bot that may not read the hooks (403: it is no repository admin) says nothing.
+fn hook_warnings(full: &str, hooks: Result<Vec<ccci::gitea::Hook>>) -> Vec<String> {
+    let Ok(hooks) = hooks else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for h in hooks
+        .iter()
+        .filter(|h| h.active && h.config.url.trim_end_matches('/').ends_with("/hook"))
+    {
+        let url = &h.config.url;
+        if !h.events.iter().any(|e| e == "pull_request_comment") {
+            out.push(format!(
+                "warning: {full}: webhook {} to {url} is not subscribed to Pull Request Comment \
+                 (pull_request_comment): Gitea sends it no PR comment; tick that event",
+                h.id
+            ));
+        }
+        if h.kind == "gitea" && h.config.content_type != "json" {
+            out.push(format!(
+                "warning: {full}: webhook {} to {url} sends {:?}, not application/json: set its content type to application/json",
+                h.id, h.config.content_type
+            ));
+        }
     }
     out
 }

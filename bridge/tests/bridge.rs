@@ -580,6 +580,47 @@ fn check_config_validates_and_help_explains() {
         .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("webhook_secret_files") && help.contains("USAGE"));
+
+    // A hook to a bridge subscribed to issue comments only: Gitea would never send it a PR
+    // comment. Said when the bot may read the hooks; a bot that may not says nothing.
+    w.gitea
+        .add_webhook(
+            "coop-cloud",
+            "custom-html",
+            &HookSpec {
+                url: "https://ci.example.org/hook".into(),
+                secret: "s".into(),
+                version: HookVersion::V1_21,
+                events: vec!["issue_comment".into()],
+            },
+        )
+        .unwrap();
+    let check = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_cc-ci-bridge"))
+            .arg("--config")
+            .arg(w.dir.join("config.json"))
+            .arg("--check-config")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = check();
+    assert!(!said.contains("webhook"), "the bot reads no hooks: {said}");
+    w.gitea.create_admin("site-admin").unwrap();
+    let token = w.gitea.create_token("site-admin", &["all"]).unwrap();
+    std::fs::write(w.dir.join("admin-token"), &token).unwrap();
+    w.set_config(
+        "gitea_token_file",
+        serde_json::json!(w.dir.join("admin-token")),
+    );
+    let said = check();
+    assert!(
+        said.contains("warning: coop-cloud/custom-html: webhook ")
+            && said.contains("to https://ci.example.org/hook is not subscribed to Pull Request Comment (pull_request_comment)"),
+        "{said}"
+    );
+    assert!(!said.contains(&token), "no token in what it says");
 }
 
 #[test]

@@ -435,6 +435,28 @@ pub struct IssueCommentPayload {
     pub is_pull: bool,
 }
 
+/// A repository webhook, as far as cc-ci checks one.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Hook {
+    pub id: i64,
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default)]
+    pub config: HookConfig,
+    #[serde(default)]
+    pub events: Vec<String>,
+    #[serde(default)]
+    pub active: bool,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct HookConfig {
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub content_type: String,
+}
+
 /// A page of a list, with `X-Total-Count` when the server sent it.
 #[derive(Clone, Debug)]
 pub struct Page<T> {
@@ -718,6 +740,17 @@ impl GiteaClient {
     pub fn watch(&self, owner: &str, repo: &str) -> Result<WatchInfo> {
         let path = format!("/repos/{}/{}/subscription", seg(owner), seg(repo));
         Ok(self.api.json("PUT", &path, None, &[200])?.1)
+    }
+
+    /// `GET /repos/{o}/{r}/hooks` (the first 50): the repository's webhooks. Gitea answers
+    /// 403 unless the token's user administers the repository.
+    pub fn list_hooks(&self, owner: &str, repo: &str) -> Result<Vec<Hook>> {
+        let path = format!(
+            "/repos/{}/{}/hooks?page=1&limit={MAX_PAGE_SIZE}",
+            seg(owner),
+            seg(repo)
+        );
+        Ok(self.api.json("GET", &path, None, &[200])?.1)
     }
 
     /// `GET /repos/{o}/{r}`, with the asking user's `permissions`.

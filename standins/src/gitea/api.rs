@@ -365,6 +365,7 @@ fn route(p: &Parts, s: &mut State, req: &Request, segs: &[&str]) -> Reply {
             )))
         }
         (_, ["repos", o, r, "subscription"]) => subscription(s, req, &auth, o, r),
+        ("GET", ["repos", o, r, "hooks"]) => list_hooks(s, req, &auth, o, r),
         ("GET", ["repos", o, r]) => {
             let repo = repo_ctx(s, req, &auth, o, r)?;
             let perm = (
@@ -596,6 +597,40 @@ fn add_reaction(s: &mut State, req: &Request, auth: &Auth, o: &str, r: &str, id:
 
 /// `routers/api/v1/repo/subscriber.go`/`star.go` watch routes: PUT 200 `WatchInfo`, GET 200
 /// or 404, DELETE 204.
+/// `ListHooks` behind `reqRepoAdmin`: anyone but the repository's admins gets 403 (the
+/// stand-in knows no org owners: a site admin or the owning user).
+fn list_hooks(s: &mut State, req: &Request, auth: &Auth, o: &str, r: &str) -> Reply {
+    let doer = require_token(s, auth)?;
+    let repo = repo_ctx(s, req, auth, o, r)?;
+    if !(s.is_admin(doer) || repo.owner_id == doer) {
+        return Err(error(
+            s,
+            403,
+            "user should be an owner or a collaborator with admin write of a repository",
+        ));
+    }
+    let hooks: Vec<Value> = s
+        .hooks
+        .iter()
+        .filter(|h| h.repo_id == repo.id)
+        .map(|h| {
+            json!({
+                "id": h.id,
+                "type": "gitea",
+                "branch_filter": "",
+                "config": {"content_type": "json", "url": h.url, "http_method": "post"},
+                "events": h.events,
+                "authorization_header": "",
+                "active": true,
+                "updated_at": s.time(0),
+                "created_at": s.time(0),
+            })
+        })
+        .collect();
+    let total = hooks.len();
+    Ok(with_total(ok_json(&json!(hooks)), total))
+}
+
 fn subscription(s: &mut State, req: &Request, auth: &Auth, o: &str, r: &str) -> Reply {
     let repo = repo_ctx(s, req, auth, o, r)?;
     let doer = require_token(s, auth)?;
