@@ -344,13 +344,9 @@ fn sign(secret: &str, body: &[u8]) -> String {
     bridge::webhook::sign(&Secret::new(secret), body)
 }
 
-/// A validly signed `!testme` delivery, captured and replayed after the bridge forgot the
-/// comment (its memory of handled comments ages out; here its state is wiped), starts
-/// nothing when the comment is older than the trigger window: the comment's own time, in the
-/// signed payload, refuses it — the first time and on the replay.
-#[test]
-fn a_replayed_delivery_of_an_old_testme_starts_nothing() {
-    let mut w = World::new("replay", QUICK, &["hook-secret-1"]);
+/// A started bridge whose polls are too slow to matter, and a webhook to it on the recipe.
+fn hooked(name: &str) -> World {
+    let mut w = World::new(name, QUICK, &["hook-secret-1"]);
     w.set_config("poll_interval_secs", serde_json::json!(30));
     w.set_config("sweep_interval_secs", serde_json::json!(30));
     w.start();
@@ -366,6 +362,16 @@ fn a_replayed_delivery_of_an_old_testme_starts_nothing() {
             },
         )
         .unwrap();
+    w
+}
+
+/// A validly signed `!testme` delivery, captured and replayed after the bridge forgot the
+/// comment (its memory of handled comments ages out; here its state is wiped), starts
+/// nothing when the comment is older than the trigger window: the comment's own time, in the
+/// signed payload, refuses it — the first time and on the replay.
+#[test]
+fn a_replayed_delivery_of_an_old_testme_starts_nothing() {
+    let mut w = hooked("replay");
     let pr = w.open_pr();
     let now = w.gitea.now();
     w.gitea.set_now(now - 8 * 24 * 3600);
@@ -418,22 +424,7 @@ fn a_replayed_delivery_of_an_old_testme_starts_nothing() {
 /// from Gitea are answered at once; each slow one gets its 408 at its deadline and is closed.
 #[test]
 fn slow_clients_hold_nothing_up() {
-    let mut w = World::new("slow", QUICK, &["hook-secret-1"]);
-    w.set_config("poll_interval_secs", serde_json::json!(30));
-    w.set_config("sweep_interval_secs", serde_json::json!(30));
-    w.start();
-    w.gitea
-        .add_webhook(
-            "coop-cloud",
-            "custom-html",
-            &HookSpec {
-                url: w.hook_url(),
-                secret: "hook-secret-1".into(),
-                version: HookVersion::V1_21,
-                events: vec!["pull_request_comment".into()],
-            },
-        )
-        .unwrap();
+    let w = hooked("slow");
     let pr = w.open_pr();
     let mut slow = Vec::new();
     for i in 0..300 {
