@@ -4,7 +4,10 @@
 use std::process::Command;
 
 fn check(config: &serde_json::Value, extra: &[&str]) -> (bool, String) {
-    let dir = std::env::temp_dir().join(format!("sr-cli-{}", std::process::id()));
+    // Tests run at once: each call its own directory.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("sr-cli-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("c{}.json", extra.len()));
     std::fs::write(&path, serde_json::to_vec(config).unwrap()).unwrap();
@@ -69,4 +72,43 @@ fn check_config_accepts_a_good_config_and_names_what_is_wrong_with_a_bad_one() {
     let (ok, out) = check(&good, &["--scheme", "ftp"]);
     assert!(!ok);
     assert!(out.contains("scheme must be http or https"), "{out}");
+}
+
+/// `--help`'s example config is one the binary accepts, and it names every setting there is:
+/// an operator can start from it.
+#[test]
+fn the_help_s_example_config_is_valid_and_complete() {
+    let help = Command::new(env!("CARGO_BIN_EXE_cc-ci-stage-runner"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let start = help.find("{\"server\"").expect("an example config");
+    let mut depth = 0;
+    let end = start
+        + help[start..]
+            .char_indices()
+            .find(|(_, c)| {
+                depth += match c {
+                    '{' => 1,
+                    '}' => -1,
+                    _ => 0,
+                };
+                depth == 0
+            })
+            .unwrap()
+            .0
+        + 1;
+    let example: serde_json::Value = serde_json::from_str(&help[start..end]).unwrap();
+    let (ok, out) = check(&example, &[]);
+    assert!(ok, "{out}");
+    let cfg: stage_runner::config::Config = serde_json::from_value(example.clone()).unwrap();
+    for key in serde_json::to_value(&cfg)
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .keys()
+    {
+        assert!(example.get(key).is_some(), "--help's example lacks {key}");
+    }
 }
