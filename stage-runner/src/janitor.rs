@@ -44,7 +44,7 @@ pub fn sweep(cfg: &Config) -> Result<Reaped> {
         }
         if Run::load(&dir).is_err() {
             if Lock::try_take(&dir)?.is_some() {
-                crate::process::reap(&id);
+                crate::process::reap(&dir);
                 std::fs::remove_dir_all(&dir)?;
                 reaped.runs += 1;
             }
@@ -109,7 +109,7 @@ fn orphan_apps(cfg: &Config, r: &Redactor) -> Result<usize> {
             r,
             &format!("janitor: removing orphaned CI app {domain} (run {run_id})"),
         );
-        crate::process::reap(&run_id);
+        crate::process::reap(&rundir::dir(&cfg.state_dir, &run_id));
         let scratch = cfg.state_dir.join("janitor");
         let _ = std::fs::remove_dir_all(&scratch);
         std::fs::create_dir_all(scratch.join("recipes"))?;

@@ -176,21 +176,22 @@ pub fn outside(since: Instant) {
 static GROUPS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
 /// Every process a run starts, and everything those start, carries this variable with the
-/// run's id: a stage-runner killed outright (SIGKILL, an OOM kill) leaves its children
-/// running, and the next stage of the run or the janitor finds them by it ([`reap`]).
+/// run's directory: a stage-runner killed outright (SIGKILL, an OOM kill) leaves its children
+/// running, and the next stage of the run or the janitor finds them by it ([`reap`]). The
+/// directory, not the id: build numbers repeat across Drone instances and test worlds.
 pub const RUN_MARK: &str = "CCCI_RUN_PROCESS";
 
 /// The run this process works for; children are marked with it.
 static RUN: Mutex<String> = Mutex::new(String::new());
 
-pub fn mark_run(id: &str) {
-    *RUN.lock().unwrap() = id.to_owned();
+pub fn mark_run(run_dir: &Path) {
+    *RUN.lock().unwrap() = run_dir.display().to_string();
 }
 
-/// Kills every process still marked as run `id`'s (not this one): what a killed
+/// Kills every process still marked as the run's in `run_dir` (not this one): what a killed
 /// stage-runner left. Returns how many. Only processes this user may signal are seen.
-pub fn reap(id: &str) -> usize {
-    let want = format!("{RUN_MARK}={id}");
+pub fn reap(run_dir: &Path) -> usize {
+    let want = format!("{RUN_MARK}={}", run_dir.display());
     let me = std::process::id();
     let mut n = 0;
     let Ok(procs) = std::fs::read_dir("/proc") else {

@@ -319,14 +319,14 @@ impl Ctx {
         let lock = Lock::try_take(&dir)?
             .with_context(|| format!("run {run_id} is busy in another stage-runner"))?;
         // The lock was free: whatever of the run still runs was left by a killed stage-runner.
-        let left = process::reap(run_id);
+        let left = process::reap(&dir);
         if left > 0 {
             say(
                 &Redactor::new([]),
                 &format!("stopped {left} process(es) a killed stage of run {run_id} left running"),
             );
         }
-        process::mark_run(run_id);
+        process::mark_run(&dir);
         let values = rundir::load_values(&dir)?;
         let redactor = Redactor::new(values.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         Ok(Ctx {
@@ -1471,7 +1471,7 @@ pub fn prepare(cfg: Config, p: &RunParams, run_id: &str, build: i64) -> Result<C
     if dir.exists() {
         bail!("run {run_id} already exists at {}", dir.display());
     }
-    process::mark_run(run_id);
+    process::mark_run(&dir);
     rundir::create(&dir)?;
     // The summary first: whatever stops prepare from here on is recorded in it.
     let results = results_dir(&cfg, run_id);

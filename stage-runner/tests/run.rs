@@ -992,10 +992,13 @@ fn a_secret_version_already_on_the_engine_errors_install_with_docker_s_reason() 
     assert_eq!(w.leftovers(), Vec::<String>::new());
 }
 
-/// The processes marked as run `build`'s (`CCCI_RUN_PROCESS`), found as the janitor finds
-/// them.
-fn marked(build: u32) -> Vec<u32> {
-    let want = format!("CCCI_RUN_PROCESS={build}");
+/// The processes marked as run `build`'s of world `w` (`CCCI_RUN_PROCESS` names the run's
+/// directory), found as the janitor finds them.
+fn marked(w: &World, build: u32) -> Vec<u32> {
+    let want = format!(
+        "CCCI_RUN_PROCESS={}",
+        w.dir.join(format!("state/runs/{build}")).display()
+    );
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
@@ -1038,19 +1041,19 @@ fn the_janitor_stops_what_a_killed_stage_runner_left_running() {
     w.wait_until(
         "the test's sleep running",
         std::time::Duration::from_secs(120),
-        || marked(31).iter().any(|p| comm(p).trim() == "sleep"),
+        || marked(&w, 31).iter().any(|p| comm(p).trim() == "sleep"),
     );
     child.kill().unwrap();
     let _ = child.wait();
     std::thread::sleep(std::time::Duration::from_secs(1));
-    let left = marked(31);
+    let left = marked(&w, 31);
     assert!(
         left.len() >= 2,
         "pytest and sleep outlive a SIGKILLed stage-runner: {left:?}"
     );
     w.janitor();
     assert_eq!(
-        marked(31),
+        marked(&w, 31),
         Vec::<u32>::new(),
         "nothing of the run still runs"
     );
