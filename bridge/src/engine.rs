@@ -630,13 +630,7 @@ impl Engine {
     /// The comment's intent could not be saved: try again on the retry schedule, for as long
     /// as it takes (a full disk is the operator's to fix; the PR hears nothing meanwhile).
     fn not_durable(&mut self, id: i64, repo: &Repo, c: &Comment, pr: i64) -> Outcome {
-        let entry = self.retrying.entry(id).or_insert(Retrying {
-            attempts: 0,
-            next_at: Instant::now(),
-            repo: repo.clone(),
-            comment: Some(c.clone()),
-        });
-        entry.next_at = Instant::now() + Duration::from_secs(5);
+        self.retry_entry(id, repo, Some(c)).next_at = Instant::now() + Duration::from_secs(5);
         log(
             Level::Error,
             "not starting a run: its intent could not be saved; will retry",
@@ -645,13 +639,18 @@ impl Engine {
         Outcome::Retry
     }
 
-    fn failed(&mut self, id: i64, repo: &Repo, c: Option<&Comment>, pr: i64, why: &str) -> Outcome {
-        let entry = self.retrying.entry(id).or_insert(Retrying {
+    /// The comment's place in the retry schedule, made on its first failure.
+    fn retry_entry(&mut self, id: i64, repo: &Repo, c: Option<&Comment>) -> &mut Retrying {
+        self.retrying.entry(id).or_insert_with(|| Retrying {
             attempts: 0,
             next_at: Instant::now(),
             repo: repo.clone(),
             comment: c.cloned(),
-        });
+        })
+    }
+
+    fn failed(&mut self, id: i64, repo: &Repo, c: Option<&Comment>, pr: i64, why: &str) -> Outcome {
+        let entry = self.retry_entry(id, repo, c);
         entry.attempts += 1;
         let attempts = entry.attempts;
         // 4 s, 8 s, … capped at 2 min: a maintainer waits at most that long once Gitea or

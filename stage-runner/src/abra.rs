@@ -37,7 +37,16 @@ impl Abra {
 
     /// Runs and requires exit 0.
     pub fn ok(&self, args: &[&str], r: &Redactor) -> Result<Output> {
-        let out = process::run(self.cmd(args), r)?;
+        self.require(self.cmd(args), args, r)
+    }
+
+    /// [`Abra::ok`], working in `dir` (where `backup download` writes).
+    pub fn ok_in(&self, dir: &Path, args: &[&str], r: &Redactor) -> Result<Output> {
+        self.require(self.cmd(args).cwd(dir), args, r)
+    }
+
+    fn require(&self, cmd: Cmd, args: &[&str], r: &Redactor) -> Result<Output> {
+        let out = process::run(cmd, r)?;
         if !out.success() {
             let said = match out.last_line.as_str() {
                 "" => String::new(),
@@ -59,14 +68,6 @@ impl Abra {
     /// Like [`Abra::try_run`], keeping stdout (unprinted) for the caller to read.
     pub fn try_run_captured(&self, args: &[&str], r: &Redactor) -> Result<Output> {
         process::run(self.cmd(args).capture(), r)
-    }
-
-    /// The same abra, working in `dir` (where `backup download` writes).
-    pub fn in_dir(&self, dir: &Path) -> AbraIn<'_> {
-        AbraIn {
-            abra: self,
-            dir: dir.to_owned(),
-        }
     }
 
     pub fn env_file(&self, domain: &str) -> PathBuf {
@@ -145,21 +146,6 @@ impl Abra {
                 }
             })
             .with_context(|| format!("removing {}", self.env_file(domain).display()))
-    }
-}
-
-pub struct AbraIn<'a> {
-    abra: &'a Abra,
-    dir: PathBuf,
-}
-
-impl AbraIn<'_> {
-    pub fn ok(&self, args: &[&str], r: &Redactor) -> Result<Output> {
-        let out = process::run(self.abra.cmd(args).cwd(&self.dir), r)?;
-        if !out.success() {
-            bail!("`abra {}` failed: {}", args.join(" "), out.last_line);
-        }
-        Ok(out)
     }
 }
 

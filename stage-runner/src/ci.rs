@@ -123,28 +123,20 @@ impl CiSettings {
         if let Some(c) = self.health_codes.iter().find(|c| !(100..600).contains(*c)) {
             bail!("health_codes: {c} is no HTTP status");
         }
-        for (stage, why) in &self.skip {
-            if !SKIPPABLE.contains(&stage.as_str()) {
-                bail!(
-                    "skip: {stage:?} cannot be skipped (one of: {})",
-                    SKIPPABLE.join(", ")
-                );
-            }
-            if why.trim().is_empty() {
-                bail!("skip: {stage} needs a reason, shown wherever the skip is");
-            }
-        }
-        for (check, why) in &self.checks_off {
-            if !SWITCHABLE.contains(&check.as_str()) {
-                bail!(
-                    "checks_off: {check:?} is no generic check that can be switched off (one of: {})",
-                    SWITCHABLE.join(", ")
-                );
-            }
-            if why.trim().is_empty() {
-                bail!("checks_off: {check} needs a reason, shown on the run page");
-            }
-        }
+        declared(
+            "skip",
+            &self.skip,
+            SKIPPABLE,
+            "cannot be skipped",
+            "shown wherever the skip is",
+        )?;
+        declared(
+            "checks_off",
+            &self.checks_off,
+            SWITCHABLE,
+            "is no generic check that can be switched off",
+            "shown on the run page",
+        )?;
         for (key, value) in &self.env {
             for name in placeholders(value) {
                 if !PLACEHOLDERS.contains(&name) {
@@ -200,6 +192,29 @@ impl CiSettings {
             })
             .collect()
     }
+}
+
+/// A map of things switched off, each with its reason: only names in `allowed`, and no
+/// reason left empty.
+fn declared(
+    key: &str,
+    map: &BTreeMap<String, String>,
+    allowed: &[&str],
+    not_allowed: &str,
+    shown: &str,
+) -> Result<()> {
+    for (name, why) in map {
+        if !allowed.contains(&name.as_str()) {
+            bail!(
+                "{key}: {name:?} {not_allowed} (one of: {})",
+                allowed.join(", ")
+            );
+        }
+        if why.trim().is_empty() {
+            bail!("{key}: {name} needs a reason, {shown}");
+        }
+    }
+    Ok(())
 }
 
 /// The names inside `{…}` in a value.

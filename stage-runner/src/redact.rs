@@ -252,10 +252,9 @@ fn lines(buf: &[u8]) -> Vec<(usize, usize, usize)> {
 }
 
 impl Redactor {
-    /// Redacts whole lines, reading base64 wrapped over several lines as one: a value's
-    /// encoding cut by a line end is still found.
-    fn redact_lines(&self, region: &[u8]) -> Vec<u8> {
-        let ls = lines(region);
+    /// Redacts `region`, whose complete lines are `ls` ([`lines`]), reading base64 wrapped
+    /// over several lines as one: a value's encoding cut by a line end is still found.
+    fn redact_lines(&self, region: &[u8], ls: &[(usize, usize, usize)]) -> Vec<u8> {
         if self.ac.is_none() || !ls.iter().any(|&(a, b, _)| wrapped(&region[a..b])) {
             return self.redact(region);
         }
@@ -309,7 +308,7 @@ impl Redactor {
 impl<W: Write> Stream<'_, W> {
     fn flush_lines(&mut self, all: bool) -> io::Result<()> {
         if all {
-            let out = self.r.redact_lines(&self.buf);
+            let out = self.r.redact_lines(&self.buf, &lines(&self.buf));
             self.out.write_all(&out)?;
             self.buf.clear();
             return Ok(());
@@ -338,7 +337,7 @@ impl<W: Write> Stream<'_, W> {
         if cut == 0 {
             return Ok(());
         }
-        let out = self.r.redact_lines(&self.buf[..cut]);
+        let out = self.r.redact_lines(&self.buf[..cut], &ls[..keep]);
         self.out.write_all(&out)?;
         self.buf.drain(..cut);
         Ok(())

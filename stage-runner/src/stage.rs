@@ -1006,9 +1006,8 @@ impl Ctx {
         if o.status != Status::Passed {
             return Ok(o);
         }
-        let off = self.run.ci.checks_off.clone();
         let token = rundir::random_token(16)?.to_lowercase();
-        let probed = match off.get("backup-data") {
+        let probed = match self.run.ci.checks_off.get("backup-data") {
             Some(_) => Vec::new(),
             None => self.probes(&marked, Probe::Write(&token))?,
         };
@@ -1150,17 +1149,17 @@ impl Ctx {
     /// times. Every snapshot made is remembered for teardown to remove. `None`: the stage
     /// failed, `o` says why.
     fn verified_backup(
-        &mut self,
+        &self,
         marked: &[backup::Marked],
         probe: Option<&str>,
         o: &mut Outcome,
     ) -> Result<Option<String>> {
-        let d = self.run.domain.clone();
-        let off = self.run.ci.checks_off.clone();
+        let d = &self.run.domain;
+        let off = &self.run.ci.checks_off;
         for attempt in 1..=BACKUP_ATTEMPTS {
             let out = self
                 .abra()
-                .try_run_captured(&["app", "backup", "create", &d], &self.redactor)?;
+                .try_run_captured(&["app", "backup", "create", d], &self.redactor)?;
             let said = String::from_utf8_lossy(&out.stdout).into_owned();
             for line in said.lines() {
                 self.say(line);
@@ -1233,7 +1232,8 @@ impl Ctx {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         let d = self.run.domain.clone();
-        self.abra().in_dir(&dir).ok(
+        self.abra().ok_in(
+            &dir,
             &["app", "backup", "download", &d, "--snapshot", id],
             &self.redactor,
         )?;
@@ -1699,11 +1699,7 @@ pub fn run_stage(ctx: &mut Ctx, stage: &str) -> Outcome {
             reason: format!("{e}"),
             ..Outcome::passed()
         },
-        Err(e) => Outcome {
-            status: Status::Error,
-            reason: format!("{e:#}"),
-            ..Outcome::passed()
-        },
+        Err(e) => Outcome::error(format!("{e:#}")),
     };
     // The app is still there: what went wrong with it is kept before anything tears it down.
     let red = matches!(o.status, Status::Failed | Status::Error);
@@ -1758,11 +1754,7 @@ fn abort_teardown(ctx: &mut Ctx) {
     let t = Instant::now();
     let o = match ctx.teardown() {
         Ok(o) => o,
-        Err(e) => Outcome {
-            status: Status::Error,
-            reason: format!("teardown after abort: {e:#}"),
-            ..Outcome::passed()
-        },
+        Err(e) => Outcome::error(format!("teardown after abort: {e:#}")),
     };
     let _ = ctx.record("teardown", now(), t.elapsed(), &o);
 }
