@@ -10,17 +10,7 @@ mod world;
 
 use std::time::{Duration, Instant};
 
-use world::{wait_until, Opts, World, QUICK};
-
-fn status_kb(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
+use world::{status_kb, wait_until, Opts, World, QUICK};
 
 fn main() {
     let n: usize = std::env::var("BENCH_COMMENTS")

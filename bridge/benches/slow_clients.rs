@@ -14,17 +14,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use world::{wait_until, Opts, World, QUICK};
-
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
+use world::{status_kb, wait_until, Opts, World, QUICK};
 
 fn main() {
     let n: usize = std::env::var("BENCH_CLIENTS")
@@ -57,7 +47,7 @@ fn main() {
     };
     healthz();
     std::thread::sleep(Duration::from_secs(1));
-    let before = rss_kb(pid);
+    let before = status_kb(pid, "VmRSS:");
     let mut slow = Vec::with_capacity(n);
     for i in 0..n {
         let mut s = TcpStream::connect(&w.listen).expect("connect (is ulimit -n high enough?)");
@@ -71,7 +61,7 @@ fn main() {
     }
     let mut lat: Vec<Duration> = (0..200).map(|_| healthz()).collect();
     lat.sort();
-    let holding = rss_kb(pid);
+    let holding = status_kb(pid, "VmRSS:");
     let t = Instant::now();
     w.say(pr, "alice", "!testme");
     wait_until("a build from the webhook", Duration::from_secs(10), || {
@@ -80,7 +70,7 @@ fn main() {
     let delivery = t.elapsed();
     drop(slow);
     std::thread::sleep(Duration::from_secs(12));
-    let after = rss_kb(pid);
+    let after = status_kb(pid, "VmRSS:");
     println!(
         "slow_clients: {n} held; healthz p50 {:.2} ms, p99 {:.2} ms; delivery -> build {:.0} ms; VmRSS {before} kB before, {holding} kB holding, {after} kB after",
         lat[lat.len() / 2].as_secs_f64() * 1000.0,

@@ -92,6 +92,18 @@ pub struct World<F: Forge = Gitea> {
     forks: RefCell<BTreeSet<String>>,
 }
 
+/// A `/proc/<pid>/status` figure in kB (`VmRSS:`, `VmHWM:`), 0 when unreadable: for the
+/// benches' memory figures.
+pub fn status_kb(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
