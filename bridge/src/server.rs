@@ -413,8 +413,13 @@ mod tests {
             assert!(t.elapsed() < Duration::from_secs(5), "three open");
             std::thread::sleep(Duration::from_millis(10));
         }
+        // The refusal is written before anything is read, so this client only listens: had it
+        // written its request, that could race the server's close and end in a reset.
         let t = Instant::now();
-        let over = get(addr, "/metrics");
+        let mut over = String::new();
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.read_to_string(&mut over);
         assert!(over.starts_with("HTTP/1.1 503 "), "{over}");
         assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
         assert_eq!(metrics.http_refused.load(Ordering::Relaxed), 1);
@@ -425,6 +430,12 @@ mod tests {
             let mut out = String::new();
             let _ = s.read_to_string(&mut out);
             assert!(out.starts_with("HTTP/1.1 408 "), "{out}");
+        }
+        // A slot is free when its thread has ended, a moment after the client saw the close.
+        let t = Instant::now();
+        while metrics.http_open.load(Ordering::Relaxed) > 0 {
+            assert!(t.elapsed() < Duration::from_secs(5), "slots freed");
+            std::thread::sleep(Duration::from_millis(10));
         }
         let again = get(addr, "/metrics");
         assert!(again.starts_with("HTTP/1.1 200 "), "{again}");
