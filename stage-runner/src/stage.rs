@@ -1037,7 +1037,16 @@ impl Ctx {
             );
             return Ok(o);
         }
-        self.wait_up()?;
+        // It answered before the restore: not answering after it is the restore's doing.
+        if let Err(e) = self.wait_up() {
+            if abort::aborted().is_some() {
+                return Err(e);
+            }
+            o.status = Status::Failed;
+            o.reason =
+                format!("the app does not answer after the restore of snapshot {snapshot}: {e:#}");
+            return Ok(o);
+        }
         if !probed.is_empty() {
             let wrong: Vec<String> = self
                 .probes(&probed, Probe::Read(&token))?

@@ -22,8 +22,12 @@ CHROMIUM_ARGS = [
 def chromium_args(resolve=None) -> list:
     args = list(CHROMIUM_ARGS)
     if resolve is not None:
-        # The name stays in the URL, so TLS and Host are the app's (context.Resolve).
-        args.append(f"--host-resolver-rules=MAP {resolve.pattern} {resolve.address}")
+        # The name stays in the URL, so TLS and Host are the app's (context.Resolve). Every
+        # other name resolves to nothing: where the apps' names need mapping, nothing but the
+        # apps is there to reach, and a page's third-party asset (a Gravatar, a CDN) fails at
+        # once instead of leaving the machine. The first matching rule wins.
+        args.append(f"--host-resolver-rules=MAP {resolve.pattern} {resolve.address},"
+                    " MAP * ~NOTFOUND")
     return args
 
 

@@ -22,8 +22,8 @@ from ccci_harness.http import AppSession
 from ccci_harness.wait import WaitTimeout
 from standin_world import TESTS_DIR
 
-SUITES = ["custom-html", "hedgedoc", "keycloak", "matrix-synapse", "lasuite-docs", "immich",
-          "bluesky-pds", "cryptpad"]
+SUITES = sorted(d.name for d in TESTS_DIR.iterdir()
+                if (d / "ci.json").is_file() and not d.name.startswith("_"))
 CI_KEYS = {"health_path", "deploy_timeout_secs", "env", "secrets", "values", "upgrade_base",
            "skip"}
 
@@ -224,7 +224,7 @@ def test_resolve_rule_parses_matches_and_refuses_nonsense():
     for bad in ("127.0.0.1", "*.ci.test=", "=127.0.0.1", "*.ci.test=127.0.0.1:443"):
         with pytest.raises(ValueError, match="PATTERN=ADDRESS"):
             Resolve.parse(bad)
-    assert "--host-resolver-rules=MAP *.ci.test 127.0.0.1" in chromium_args(r)
+    assert "--host-resolver-rules=MAP *.ci.test 127.0.0.1, MAP * ~NOTFOUND" in chromium_args(r)
 
 
 class _Landing(BaseHTTPRequestHandler):

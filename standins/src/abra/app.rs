@@ -1063,11 +1063,21 @@ fn app_backup_create(ctx: &Ctx, args: &[String]) -> Result<i32> {
                 args.extend(e.paths.iter().map(String::as_str));
                 let out = docker::call_with(&args, docker::Input::Nothing, None, Some(file))?;
                 if !out.success() {
+                    // tar's last line only says that it failed; the ones before say why.
+                    let why: Vec<&str> = out
+                        .stderr
+                        .lines()
+                        .filter(|l| !l.trim().is_empty())
+                        .collect();
                     bail!(
                         "backing up {} of {}: {}",
-                        e.target,
+                        e.paths
+                            .iter()
+                            .map(|p| format!("{}/{p}", e.target))
+                            .collect::<Vec<_>>()
+                            .join(" "),
                         svc.spec.name,
-                        out.said()
+                        why.join("; ")
                     );
                 }
                 all.push(e);
@@ -1080,6 +1090,8 @@ fn app_backup_create(ctx: &Ctx, args: &[String]) -> Result<i32> {
         Ok(e) => e,
         Err(e) => {
             let _ = fs::remove_dir_all(&tmp);
+            // As after `backup remove`: the repository is there while it holds snapshots.
+            let _ = fs::remove_dir(&repo);
             return Err(e.context("backup failed"));
         }
     };

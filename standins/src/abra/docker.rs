@@ -294,8 +294,18 @@ pub fn tasks(service: &str) -> Result<Vec<Task>> {
     }
     let mut args = vec!["inspect", "--type", "task"];
     args.extend(ids.iter().map(String::as_str));
-    let mut v: Vec<Task> =
-        serde_json::from_str(ok(&args)?.trim()).context("reading docker inspect's task output")?;
+    let out = call(&args)?;
+    // A crash-looping service's old tasks are pruned from the history between the two calls:
+    // docker prints the others and names the gone ones.
+    if !out.success() && !out.said().contains("not found") {
+        bail!("{}", out.said());
+    }
+    let text = out.text();
+    let mut v: Vec<Task> = if text.trim().is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_str(text.trim()).context("reading docker inspect's task output")?
+    };
     // RFC 3339 timestamps from one clock sort as strings.
     v.sort_by(|a, b| b.status.timestamp.cmp(&a.status.timestamp));
     Ok(v)

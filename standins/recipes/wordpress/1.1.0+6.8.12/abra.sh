@@ -1,0 +1,1 @@
+# No config files in this recipe: WordPress reads its settings from the environment.
