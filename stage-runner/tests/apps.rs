@@ -75,37 +75,47 @@ fn a_whole_wordpress_run_passes_on_wordpress_and_mariadb() {
     assert_eq!(w.summary(21).upgrade_base, "1.0.0+6.1.9");
 }
 
-/// Runs prepare, install and backup of the PR that `edit` makes on top of the recipe's newest
-/// release, waiting at most `wait_secs` for the app; returns the backup stage's exit code and
-/// the summary. Teardown must leave nothing.
-fn backup_of_a_pr(
+/// Runs the PR that `edit` makes on top of the recipe's newest release up to `last` — every
+/// stage before it must pass — waiting at most `wait_secs` for the app; returns `last`'s exit
+/// code and the summary. Teardown must leave nothing.
+fn pr_run_to(
     name: &str,
     recipe: &str,
     build: u32,
     wait_secs: u64,
+    last: &str,
     edit: impl FnOnce(&std::path::Path),
 ) -> (i32, ccci::summary::Summary) {
     let mut w = World::of_recipe(name, recipe);
-    w.pr_commit("PR: change the backup", edit);
+    w.pr_commit("PR: break it", edit);
     w.write_config(&[("deploy_timeout_secs", serde_json::json!(wait_secs))]);
     let env = w.params(build);
-    for stage in ["prepare", "install"] {
+    let mut code = None;
+    for stage in ["prepare", "install", "upgrade", "backup"] {
         let s = w.stage(stage, &env);
+        if stage == last {
+            code = Some(s.code);
+            break;
+        }
         assert_eq!(s.code, 0, "{stage}:\n{}", s.stdout);
     }
-    let code = w.stage("backup", &env).code;
     assert_eq!(w.stage("teardown", &env).code, 0);
     assert_eq!(w.leftovers(), Vec::<String>::new());
-    (code, w.summary(build))
+    (code.expect("a stage of the run"), w.summary(build))
 }
 
-/// `edit` for [`backup_of_a_pr`]: replaces `from` (which must be there) in compose.yml.
+/// `edit` for [`pr_run_to`]: replaces `from` (which must be there) in compose.yml.
 fn compose_edit<'a>(from: &'a str, to: &'a str) -> impl FnOnce(&std::path::Path) + 'a {
+    file_edit("compose.yml", from, to)
+}
+
+/// `edit` for [`pr_run_to`]: replaces `from` (which must be there) in one of the recipe's files.
+fn file_edit<'a>(file: &'a str, from: &'a str, to: &'a str) -> impl FnOnce(&std::path::Path) + 'a {
     move |repo| {
-        let p = repo.join("compose.yml");
-        let compose = std::fs::read_to_string(&p).unwrap();
-        assert!(compose.contains(from), "{from}");
-        std::fs::write(&p, compose.replace(from, to)).unwrap();
+        let p = repo.join(file);
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains(from), "{file}: {from}");
+        std::fs::write(&p, text.replace(from, to)).unwrap();
     }
 }
 
@@ -114,11 +124,12 @@ fn compose_edit<'a>(from: &'a str, to: &'a str) -> impl FnOnce(&std::path::Path)
 /// dump is whole, but WordPress does not answer on the emptied tables after the restore).
 #[test]
 fn a_wordpress_backup_that_loses_the_posts_fails_with_what_was_lost() {
-    let (code, sum) = backup_of_a_pr(
+    let (code, sum) = pr_run_to(
         "wp-nodump",
         "wordpress",
         22,
         300,
+        "backup",
         compose_edit("> /var/lib/mysql/dump.sql\"", "> /dev/null\""),
     );
     assert_eq!(code, 1);
@@ -130,11 +141,12 @@ fn a_wordpress_backup_that_loses_the_posts_fails_with_what_was_lost() {
         b.reason
     );
 
-    let (code, sum) = backup_of_a_pr(
+    let (code, sum) = pr_run_to(
         "wp-nodata",
         "wordpress",
         23,
         30,
+        "backup",
         compose_edit(
             "mariadb-dump --single-transaction",
             "mariadb-dump --no-data",
@@ -149,4 +161,62 @@ fn a_wordpress_backup_that_loses_the_posts_fails_with_what_was_lost() {
         "{}",
         b.reason
     );
+}
+
+/// The federated recipe: the reference AT Protocol PDS for real, its accounts' DIDs registered
+/// with the ground's did:plc directory (dev/proxy). The upgrade is PDS 0.4.209 to 0.4.217 over
+/// the old data; the backup is the data volume, restored under a restarted PDS.
+#[test]
+fn a_whole_bluesky_pds_run_passes_on_the_reference_pds() {
+    let w = whole_run(
+        "pds",
+        "bluesky-pds",
+        "0.3.0+v0.4.217",
+        31,
+        "ghcr.io/bluesky-social/pds:0.4.217",
+        &[("install", 4), ("upgrade", 2), ("backup", 3)],
+    );
+    assert_eq!(w.summary(31).upgrade_base, "0.2.0+v0.4.209");
+}
+
+/// A PR that drops the PLC rotation key from the entrypoint: the PDS refuses to start, and
+/// install fails with the container's exit and, in the diagnostics, the PDS's own complaint.
+#[test]
+fn a_pds_that_exits_at_start_fails_install_with_the_exit() {
+    let (code, sum) = pr_run_to("pds-exits", "bluesky-pds", 32, 60, "install", |repo| {
+        file_edit(
+            "entrypoint.sh",
+            "export PDS_JWT_SECRET PDS_ADMIN_PASSWORD PDS_PLC_ROTATION_KEY_K256_PRIVATE_KEY_HEX",
+            "export PDS_JWT_SECRET PDS_ADMIN_PASSWORD",
+        )(repo);
+        // The recipe's timeout label bounds abra's wait for a deploy that cannot converge.
+        compose_edit("${TIMEOUT:-300}", "${TIMEOUT:-20}")(repo);
+    });
+    assert_eq!(code, 1);
+    let i = sum.stage("install").unwrap();
+    assert_eq!(i.status.as_str(), "failed", "{}", i.reason);
+    assert!(i.reason.contains("non-zero exit (1)"), "{}", i.reason);
+}
+
+/// The stateful recipe's classic mistake: a PR that renames the database volume. The upgrade
+/// deploys an empty database beside the old one; Synapse starts on it, and the suite says the
+/// user made before the upgrade cannot log in.
+#[test]
+fn a_synapse_upgrade_onto_a_renamed_volume_fails_at_the_lost_user() {
+    let (code, sum) = pr_run_to("syn-volume", "matrix-synapse", 33, 300, "upgrade", |repo| {
+        compose_edit(
+            "      - postgres:/var/lib/postgresql/data\n",
+            "      - pgdata:/var/lib/postgresql/data\n",
+        )(repo);
+        compose_edit("  postgres:\n", "  pgdata:\n")(repo);
+    });
+    assert_eq!(code, 1);
+    let u = sum.stage("upgrade").unwrap();
+    assert_eq!(u.status.as_str(), "failed", "{}", u.reason);
+    let failure = u
+        .failures
+        .iter()
+        .find(|f| f.name.ends_with("test_seed_survives_upgrade"))
+        .unwrap_or_else(|| panic!("{:?}", u.failures));
+    assert!(failure.message.contains("login"), "{}", failure.message);
 }

@@ -7,13 +7,17 @@ KEY = "pds_upgrade_seed"
 
 
 @pytest.mark.pre_upgrade
-def test_seed_before_upgrade(pds, kv):
-    pds.seed(kv, KEY)
+def test_seed_before_upgrade(pds, kv, http):
+    seed = pds.seed(kv, KEY)
+    seed["version"] = http.get("/xrpc/_health").json()["version"]
+    kv[KEY] = seed
 
 
 @pytest.mark.post_upgrade
-def test_seed_survives_upgrade(pds, kv):
+def test_seed_survives_upgrade(pds, kv, http):
     seed = kv[KEY]
+    version = http.get("/xrpc/_health").json()["version"]
+    assert version != seed["version"], f"still PDS {version} after the upgrade"
     assert pds.session(seed["handle"])["did"] == seed["did"]
     r = pds.get_post(seed["did"], seed["rkey"])
     assert r.status_code == 200 and r.json()["value"]["text"] == seed["text"], r.text[:300]
