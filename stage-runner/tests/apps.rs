@@ -220,3 +220,62 @@ fn a_synapse_upgrade_onto_a_renamed_volume_fails_at_the_lost_user() {
         .unwrap_or_else(|| panic!("{:?}", u.failures));
     assert!(failure.message.contains("login"), "{}", failure.message);
 }
+
+/// The workflow-automation recipe, its fast form (what `.ci/run` runs): n8n 1.123.5 and
+/// PostgreSQL for real, the install stage's suite (owner, workflow, the editor in Chromium).
+#[test]
+fn an_n8n_install_passes_on_n8n_and_postgres() {
+    let mut w = World::of_recipe("n8n-install", "n8n");
+    w.sha = world::git(
+        &w.forge.join("n8n"),
+        &["rev-parse", "1.1.0+1.123.5^{commit}"],
+    );
+    w.write_config(&[("deploy_timeout_secs", serde_json::json!(300))]);
+    let env = w.params(40);
+    for stage in ["prepare", "install", "teardown"] {
+        let s = w.stage(stage, &env);
+        assert_eq!(s.code, 0, "{stage} failed:\n{}", s.stdout);
+    }
+    let i = w.summary(40);
+    let i = i.stage("install").unwrap();
+    assert_eq!(i.status.as_str(), "passed", "{}", i.reason);
+    assert_eq!(i.tests.passed, 4);
+    assert_eq!(w.leftovers(), Vec::<String>::new());
+}
+
+/// The whole n8n run: the upgrade is n8n 1.110.1 to 1.123.5, whose start runs the new
+/// version's migrations over the old database; then backup and restore.
+#[test]
+#[ignore = "heavy (both n8n images, 1.3 GB each): dev/test --all runs it"]
+fn a_whole_n8n_run_passes_on_n8n_and_postgres() {
+    let w = whole_run(
+        "n8n",
+        "n8n",
+        "1.1.0+1.123.5",
+        41,
+        "n8nio/n8n:1.123.5",
+        &[("install", 4), ("upgrade", 2), ("backup", 3)],
+    );
+    assert_eq!(w.summary(41).upgrade_base, "1.0.0+1.110.1");
+}
+
+/// A PR that changes how the encryption key is made: n8n refuses to start on the settings the
+/// old version wrote ("Mismatching encryption keys"), the swarm rolls the upgrade back, and the
+/// upgrade stage fails with the container's exit.
+#[test]
+#[ignore = "heavy (both n8n images, 1.3 GB each): dev/test --all runs it"]
+fn an_n8n_upgrade_with_another_encryption_key_fails_with_the_exit() {
+    let (code, sum) = pr_run_to("n8n-key", "n8n", 42, 600, "upgrade", |repo| {
+        file_edit(
+            "entrypoint.sh",
+            "N8N_ENCRYPTION_KEY=$(cat /run/secrets/encryption_key)",
+            "N8N_ENCRYPTION_KEY=$(sha256sum /run/secrets/encryption_key | cut -c1-64)",
+        )(repo);
+        file_edit("abra.sh", "ENTRYPOINT_VERSION=v1", "ENTRYPOINT_VERSION=v2")(repo);
+        compose_edit("${TIMEOUT:-300}", "${TIMEOUT:-60}")(repo);
+    });
+    assert_eq!(code, 1);
+    let u = sum.stage("upgrade").unwrap();
+    assert_eq!(u.status.as_str(), "failed", "{}", u.reason);
+    assert!(u.reason.contains("non-zero exit (1)"), "{}", u.reason);
+}

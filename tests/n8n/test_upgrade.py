@@ -1,0 +1,21 @@
+"""n8n across an upgrade: the owner and a workflow made on the old version are there on the
+new one (its migrations keep them), and the version n8n reports has changed."""
+
+import pytest
+
+KEY = "n8n_upgrade_seed"
+
+
+@pytest.mark.pre_upgrade
+def test_seed_before_upgrade(n8n, kv):
+    n8n.seed(kv, KEY)
+
+
+@pytest.mark.post_upgrade
+def test_seed_survives_upgrade(n8n, kv):
+    seed = kv[KEY]
+    n8n.login()
+    assert n8n.version() != seed["version"], f"still n8n {seed['version']} after the upgrade"
+    r = n8n.workflow(seed["id"])
+    assert r.status_code == 200, f"the workflow made before the upgrade: {r.status_code} {r.text[:300]}"
+    assert r.json()["data"]["name"] == seed["name"]
