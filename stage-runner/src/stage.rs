@@ -52,6 +52,9 @@ const CARD_TIMEOUT: Duration = Duration::from_secs(60);
 const ENGINE_TIMEOUT: Duration = Duration::from_secs(30);
 const DIAGNOSTICS_LOG_LINES: &str = "50";
 const DIAGNOSTICS_MAX_BYTES: usize = 64 * 1024;
+/// How long the containers of tasks an update replaced may take to stop (swarm's default grace
+/// period is 10 s, then they are killed).
+const REPLACED_TASKS_LIMIT: Duration = Duration::from_secs(60);
 
 /// The recipe under test failed (not cc-ci, not the host): a red verdict, not an error.
 #[derive(Debug)]
@@ -726,6 +729,59 @@ impl Ctx {
         )
     }
 
+    /// Waits until no container of the app's replaced tasks is running. A swarm update counts
+    /// as done once the old tasks are told to stop; until their containers have, Traefik still
+    /// routes some requests to the old version, and a check would test the old code.
+    fn wait_replaced_tasks_stopped(&self) -> Result<()> {
+        let stack = ccci::run::stack_name(&self.run.domain);
+        let filter = format!("label=com.docker.stack.namespace={stack}");
+        let end = Instant::now() + REPLACED_TASKS_LIMIT;
+        loop {
+            let services = self
+                .services()
+                .context("listing the app's services on the engine")?;
+            let mut current = Vec::new();
+            for svc in &services {
+                let ids = self
+                    .engine(&[
+                        "service",
+                        "ps",
+                        "-q",
+                        "--no-trunc",
+                        "--filter",
+                        "desired-state=running",
+                        svc,
+                    ])
+                    .with_context(|| format!("listing {svc}'s tasks"))?;
+                current.extend(ids.lines().map(str::to_owned));
+            }
+            let running = self
+                .engine(&[
+                    "ps",
+                    "--filter",
+                    &filter,
+                    "--format",
+                    "{{.Label \"com.docker.swarm.task.id\"}}",
+                ])
+                .context("listing the app's running containers")?;
+            let old: Vec<&str> = running
+                .lines()
+                .filter(|t| !t.is_empty() && !current.iter().any(|c| c == t))
+                .collect();
+            if old.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= end {
+                bail!(
+                    "replaced tasks {} still running {} s after the update",
+                    old.join(", "),
+                    REPLACED_TASKS_LIMIT.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     /// After a deploy of the PR head: the chaos-version label abra wrote (`SmallSHA(HEAD)`,
     /// `+U` when the checkout was dirty) must be the head's, clean, on every service that
     /// carries it, and at least one must. An abra that deployed another checkout (an upgrade
@@ -975,6 +1031,7 @@ impl Ctx {
             self.apply_overlays(false)?;
             let d = self.run.domain.clone();
             self.deploy(&["app", "deploy", &d, "--force", "--chaos"])?;
+            self.wait_replaced_tasks_stopped()?;
             let head = self.check_deployed_head()?;
             o.check("head-deployed", Vec::new(), head);
             let up = self.wait_up()?;

@@ -54,6 +54,28 @@ fn whole_run(
     w
 }
 
+/// The stateful recipe: Synapse and PostgreSQL for real, the matrix-synapse suite in every
+/// stage and the recipe's own tests. The upgrade keeps what Synapse 1.160.0 wrote through
+/// 1.163.2's database migration; the backup stage gets back, through pg_dump and the restore
+/// hook, what was there before the mutation.
+#[test]
+fn a_whole_matrix_synapse_run_passes_on_synapse_and_postgres() {
+    let w = whole_run(
+        "synapse",
+        "matrix-synapse",
+        "1.1.0+v1.163.2",
+        9,
+        "matrixdotorg/synapse:v1.163.2",
+        &[
+            ("install", 4),
+            ("upgrade", 3),
+            ("backup", 3),
+            ("recipe-tests", 2),
+        ],
+    );
+    assert_eq!(w.summary(9).upgrade_base, "1.0.0+v1.160.0");
+}
+
 /// The stateful single-database recipe: WordPress and MariaDB for real. The upgrade is Debian
 /// bookworm's WordPress 6.1.9 to trixie's 6.8.12 over the old database, with WordPress's own
 /// database update; the backup is a mariadb-dump and the wp-content volume.

@@ -274,56 +274,6 @@ fn a_landing_page_showing_a_secret_is_never_screenshot() {
     let _ = std::fs::remove_dir_all(&tests);
 }
 
-/// The stateful recipe: Synapse and PostgreSQL for real, the matrix-synapse suite in every stage.
-/// The upgrade keeps what the old Synapse wrote through a database migration; the backup stage
-/// gets back, through pg_dump and the restore hook, what was there before the mutation.
-#[test]
-fn a_whole_matrix_synapse_run_passes_on_synapse_and_postgres() {
-    let mut w = World::of_recipe("synapse", "matrix-synapse");
-    // The PR is the one that became release 1.1.0: Synapse 1.160.0 → 1.163.2, whose start
-    // migrates the old version's database.
-    w.sha = world::git(
-        &w.forge.join("matrix-synapse"),
-        &["rev-parse", "1.1.0+v1.163.2^{commit}"],
-    );
-    w.write_config(&[
-        ("deploy_timeout_secs", serde_json::json!(300)),
-        ("trusted_recipes", serde_json::json!(["matrix-synapse"])),
-    ]);
-    let env = w.params(9);
-    let stack = standins::abra::app::stack_name(&format!("matrix-synapse-9.{}", w.base_domain));
-    for stage in STAGES {
-        let s = w.stage(stage, &env);
-        assert_eq!(s.code, 0, "{stage} failed:\n{}", s.stdout);
-        if stage == "upgrade" {
-            let images: Vec<String> = standins::abra::docker::services(&stack)
-                .unwrap()
-                .iter()
-                .map(|s| s.spec.task_template.container_spec["Image"].to_string())
-                .collect();
-            assert!(
-                images
-                    .iter()
-                    .any(|i| i == "\"matrixdotorg/synapse:v1.163.2\""),
-                "the upgrade runs the PR's Synapse: {images:?}"
-            );
-        }
-    }
-    let sum = w.summary(9);
-    for (stage, passed) in [("install", 4), ("upgrade", 3), ("backup", 3)] {
-        let st = sum.stage(stage).unwrap();
-        assert_eq!(st.status.as_str(), "passed", "{stage}: {}", st.reason);
-        assert_eq!(st.tests.passed, passed, "{stage}'s tests");
-    }
-    // The recipe's own tests (standins/recipes/matrix-synapse/1.1.0+v1.163.2/tests/).
-    let rt = sum.stage("recipe-tests").unwrap();
-    assert_eq!(rt.status.as_str(), "passed", "{}", rt.reason);
-    assert_eq!(rt.tests.passed, 2);
-    assert_eq!(sum.upgrade_base, "1.0.0+v1.160.0");
-    assert_eq!(sum.version, "1.1.0+v1.163.2");
-    assert_eq!(w.leftovers(), Vec::<String>::new());
-}
-
 /// A copy of the test tree with extra test files planted in the custom-html suite.
 #[test]
 fn a_failing_install_test_fails_the_stage_with_its_message() {
