@@ -16,8 +16,9 @@ def test_seed_before_upgrade(pds, kv, http):
 @pytest.mark.post_upgrade
 def test_seed_survives_upgrade(pds, kv, http):
     seed = kv[KEY]
-    version = http.get("/xrpc/_health").json()["version"]
-    assert version != seed["version"], f"still PDS {version} after the upgrade"
+    # Which version that is depends on the PR (one that changes no image upgrades a release to
+    # itself): printed, not asserted.
+    print(f"PDS {seed['version']} -> {http.get('/xrpc/_health').json()['version']}")
     assert pds.session(seed["handle"])["did"] == seed["did"]
     r = pds.get_post(seed["did"], seed["rkey"])
     assert r.status_code == 200 and r.json()["value"]["text"] == seed["text"], r.text[:300]

@@ -1,5 +1,5 @@
 """n8n across an upgrade: the owner and a workflow made on the old version are there on the
-new one (its migrations keep them), and the version n8n reports has changed."""
+new one (its migrations keep them)."""
 
 import pytest
 
@@ -15,7 +15,9 @@ def test_seed_before_upgrade(n8n, kv):
 def test_seed_survives_upgrade(n8n, kv):
     seed = kv[KEY]
     n8n.login()
-    assert n8n.version() != seed["version"], f"still n8n {seed['version']} after the upgrade"
+    # Which version that is depends on the PR (one that changes no image upgrades a release to
+    # itself): printed, not asserted.
+    print(f"n8n {seed['version']} -> {n8n.version()}")
     r = n8n.workflow(seed["id"])
     assert r.status_code == 200, f"the workflow made before the upgrade: {r.status_code} {r.text[:300]}"
     assert r.json()["data"]["name"] == seed["name"]

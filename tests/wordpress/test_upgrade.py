@@ -1,5 +1,5 @@
-"""wordpress across an upgrade: after WordPress's own database update, the version the site
-reports has changed, and the post and upload made on the old version are there."""
+"""wordpress across an upgrade: after WordPress's own database update, the post and upload made
+on the old version are there."""
 
 import pytest
 
@@ -21,7 +21,9 @@ def test_database_update_runs_and_the_seed_survives(wp, http, kv):
     assert r.status_code == 200, f"upgrade.php: {r.status_code} {r.text[:500]}"
     r = http.get("/wp-admin/upgrade.php")
     assert "No Update Required" in r.text, f"the database update did not take: {r.text[:500]}"
-    assert wp.version() != seed["version"], "the upgrade did not change WordPress's version"
+    # Which version that is depends on the PR (one that changes no image upgrades a release to
+    # itself): printed, not asserted. The recipe's own tests pin it.
+    print(f"WordPress {seed['version']} -> {wp.version()}")
     assert wp.public_titles(seed["title"]) == [seed["title"]]
     assert http.get(seed["upload"]).status_code == 200
     # The admin's password still works: the users table came through.
