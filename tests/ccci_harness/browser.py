@@ -25,9 +25,10 @@ def chromium_args(resolve=None) -> list:
         # The name stays in the URL, so TLS and Host are the app's (context.Resolve). Every
         # other name resolves to nothing: where the apps' names need mapping, nothing but the
         # apps is there to reach, and a page's third-party asset (a Gravatar, a CDN) fails at
-        # once instead of leaving the machine. The first matching rule wins.
+        # once instead of leaving the machine. The first matching rule wins; EXCLUDE keeps the
+        # loopback names (a `MAP *` catches IP literals too).
         args.append(f"--host-resolver-rules=MAP {resolve.pattern} {resolve.address},"
-                    " MAP * ~NOTFOUND")
+                    " MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost")
     return args
 
 

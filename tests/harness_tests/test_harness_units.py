@@ -224,7 +224,8 @@ def test_resolve_rule_parses_matches_and_refuses_nonsense():
     for bad in ("127.0.0.1", "*.ci.test=", "=127.0.0.1", "*.ci.test=127.0.0.1:443"):
         with pytest.raises(ValueError, match="PATTERN=ADDRESS"):
             Resolve.parse(bad)
-    assert "--host-resolver-rules=MAP *.ci.test 127.0.0.1, MAP * ~NOTFOUND" in chromium_args(r)
+    assert ("--host-resolver-rules=MAP *.ci.test 127.0.0.1, MAP * ~NOTFOUND,"
+            " EXCLUDE 127.0.0.1, EXCLUDE localhost") in chromium_args(r)
 
 
 class _Landing(BaseHTTPRequestHandler):
