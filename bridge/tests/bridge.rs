@@ -546,24 +546,22 @@ fn healthz_reflects_polling() {
 #[test]
 fn check_config_validates_and_help_explains() {
     let w = World::new("cfg", QUICK, &[]);
-    let ok = Command::new(env!("CARGO_BIN_EXE_cc-ci-bridge"))
-        .arg("--config")
-        .arg(w.dir.join("config.json"))
-        .arg("--check-config")
-        .output()
-        .unwrap();
+    let check_config = |file: &str| {
+        Command::new(env!("CARGO_BIN_EXE_cc-ci-bridge"))
+            .arg("--config")
+            .arg(w.dir.join(file))
+            .arg("--check-config")
+            .output()
+            .unwrap()
+    };
+    let ok = check_config("config.json");
     assert!(
         ok.status.success(),
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
     std::fs::write(w.dir.join("bad.json"), r#"{"gitea_url": "ftp://x"}"#).unwrap();
-    let bad = Command::new(env!("CARGO_BIN_EXE_cc-ci-bridge"))
-        .args(["--config"])
-        .arg(w.dir.join("bad.json"))
-        .arg("--check-config")
-        .output()
-        .unwrap();
+    let bad = check_config("bad.json");
     assert_eq!(bad.status.code(), Some(2));
     let help = Command::new(env!("CARGO_BIN_EXE_cc-ci-bridge"))
         .arg("--help")
@@ -587,12 +585,7 @@ fn check_config_validates_and_help_explains() {
         )
         .unwrap();
     let check = || {
-        let out = Command::new(env!("CARGO_BIN_EXE_cc-ci-bridge"))
-            .arg("--config")
-            .arg(w.dir.join("config.json"))
-            .arg("--check-config")
-            .output()
-            .unwrap();
+        let out = check_config("config.json");
         assert!(out.status.success());
         String::from_utf8_lossy(&out.stdout).into_owned()
     };

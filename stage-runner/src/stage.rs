@@ -740,21 +740,19 @@ impl Ctx {
             let services = self
                 .services()
                 .context("listing the app's services on the engine")?;
-            let mut current = Vec::new();
-            for svc in &services {
-                let ids = self
-                    .engine(&[
-                        "service",
-                        "ps",
-                        "-q",
-                        "--no-trunc",
-                        "--filter",
-                        "desired-state=running",
-                        svc,
-                    ])
-                    .with_context(|| format!("listing {svc}'s tasks"))?;
-                current.extend(ids.lines().map(str::to_owned));
-            }
+            let mut args = vec![
+                "service",
+                "ps",
+                "-q",
+                "--no-trunc",
+                "--filter",
+                "desired-state=running",
+            ];
+            args.extend(services.iter().map(String::as_str));
+            let current = self
+                .engine(&args)
+                .context("listing the tasks the app's services keep running")?;
+            let current: Vec<&str> = current.lines().collect();
             let running = self
                 .engine(&[
                     "ps",
@@ -766,7 +764,7 @@ impl Ctx {
                 .context("listing the app's running containers")?;
             let old: Vec<&str> = running
                 .lines()
-                .filter(|t| !t.is_empty() && !current.iter().any(|c| c == t))
+                .filter(|t| !t.is_empty() && !current.contains(t))
                 .collect();
             if old.is_empty() {
                 return Ok(());

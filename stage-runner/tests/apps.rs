@@ -7,19 +7,20 @@ mod world;
 use world::World;
 
 /// A PR that is the recipe's newest release, run through every stage: each must pass with the
-/// given number of suite tests; the upgrade runs `head_image`, from the release before.
+/// given number of suite tests; the upgrade goes `from` the release before `to` the PR's, and
+/// runs `head_image`.
 fn whole_run(
     name: &str,
     recipe: &str,
-    release: &str,
+    (from, to): (&str, &str),
     build: u32,
     head_image: &str,
     tests: &[(&str, u32)],
-) -> World {
+) {
     let mut w = World::of_recipe(name, recipe);
     w.sha = world::git(
         &w.forge.join(recipe),
-        &["rev-parse", &format!("{release}^{{commit}}")],
+        &["rev-parse", &format!("{to}^{{commit}}")],
     );
     w.write_config(&[
         ("deploy_timeout_secs", serde_json::json!(300)),
@@ -49,9 +50,9 @@ fn whole_run(
         assert_eq!(st.tests.passed, *passed, "{stage}'s tests");
         assert_eq!(st.tests.failed, 0, "{stage}'s tests");
     }
-    assert_eq!(sum.version, release);
+    assert_eq!(sum.upgrade_base, from);
+    assert_eq!(sum.version, to);
     assert_eq!(w.leftovers(), Vec::<String>::new());
-    w
 }
 
 /// The stateful recipe: Synapse and PostgreSQL for real, the matrix-synapse suite in every
@@ -60,10 +61,10 @@ fn whole_run(
 /// hook, what was there before the mutation.
 #[test]
 fn a_whole_matrix_synapse_run_passes_on_synapse_and_postgres() {
-    let w = whole_run(
+    whole_run(
         "synapse",
         "matrix-synapse",
-        "1.1.0+v1.163.2",
+        ("1.0.0+v1.160.0", "1.1.0+v1.163.2"),
         9,
         "matrixdotorg/synapse:v1.163.2",
         &[
@@ -73,7 +74,6 @@ fn a_whole_matrix_synapse_run_passes_on_synapse_and_postgres() {
             ("recipe-tests", 2),
         ],
     );
-    assert_eq!(w.summary(9).upgrade_base, "1.0.0+v1.160.0");
 }
 
 /// The stateful single-database recipe: WordPress and MariaDB for real. The upgrade is Debian
@@ -81,10 +81,10 @@ fn a_whole_matrix_synapse_run_passes_on_synapse_and_postgres() {
 /// database update; the backup is a mariadb-dump and the wp-content volume.
 #[test]
 fn a_whole_wordpress_run_passes_on_wordpress_and_mariadb() {
-    let w = whole_run(
+    whole_run(
         "wordpress",
         "wordpress",
-        "1.1.0+6.8.12",
+        ("1.0.0+6.1.9", "1.1.0+6.8.12"),
         21,
         "wordpress:6.8.12-apache",
         &[
@@ -94,7 +94,6 @@ fn a_whole_wordpress_run_passes_on_wordpress_and_mariadb() {
             ("recipe-tests", 2),
         ],
     );
-    assert_eq!(w.summary(21).upgrade_base, "1.0.0+6.1.9");
 }
 
 /// Runs the PR that `edit` makes on top of the recipe's newest release up to `last` — every
@@ -190,15 +189,14 @@ fn a_wordpress_backup_that_loses_the_posts_fails_with_what_was_lost() {
 /// the old data; the backup is the data volume, restored under a restarted PDS.
 #[test]
 fn a_whole_bluesky_pds_run_passes_on_the_reference_pds() {
-    let w = whole_run(
+    whole_run(
         "pds",
         "bluesky-pds",
-        "0.3.0+v0.4.217",
+        ("0.2.0+v0.4.209", "0.3.0+v0.4.217"),
         31,
         "ghcr.io/bluesky-social/pds:0.4.217",
         &[("install", 4), ("upgrade", 2), ("backup", 3)],
     );
-    assert_eq!(w.summary(31).upgrade_base, "0.2.0+v0.4.209");
 }
 
 /// A PR that drops the PLC rotation key from the entrypoint: the PDS refuses to start, and
@@ -270,15 +268,14 @@ fn an_n8n_install_passes_on_n8n_and_postgres() {
 #[test]
 #[ignore = "heavy (both n8n images, 1.3 GB each): dev/test --all runs it"]
 fn a_whole_n8n_run_passes_on_n8n_and_postgres() {
-    let w = whole_run(
+    whole_run(
         "n8n",
         "n8n",
-        "1.1.0+1.123.5",
+        ("1.0.0+1.110.1", "1.1.0+1.123.5"),
         41,
         "n8nio/n8n:1.123.5",
         &[("install", 4), ("upgrade", 2), ("backup", 3)],
     );
-    assert_eq!(w.summary(41).upgrade_base, "1.0.0+1.110.1");
 }
 
 /// A PR that changes how the encryption key is made: n8n refuses to start on the settings the
