@@ -20,6 +20,8 @@ use crate::upstream::gitea::RealGitea;
 
 pub const BOT: &str = "cc-ci-bot";
 pub const ORG: &str = "coop-cloud";
+/// The demo recipe: the one a world enrolls unless told otherwise, and the first of
+/// [`Setup::recipes`].
 pub const RECIPE: &str = "custom-html";
 pub const MAINTAINER: &str = "alice";
 pub const OUTSIDER: &str = "eve";
@@ -48,6 +50,32 @@ pub struct Setup {
     /// Apps are deployed at `<recipe>-<run>.<base_domain>`: the proxy's own domain for one
     /// world alone on the engine, [`Ground::world_domain`] where worlds share it.
     pub base_domain: String,
+    /// The enrolled recipes, each from the stand-in catalogue with a demo PR of its own; the
+    /// first is the one [`World::pr`] and the one-recipe methods are about.
+    pub recipes: Vec<String>,
+}
+
+impl Setup {
+    /// Every recipe of the stand-in catalogue, the demo recipe first.
+    pub fn all_recipes() -> Result<Vec<String>> {
+        let src = crate::abra::catalogue::source_dir();
+        let mut names: Vec<String> = std::fs::read_dir(&src)
+            .with_context(|| format!("listing {}", src.display()))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort_by_key(|n| (n != RECIPE, n.clone()));
+        Ok(names)
+    }
+}
+
+/// A demo PR of a local world.
+#[derive(Clone, Debug)]
+pub struct Pr {
+    pub recipe: String,
+    pub number: i64,
+    pub sha: String,
 }
 
 /// The forge of a local world.
@@ -154,8 +182,11 @@ pub struct World {
     pub gitea: LocalGitea,
     pub drone: LocalDrone,
     pub ground: Ground,
+    /// The demo recipe's PR (the first of [`World::prs`]).
     pub pr: i64,
     pub sha: String,
+    /// Each enrolled recipe's demo PR, in [`Setup::recipes`]' order.
+    pub prs: Vec<Pr>,
     pub bridge_listen: String,
     /// The dashboard as the host serves it.
     pub site_server: crate::http::Server,
@@ -239,14 +270,19 @@ impl World {
                 "command_timeout_secs": 600,
                 "janitor_max_age_secs": 3600,
                 "allowed_src": [allowed_src],
-                "recipes": [RECIPE],
+                "recipes": setup.recipes,
+                // The stand-in catalogue is this repository's own code.
+                "trusted_recipes": setup.recipes,
                 "abra_env": abra_env,
             })
             .to_string(),
         )?;
         let bridge_listen = format!("127.0.0.1:{}", free_port()?);
-        let mut recipes = serde_json::Map::new();
-        recipes.insert(RECIPE.into(), json!(format!("{ORG}/{RECIPE}")));
+        let recipes: serde_json::Map<String, serde_json::Value> = setup
+            .recipes
+            .iter()
+            .map(|r| (r.clone(), json!(format!("{ORG}/{r}"))))
+            .collect();
         write(
             &config_dir.join("bridge.json"),
             &json!({
@@ -286,12 +322,12 @@ impl World {
             .to_string(),
         )?;
         std::fs::create_dir_all(d.join("bridge-state"))?;
-        if setup.webhooks {
+        for r in setup.recipes.iter().filter(|_| setup.webhooks) {
             // Gitea files PR comments under `pull_request_comment`; a hook on `issue_comment`
             // alone only hears comments on issues.
             gitea.forge().add_webhook(
                 ORG,
-                RECIPE,
+                r,
                 &format!("http://{bridge_listen}/hook"),
                 HOOK_SECRET,
                 &["pull_request_comment"],
@@ -304,20 +340,27 @@ impl World {
             ground,
             pr: 0,
             sha: String::new(),
+            prs: Vec::new(),
             bridge_listen,
             site_server,
             bridge: None,
             dashboard: None,
             stop_dashboard: Default::default(),
         };
-        let (pr, sha) = w.open_pr("tidy-readme", "Tidy the README", |dir| {
-            write(
-                &dir.join("README.md"),
-                "# custom-html\n\nStatic HTML behind Traefik, as tidied up in a PR.\n",
-            )
-        })?;
-        w.pr = pr;
-        w.sha = sha;
+        for recipe in w.setup.recipes.clone() {
+            let (number, sha) = w.open_pr_on(&recipe, "tidy-readme", "Tidy the README", |dir| {
+                let readme = dir.join("README.md");
+                let text = std::fs::read_to_string(&readme).unwrap_or_default();
+                write(&readme, &format!("{text}\nTidied up in a PR.\n"))
+            })?;
+            w.prs.push(Pr {
+                recipe,
+                number,
+                sha,
+            });
+        }
+        w.pr = w.prs[0].number;
+        w.sha = w.prs[0].sha.clone();
         w.start_bridge()?;
         if w.setup.dashboard_secs > 0 {
             w.start_dashboard_timer();
@@ -325,16 +368,33 @@ impl World {
         Ok(w)
     }
 
-    /// Opens a PR from `branch`, whose one commit on top of the recipe's main is what `edit`
-    /// makes of the checkout; returns its number and head sha. On the real Gitea the branch
-    /// is pushed to bob's fork (only those who may push open PRs from the base repository).
+    /// The demo recipe.
+    pub fn recipe(&self) -> &str {
+        &self.setup.recipes[0]
+    }
+
+    /// [`World::open_pr_on`] the demo recipe.
     pub fn open_pr(
         &self,
         branch: &str,
         title: &str,
         edit: impl FnOnce(&Path) -> Result<()>,
     ) -> Result<(i64, String)> {
-        let work = self.setup.dir.join("pr-work");
+        self.open_pr_on(self.recipe(), branch, title, edit)
+    }
+
+    /// Opens a PR on `recipe` from `branch`, whose one commit on top of the recipe's main is
+    /// what `edit` makes of the checkout; returns its number and head sha. On the real Gitea
+    /// the branch is pushed to bob's fork (only those who may push open PRs from the base
+    /// repository).
+    pub fn open_pr_on(
+        &self,
+        recipe: &str,
+        branch: &str,
+        title: &str,
+        edit: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<(i64, String)> {
+        let work = self.setup.dir.join("pr-work").join(recipe);
         git(&work, &["checkout", "-q", "-B", branch, "origin/HEAD"])?;
         edit(&work)?;
         git(&work, &["commit", "-qam", title])?;
@@ -352,10 +412,10 @@ impl World {
                         &format!("HEAD:refs/heads/{branch}"),
                     ],
                 )?;
-                g.push_branch(ORG, RECIPE, branch, &sha)?;
+                g.push_branch(ORG, recipe, branch, &sha)?;
                 let pr = g.open_pull(
                     ORG,
-                    RECIPE,
+                    recipe,
                     &PullSpec {
                         poster: "bob".into(),
                         title: title.into(),
@@ -369,7 +429,7 @@ impl World {
                 Ok((pr, sha))
             }
             LocalGitea::Real(g) => {
-                let fork = g.push_url("bob", RECIPE, "bob");
+                let fork = g.push_url("bob", recipe, "bob");
                 git(
                     &work,
                     &[
@@ -381,7 +441,7 @@ impl World {
                     ],
                 )?;
                 let (pr, head) =
-                    g.create_pull(ORG, RECIPE, "bob", &format!("bob:{branch}"), "main", title)?;
+                    g.create_pull(ORG, recipe, "bob", &format!("bob:{branch}"), "main", title)?;
                 if head != sha {
                     bail!("Gitea says PR #{pr} is at {head}, pushed {sha}");
                 }
@@ -449,11 +509,11 @@ impl World {
 
     /// Posts a comment on the demo PR as `user`; returns its id.
     pub fn comment(&self, user: &str, body: &str) -> Result<i64> {
-        self.comment_on(self.pr, user, body)
+        self.comment_on(self.recipe(), self.pr, user, body)
     }
 
-    pub fn comment_on(&self, pr: i64, user: &str, body: &str) -> Result<i64> {
-        self.gitea.forge().comment(ORG, RECIPE, pr, user, body)
+    pub fn comment_on(&self, recipe: &str, pr: i64, user: &str, body: &str) -> Result<i64> {
+        self.gitea.forge().comment(ORG, recipe, pr, user, body)
     }
 
     pub fn builds(&self) -> Vec<Build> {
@@ -464,12 +524,12 @@ impl World {
 
     /// The bot's comments on the demo PR, oldest first, read through the public API.
     pub fn bot_comments(&self) -> Result<Vec<(i64, String)>> {
-        self.bot_comments_on(self.pr)
+        self.bot_comments_on(self.recipe(), self.pr)
     }
 
-    pub fn bot_comments_on(&self, pr: i64) -> Result<Vec<(i64, String)>> {
+    pub fn bot_comments_on(&self, recipe: &str, pr: i64) -> Result<Vec<(i64, String)>> {
         let url = format!(
-            "{}/repos/{ORG}/{RECIPE}/issues/{pr}/comments",
+            "{}/repos/{ORG}/{recipe}/issues/{pr}/comments",
             self.gitea.api_url()
         );
         let list: Vec<serde_json::Value> = ureq::get(&url)
@@ -490,11 +550,11 @@ impl World {
             .collect())
     }
 
-    /// The commit status cc-ci set on `sha` of the recipe (newest of context `cc-ci/testme`),
+    /// The commit status cc-ci set on `sha` of `recipe` (newest of context `cc-ci/testme`),
     /// read anonymously as a merge check would: (state, description, target_url).
-    pub fn head_status(&self, sha: &str) -> Result<Option<(String, String, String)>> {
+    pub fn head_status(&self, recipe: &str, sha: &str) -> Result<Option<(String, String, String)>> {
         let url = format!(
-            "{}/repos/{ORG}/{RECIPE}/commits/{sha}/status",
+            "{}/repos/{ORG}/{recipe}/commits/{sha}/status",
             self.gitea.api_url()
         );
         let c: serde_json::Value = ureq::get(&url)
@@ -575,22 +635,16 @@ fn step_path(setup: &Setup) -> String {
 fn standin_upstreams(setup: &Setup, catalogue: &Path, stage_cfg: &Path) -> Result<Upstreams> {
     let d = &setup.dir;
     let forge = d.join("forge");
-    // The forge's git side: what a clone URL of the stand-in Gitea points at.
-    let bare = forge.join(ORG).join(format!("{RECIPE}.git"));
-    std::fs::create_dir_all(bare.parent().unwrap())?;
-    let recipe = catalogue.join(RECIPE).display().to_string();
-    git(
-        d,
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            &recipe,
-            &bare.display().to_string(),
-        ],
-    )?;
-    let work = d.join("pr-work").display().to_string();
-    git(d, &["clone", "-q", &bare.display().to_string(), &work])?;
+    for r in &setup.recipes {
+        // The forge's git side: what a clone URL of the stand-in Gitea points at.
+        let bare = forge.join(ORG).join(format!("{r}.git"));
+        std::fs::create_dir_all(bare.parent().unwrap())?;
+        let recipe = catalogue.join(r).display().to_string();
+        let bare = bare.display().to_string();
+        git(d, &["clone", "-q", "--bare", &recipe, &bare])?;
+        let work = d.join("pr-work").join(r).display().to_string();
+        git(d, &["clone", "-q", &bare, &work])?;
+    }
     let gitea = Gitea::start_with(Options {
         port: 0,
         root_url: Some(format!("file://{}/", forge.display())),
@@ -602,7 +656,9 @@ fn standin_upstreams(setup: &Setup, catalogue: &Path, stage_cfg: &Path) -> Resul
     gitea.create_org(ORG)?;
     gitea.set_member(ORG, BOT, false)?;
     gitea.set_member(ORG, MAINTAINER, false)?;
-    gitea.create_repo(ORG, RECIPE, false)?;
+    for r in &setup.recipes {
+        gitea.create_repo(ORG, r, false)?;
+    }
     let gitea_token = gitea.create_token(BOT, BOT_SCOPES)?;
 
     let mut environ = BTreeMap::new();
@@ -657,22 +713,17 @@ fn real_upstreams(setup: &Setup, catalogue: &Path, stage_cfg: &Path) -> Result<U
     gitea.create_org(ORG)?;
     gitea.set_member(ORG, BOT, false)?;
     gitea.set_member(ORG, MAINTAINER, false)?;
-    gitea.create_empty_repo(ORG, RECIPE)?;
-    let recipe = catalogue.join(RECIPE);
-    let push = gitea.push_url(ORG, RECIPE, BOT);
-    git(&recipe, &["push", "-q", &push, "--all"])?;
-    git(&recipe, &["push", "-q", &push, "--tags"])?;
-    gitea.fork_repo(&format!("{ORG}/{RECIPE}"), "bob")?;
-    let work = d.join("pr-work").display().to_string();
-    git(
-        d,
-        &[
-            "clone",
-            "-q",
-            &format!("{}/{ORG}/{RECIPE}.git", gitea.url()),
-            &work,
-        ],
-    )?;
+    for r in &setup.recipes {
+        gitea.create_empty_repo(ORG, r)?;
+        let recipe = catalogue.join(r);
+        let push = gitea.push_url(ORG, r, BOT);
+        git(&recipe, &["push", "-q", &push, "--all"])?;
+        git(&recipe, &["push", "-q", &push, "--tags"])?;
+        gitea.fork_repo(&format!("{ORG}/{r}"), "bob")?;
+        let work = d.join("pr-work").join(r).display().to_string();
+        let clone = format!("{}/{ORG}/{r}.git", gitea.url());
+        git(d, &["clone", "-q", &clone, &work])?;
+    }
     let gitea_token = gitea.create_token(BOT, BOT_SCOPES)?;
 
     gitea.create_repo(ORG, "cc-ci", false)?;

@@ -1,11 +1,12 @@
 //! `ccci-local`: cc-ci's main job on this machine (README command 1, run by `dev/local`).
 
+use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use standins::local::{Setup, World, MAINTAINER, OUTSIDER};
+use standins::local::{Setup, World, MAINTAINER, OUTSIDER, RECIPE};
 
 const HELP: &str = "\
 ccci-local: the whole cc-ci loop on this machine.
@@ -18,13 +19,16 @@ shows the run as it goes. Then type more comments. Gitea, Drone and the runner a
 stand-ins, or with --real the real ones that dev/upstream installs (docs/fidelity.md).
 
 USAGE:
-    ccci-local --repo DIR --bin DIR --dir DIR [--once] [--no-webhooks] [--real]
+    ccci-local --repo DIR --bin DIR --dir DIR [--once] [--all] [--no-webhooks] [--real]
 
 OPTIONS:
     --repo DIR      the cc-ci checkout (its .drone.yml and tests/ are used)
     --bin DIR       where the built binaries are (target/debug)
     --dir DIR       scratch directory for everything (removed at the end)
-    --once          exit after the first run has finished (non-zero if it did not pass)
+    --once          exit after the first runs have finished (non-zero unless all passed)
+    --all           every recipe of the stand-in catalogue (standins/recipes/), each with a
+                    demo PR and a run, so the dashboard shows them side by side (their
+                    images: `dev/images --all`); typed comments go to the custom-html PR
     --no-webhooks   polling only
     --real          the real Gitea, Drone and drone-runner-exec (CCCI_REAL_* or the
                     dev/upstream cache) instead of the stand-ins
@@ -61,11 +65,17 @@ fn run(mut args: pico_args::Arguments) -> Result<bool> {
     let dir: PathBuf = args.value_from_str("--dir")?;
     let once = args.contains("--once");
     let real = args.contains("--real");
+    let all = args.contains("--all");
     let webhooks = !args.contains("--no-webhooks");
     let rest = args.finish();
     if !rest.is_empty() {
         anyhow::bail!("unexpected arguments {rest:?} (see --help)");
     }
+    let recipes = if all {
+        Setup::all_recipes()?
+    } else {
+        vec![RECIPE.to_owned()]
+    };
     let clock = Clock(Instant::now());
     let world = World::start(Setup {
         dir,
@@ -75,9 +85,11 @@ fn run(mut args: pico_args::Arguments) -> Result<bool> {
         poll_secs: 2,
         dashboard_secs: 5,
         capacity: 2,
-        deploy_timeout_secs: 120,
+        // Synapse's first start on an empty database is the slowest (its ci.json asks 900).
+        deploy_timeout_secs: 900,
         real,
         base_domain: standins::ground::Ground::from_env()?.base_domain,
+        recipes,
     })?;
     clock.say(&format!(
         "up: {} {}  Drone {}  apps at https://*.{} (Traefik on 127.0.0.1)  bridge {}",
@@ -87,21 +99,28 @@ fn run(mut args: pico_args::Arguments) -> Result<bool> {
         world.setup.base_domain,
         world.bridge_listen
     ));
-    clock.say(&format!(
-        "demo PR #{} on coop-cloud/custom-html, head {}",
-        world.pr,
-        &world.sha[..10]
-    ));
-    let id = world.comment(MAINTAINER, "!testme")?;
-    clock.say(&format!("{MAINTAINER} commented `!testme` (comment {id})"));
-    let passed = follow(&world, &clock, 1)?;
+    for pr in &world.prs {
+        clock.say(&format!(
+            "demo PR #{} on coop-cloud/{}, head {}",
+            pr.number,
+            pr.recipe,
+            &pr.sha[..10]
+        ));
+        let id = world.comment_on(&pr.recipe, pr.number, MAINTAINER, "!testme")?;
+        clock.say(&format!(
+            "{MAINTAINER} commented `!testme` on {} (comment {id})",
+            pr.recipe
+        ));
+    }
+    let passed = follow(&world, &clock, 1, world.prs.len() as i64)?;
     if once {
         world.stop();
         return Ok(passed);
     }
     println!(
-        "\nType a comment and press Enter to post it on the PR as {MAINTAINER} (`{OUTSIDER}: text` posts as {OUTSIDER}).\n\
-         Try `!testme` again. Ctrl-D or Ctrl-C stops everything and removes it.\n"
+        "\nType a comment and press Enter to post it on the {} PR as {MAINTAINER} (`{OUTSIDER}: text` posts as {OUTSIDER}).\n\
+         Try `!testme` again. Ctrl-D or Ctrl-C stops everything and removes it.\n",
+        world.recipe()
     );
     let mut next_build = world.builds().len() as i64 + 1;
     for line in std::io::stdin().lock().lines() {
@@ -116,116 +135,143 @@ fn run(mut args: pico_args::Arguments) -> Result<bool> {
         let id = world.comment(user, &body)?;
         clock.say(&format!("{user} commented {body:?} (comment {id})"));
         // Watch for a build this comment may start, and for the bot's answer.
-        let _ = follow(&world, &clock, next_build);
+        let _ = follow(&world, &clock, next_build, 1);
         next_build = world.builds().len() as i64 + 1;
     }
     world.stop();
     Ok(true)
 }
 
-/// Shows build `number` from creation to its final PR comment and dashboard; bounded.
-fn follow(world: &World, clock: &Clock, number: i64) -> Result<bool> {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut last_steps = String::new();
-    let mut last_comments: Vec<(i64, String)> = world.bot_comments()?;
-    let mut created = false;
+/// The first line of a bot comment that says something.
+fn headline(body: &str) -> &str {
+    body.lines()
+        .find(|l| !l.starts_with("<!--") && !l.trim().is_empty())
+        .unwrap_or("")
+}
+
+/// Shows builds `first..first+count` from creation to their final PR comments, then the
+/// dashboard; bounded. True when every one passed.
+fn follow(world: &World, clock: &Clock, first: i64, count: i64) -> Result<bool> {
+    let limit = Duration::from_secs(300 * count as u64);
+    let deadline = Instant::now() + limit;
     let quiet_until = Instant::now() + Duration::from_secs(8);
-    loop {
+    let bot_comments = || -> Result<Vec<(String, i64, String)>> {
+        let mut all = Vec::new();
+        for pr in &world.prs {
+            for (id, body) in world.bot_comments_on(&pr.recipe, pr.number)? {
+                all.push((pr.recipe.clone(), id, body));
+            }
+        }
+        Ok(all)
+    };
+    let mut last_comments = bot_comments()?;
+    let mut last_steps: BTreeMap<i64, String> = BTreeMap::new();
+    let mut finished: BTreeMap<i64, (String, bool)> = BTreeMap::new();
+    let numbers = first..first + count;
+    while (finished.len() as i64) < count {
         if Instant::now() > deadline {
-            clock.say("gave up waiting after 300 s");
+            clock.say(&format!("gave up waiting after {} s", limit.as_secs()));
             return Ok(false);
         }
-        let comments = world.bot_comments()?;
-        let headline = |body: &str| {
-            body.lines()
-                .find(|l| !l.starts_with("<!--") && !l.trim().is_empty())
-                .unwrap_or("")
-                .to_owned()
-        };
-        for (id, body) in &comments {
-            let before = last_comments.iter().find(|(i, _)| i == id);
-            if before.is_none_or(|(_, b)| headline(b) != headline(body)) {
-                clock.say(&format!("PR comment {id}: {}", headline(body)));
+        let comments = bot_comments()?;
+        for (recipe, id, body) in &comments {
+            let before = last_comments.iter().find(|(_, i, _)| i == id);
+            if before.is_none_or(|(_, _, b)| headline(b) != headline(body)) {
+                clock.say(&format!("{recipe} PR comment {id}: {}", headline(body)));
             }
         }
         last_comments = comments;
-        match world.drone.build("coop-cloud", "cc-ci", number) {
-            Some(b) => {
-                if !created {
-                    created = true;
-                    clock.say(&format!(
-                        "build #{number} created: RECIPE={} REF={} PR={}",
-                        b.params.get("RECIPE").map_or("?", |s| s.as_str()),
-                        b.params.get("REF").map_or("?", |s| &s[..10.min(s.len())]),
-                        b.params.get("PR").map_or("?", |s| s.as_str()),
-                    ));
-                }
-                let steps: Vec<String> = b
-                    .stages
-                    .iter()
-                    .flat_map(|s| {
-                        s.steps
-                            .iter()
-                            .map(|st| format!("{}:{}", st.name, st.status))
-                    })
-                    .collect();
-                let steps = steps.join(" ");
-                if steps != last_steps && !steps.is_empty() {
+        let mut created = 0;
+        for number in numbers.clone() {
+            if finished.contains_key(&number) {
+                continue;
+            }
+            let Some(b) = world.drone.build("coop-cloud", "cc-ci", number) else {
+                continue;
+            };
+            created += 1;
+            let recipe = b.params.get("RECIPE").cloned().unwrap_or_default();
+            if !last_steps.contains_key(&number) {
+                clock.say(&format!(
+                    "build #{number} created: RECIPE={recipe} REF={} PR={}",
+                    b.params.get("REF").map_or("?", |s| &s[..10.min(s.len())]),
+                    b.params.get("PR").map_or("?", |s| s.as_str()),
+                ));
+            }
+            let steps: Vec<String> = b
+                .stages
+                .iter()
+                .flat_map(|s| {
+                    s.steps
+                        .iter()
+                        .map(|st| format!("{}:{}", st.name, st.status))
+                })
+                .collect();
+            let steps = steps.join(" ");
+            if last_steps.get(&number) != Some(&steps) {
+                if !steps.is_empty() {
                     clock.say(&format!("build #{number}: {steps}"));
-                    last_steps = steps;
                 }
-                let done = !matches!(
-                    b.status.as_str(),
-                    "pending" | "running" | "waiting_on_dependencies" | "blocked"
-                );
-                let final_comment = last_comments.iter().any(|(_, body)| {
-                    body.contains(&format!("run [#{number}]")) && body.contains("Reproduce")
-                });
-                if done && final_comment {
-                    clock.say(&format!("build #{number} finished: {}", b.status));
-                    for st in b.stages.iter().filter(|st| !st.error.is_empty()) {
-                        clock.say(&format!("stage {} error: {}", st.name, st.error));
-                    }
-                    let sha = b.params.get("REF").cloned().unwrap_or_default();
-                    match world.head_status(&sha) {
-                        Ok(Some((state, desc, _))) => clock.say(&format!(
-                            "commit status cc-ci/testme on {}: {state} — {desc}",
-                            &sha[..10.min(sha.len())]
-                        )),
-                        Ok(None) => clock.say("commit status: none set"),
-                        Err(e) => clock.say(&format!("commit status not read: {e:#}")),
-                    }
-                    match world.generate_dashboard() {
-                        Ok(()) => {
-                            let url = world.site_server.url();
-                            clock.say(&format!("dashboard: {url}/  ({})", world.site().display()));
-                            clock.say(&format!("run page:  {url}/runs/{number}.html"));
-                            clock.say(&format!(
-                                "badges:    {url}/badges/level/custom-html.svg  {url}/badges/custom-html.svg"
-                            ));
-                            let card = world
-                                .site()
-                                .join(format!("runs/{number}/artifacts/card.png"));
-                            if card.is_file() {
-                                clock.say(&format!(
-                                    "card:      {url}/runs/{number}/artifacts/card.png  ({})",
-                                    card.display()
-                                ));
-                            } else {
-                                clock.say("card:      none (see the teardown step's `card:` line)");
-                            }
-                        }
-                        Err(e) => clock.say(&format!("dashboard not generated: {e:#}")),
-                    }
-                    return Ok(b.status == "success");
+                last_steps.insert(number, steps);
+            }
+            let done = !matches!(
+                b.status.as_str(),
+                "pending" | "running" | "waiting_on_dependencies" | "blocked"
+            );
+            let final_comment = last_comments.iter().any(|(r, _, body)| {
+                *r == recipe
+                    && body.contains(&format!("run [#{number}]"))
+                    && body.contains("Reproduce")
+            });
+            if done && final_comment {
+                clock.say(&format!(
+                    "build #{number} ({recipe}) finished: {}",
+                    b.status
+                ));
+                for st in b.stages.iter().filter(|st| !st.error.is_empty()) {
+                    clock.say(&format!("stage {} error: {}", st.name, st.error));
                 }
+                let sha = b.params.get("REF").cloned().unwrap_or_default();
+                match world.head_status(&recipe, &sha) {
+                    Ok(Some((state, desc, _))) => clock.say(&format!(
+                        "commit status cc-ci/testme on {recipe} {}: {state} — {desc}",
+                        &sha[..10.min(sha.len())]
+                    )),
+                    Ok(None) => clock.say("commit status: none set"),
+                    Err(e) => clock.say(&format!("commit status not read: {e:#}")),
+                }
+                finished.insert(number, (recipe, b.status == "success"));
             }
-            None if !created && Instant::now() > quiet_until => {
-                // No build after a while: the bridge answered (refusal, near miss) or ignored it.
-                return Ok(false);
-            }
-            None => {}
+        }
+        if created == 0 && finished.is_empty() && Instant::now() > quiet_until {
+            // No build after a while: the bridge answered (refusal, near miss) or ignored it.
+            return Ok(false);
         }
         std::thread::sleep(Duration::from_millis(300));
     }
+    match world.generate_dashboard() {
+        Ok(()) => {
+            let url = world.site_server.url();
+            clock.say(&format!("dashboard: {url}/  ({})", world.site().display()));
+            for (number, (recipe, _)) in &finished {
+                clock.say(&format!("run page:  {url}/runs/{number}.html"));
+                clock.say(&format!(
+                    "badges:    {url}/badges/level/{recipe}.svg  {url}/badges/{recipe}.svg"
+                ));
+                let card = world
+                    .site()
+                    .join(format!("runs/{number}/artifacts/card.png"));
+                if card.is_file() {
+                    clock.say(&format!(
+                        "card:      {url}/runs/{number}/artifacts/card.png  ({})",
+                        card.display()
+                    ));
+                } else {
+                    clock.say("card:      none (see the teardown step's `card:` line)");
+                }
+            }
+        }
+        Err(e) => clock.say(&format!("dashboard not generated: {e:#}")),
+    }
+    Ok(finished.values().all(|(_, passed)| *passed))
 }
