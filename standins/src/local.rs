@@ -193,6 +193,9 @@ pub struct World {
     bridge: Option<Child>,
     dashboard: Option<std::thread::JoinHandle<()>>,
     stop_dashboard: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Held while dashboard-gen runs: the timer's generation and an asked-for one would
+    /// otherwise meet at the site's lock, and the second would publish nothing.
+    generating: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 /// The stand-in abra's git (fixed identity, no user config needed), output trimmed.
@@ -346,6 +349,7 @@ impl World {
             bridge: None,
             dashboard: None,
             stop_dashboard: Default::default(),
+            generating: Default::default(),
         };
         for recipe in w.setup.recipes.clone() {
             let (number, sha) = w.open_pr_on(&recipe, "tidy-readme", "Tidy the README", |dir| {
@@ -488,6 +492,7 @@ impl World {
 
     /// Runs dashboard-gen once; its error, if any.
     pub fn generate_dashboard(&self) -> Result<()> {
+        let _one = self.generating.lock();
         run_dashboard(&self.setup.bin, &self.config("dashboard-gen.json"))
     }
 
@@ -496,9 +501,13 @@ impl World {
         let cfg = self.config("dashboard-gen.json");
         let every = Duration::from_secs(self.setup.dashboard_secs);
         let stop = self.stop_dashboard.clone();
+        let generating = self.generating.clone();
         self.dashboard = Some(std::thread::spawn(move || {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let _ = run_dashboard(&bin, &cfg);
+                {
+                    let _one = generating.lock();
+                    let _ = run_dashboard(&bin, &cfg);
+                }
                 let until = Instant::now() + every;
                 while Instant::now() < until && !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(100));

@@ -231,6 +231,21 @@ fn follow(world: &World, clock: &Clock, first: i64, count: i64) -> Result<bool> 
                 for st in b.stages.iter().filter(|st| !st.error.is_empty()) {
                     clock.say(&format!("stage {} error: {}", st.name, st.error));
                 }
+                if b.status != "success" {
+                    // The comment's red rows name the failing tests with their messages.
+                    let body = last_comments
+                        .iter()
+                        .find(|(r, _, body)| {
+                            *r == recipe && body.contains(&format!("run [#{number}]"))
+                        })
+                        .map_or("", |(_, _, body)| body.as_str());
+                    for row in body
+                        .lines()
+                        .filter(|l| l.starts_with('|') && l.contains('❌'))
+                    {
+                        clock.say(&format!("  {row}"));
+                    }
+                }
                 let sha = b.params.get("REF").cloned().unwrap_or_default();
                 match world.head_status(&recipe, &sha) {
                     Ok(Some((state, desc, _))) => clock.say(&format!(
