@@ -61,6 +61,33 @@ pub struct File {
     /// The context of the commit status set on each run's head (needs write on the code).
     #[serde(default = "default_status_context")]
     pub status_context: String,
+    /// Scheduled re-tests (`--retest`): every enrolled recipe's default branch is tested
+    /// once per slot of this many days (UTC days since the epoch, in steps of it).
+    #[serde(default = "default_retest_every")]
+    pub retest_every_days: u64,
+    /// A default branch unchanged since its last green scheduled run is re-tested only
+    /// after this many days.
+    #[serde(default = "default_retest_unchanged")]
+    pub retest_unchanged_days: u64,
+    /// At most this many re-tests are started by one `--retest` invocation.
+    #[serde(default = "default_retest_batch")]
+    pub retest_batch: u64,
+    /// No re-test is started while this many cc-ci builds are pending or running.
+    #[serde(default = "default_retest_queue_limit")]
+    pub retest_queue_limit: u64,
+}
+
+fn default_retest_every() -> u64 {
+    1
+}
+fn default_retest_unchanged() -> u64 {
+    7
+}
+fn default_retest_batch() -> u64 {
+    4
+}
+fn default_retest_queue_limit() -> u64 {
+    2
 }
 
 fn default_status_context() -> String {
@@ -108,6 +135,16 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub dashboard_url: String,
     pub status_context: String,
+    pub retest: Retest,
+}
+
+/// The scheduled re-tests' settings (`retest_*` keys).
+#[derive(Debug, Clone)]
+pub struct Retest {
+    pub every_days: u64,
+    pub unchanged_days: u64,
+    pub batch: u64,
+    pub queue_limit: u64,
 }
 
 impl Config {
@@ -143,6 +180,23 @@ impl Config {
                 f.status_context
             );
         }
+        for (key, v, max) in [
+            ("retest_every_days", f.retest_every_days, 30),
+            ("retest_unchanged_days", f.retest_unchanged_days, 365),
+            ("retest_batch", f.retest_batch, 1000),
+            ("retest_queue_limit", f.retest_queue_limit, 100),
+        ] {
+            if v == 0 || v > max {
+                bail!("{key} must be between 1 and {max}, got {v}");
+            }
+        }
+        if f.retest_unchanged_days < f.retest_every_days {
+            bail!(
+                "retest_unchanged_days ({}) must not be below retest_every_days ({})",
+                f.retest_unchanged_days,
+                f.retest_every_days
+            );
+        }
         let listen = f
             .listen
             .parse()
@@ -167,6 +221,12 @@ impl Config {
             state_dir: f.state_dir,
             dashboard_url: url("dashboard_url", &f.dashboard_url)?,
             status_context: f.status_context,
+            retest: Retest {
+                every_days: f.retest_every_days,
+                unchanged_days: f.retest_unchanged_days,
+                batch: f.retest_batch,
+                queue_limit: f.retest_queue_limit,
+            },
         })
     }
 

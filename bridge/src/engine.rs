@@ -592,6 +592,7 @@ impl Engine {
             pr: intent.pr as u64,
             src: intent.src.clone(),
             comment: id as u64,
+            schedule: String::new(),
         }
         .to_pairs();
         let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -686,19 +687,10 @@ impl Engine {
     fn find_build(&self, comment: i64) -> Result<Option<Build>> {
         let dr = &self.cfg.drone_repo;
         let want = comment.to_string();
-        for page in 1..=SEARCH_PAGES {
-            let builds = self.drone.list_builds(&dr.owner, &dr.name, page, 100)?;
-            if let Some(b) = builds
-                .iter()
-                .find(|b| b.params.get(PARAM_COMMENT) == Some(&want))
-            {
-                return Ok(Some(b.clone()));
-            }
-            if builds.len() < 100 {
-                break;
-            }
-        }
-        Ok(None)
+        self.drone
+            .find_build(&dr.owner, &dr.name, SEARCH_PAGES, |b| {
+                b.params.get(PARAM_COMMENT) == Some(&want)
+            })
     }
 
     /// Intents left by a crash: adopt the build Drone already has, or create it.

@@ -8,6 +8,7 @@ pub mod comment;
 pub mod config;
 pub mod engine;
 pub mod metrics;
+pub mod retest;
 pub mod server;
 pub mod state;
 pub mod webhook;

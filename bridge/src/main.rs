@@ -8,11 +8,19 @@ and keeps the PR informed until the run ends.
 
 USAGE:
     cc-ci-bridge --config FILE [--check-config]
+    cc-ci-bridge --config FILE --retest [--now UNIX_SECONDS]
 
 OPTIONS:
     -c, --config FILE   JSON configuration (below). Required.
         --check-config  Validate the configuration (and read the secret files), ask Gitea
                         whether the bot may set commit statuses on each recipe, then exit.
+        --retest        Start the scheduled re-tests that are due (what the cc-ci-retest
+                        timer runs; docs/bridge.md#scheduled-re-tests): each enrolled recipe's
+                        default-branch head, once per slot of retest_every_days, at most
+                        retest_batch per invocation and none while retest_queue_limit cc-ci
+                        builds are queued or running. Safe to run by hand, and again.
+        --now SECS      With --retest: act as if it were this time (unix seconds), to test
+                        or to start a slot early.
     -h, --help          Show this help.
 
 CONFIGURATION (JSON; every setting lives here, tokens only in files):
@@ -35,15 +43,20 @@ CONFIGURATION (JSON; every setting lives here, tokens only in files):
       "webhook_secret_files": ["/run/credentials/cc-ci-bridge.service/webhook-secret"],
       "state_dir": "/var/lib/cc-ci-bridge",
       "dashboard_url": "https://ci.coopcloud.tech",
-      "status_context": "cc-ci/testme"              (commit status on each run's head)
+      "status_context": "cc-ci/testme",             (commit status on each run's head)
+      "retest_every_days": 1,                       (--retest: a slot per day)
+      "retest_unchanged_days": 7,                   (unchanged since green: weekly)
+      "retest_batch": 4,                            (builds started per --retest)
+      "retest_queue_limit": 2                       (none while this many are queued/running)
     }
     With no webhook secret, /hook answers 404 and polling alone finds comments.
     Commit statuses need the bot to have write access to each recipe's code (and a token with
     write:repository); without it the bridge says so once in its log and comments only.
 
 EXIT STATUS:
-    0  config valid (--check-config)
-    2  bad arguments or configuration, or the bridge stopped on an error
+    0  config valid (--check-config), or the due re-tests were started (--retest)
+    2  bad arguments or configuration, the bridge stopped on an error, or --retest could not
+       start every due re-test (Drone or the state file failed; the next invocation catches up)
 "#;
 
 fn main() -> ExitCode {
@@ -64,6 +77,8 @@ fn main() -> ExitCode {
 fn run(mut args: pico_args::Arguments) -> anyhow::Result<()> {
     let config: PathBuf = args.value_from_str(["-c", "--config"])?;
     let check = args.contains("--check-config");
+    let retest = args.contains("--retest");
+    let now: Option<i64> = args.opt_value_from_str("--now")?;
     let rest = args.finish();
     if !rest.is_empty() {
         anyhow::bail!("unexpected arguments: {rest:?} (see --help)");
@@ -75,6 +90,13 @@ fn run(mut args: pico_args::Arguments) -> anyhow::Result<()> {
             println!("{line}");
         }
         return Ok(());
+    }
+    if retest {
+        bridge::retest::run(&cfg, now.unwrap_or_else(ccci::clock::now))?;
+        return Ok(());
+    }
+    if now.is_some() {
+        anyhow::bail!("--now goes with --retest (see --help)");
     }
     bridge::run(cfg)
 }

@@ -273,6 +273,27 @@ impl DroneClient {
         )
     }
 
+    /// The newest build among the newest `max_pages` pages of 100 that `pick` chooses: how the
+    /// bridge finds a build it may have created before a crash, by the params it sent.
+    pub fn find_build(
+        &self,
+        owner: &str,
+        name: &str,
+        max_pages: u32,
+        pick: impl Fn(&Build) -> bool,
+    ) -> Result<Option<Build>> {
+        for page in 1..=max_pages {
+            let builds = self.list_builds(owner, name, page, MAX_PER_PAGE)?;
+            if let Some(b) = builds.iter().find(|b| pick(b)) {
+                return Ok(Some(b.clone()));
+            }
+            if builds.len() < MAX_PER_PAGE as usize {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
     /// `GET …/builds/{number}`, with stages and (once started) their steps.
     pub fn get_build(&self, owner: &str, name: &str, number: i64) -> Result<Build> {
         let path = format!("{}/builds/{number}", repo_path(owner, name));

@@ -5,7 +5,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
+
+use crate::clock::{parse_rfc3339, rfc3339};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::json;
 
@@ -27,106 +29,22 @@ pub struct Time(pub i64);
 impl<'de> Deserialize<'de> for Time {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Time, D::Error> {
         let s = String::deserialize(d)?;
-        parse_time(&s).map(Time).map_err(serde::de::Error::custom)
+        parse_rfc3339(&s)
+            .map(Time)
+            .map_err(serde::de::Error::custom)
     }
 }
 
 impl Serialize for Time {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&format_time(self.0))
+        s.serialize_str(&rfc3339(self.0))
     }
 }
 
 impl fmt::Display for Time {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&format_time(self.0))
+        f.write_str(&rfc3339(self.0))
     }
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
-}
-
-/// Parses RFC 3339 (`YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`) into unix seconds.
-pub fn parse_time(s: &str) -> Result<i64> {
-    let bad = || anyhow!("not an RFC 3339 time: {s:?}");
-    let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return Err(bad());
-    }
-    let num = |from: usize, to: usize| -> Result<i64> {
-        let part = s.get(from..to).ok_or_else(bad)?;
-        if !part.bytes().all(|c| c.is_ascii_digit()) {
-            return Err(bad());
-        }
-        part.parse().map_err(|_| bad())
-    };
-    let (y, mo, d, h, mi, se) = (
-        num(0, 4)?,
-        num(5, 7)?,
-        num(8, 10)?,
-        num(11, 13)?,
-        num(14, 16)?,
-        num(17, 19)?,
-    );
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
-        return Err(bad());
-    }
-    let mut i = 19;
-    if b[i] == b'.' {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == start {
-            return Err(bad());
-        }
-    }
-    let offset = match b.get(i) {
-        Some(b'Z' | b'z') if i + 1 == b.len() => 0,
-        Some(c @ (b'+' | b'-')) if i + 6 == b.len() && b[i + 3] == b':' => {
-            let o = num(i + 1, i + 3)? * 3600 + num(i + 4, i + 6)? * 60;
-            if *c == b'-' {
-                -o
-            } else {
-                o
-            }
-        }
-        _ => return Err(bad()),
-    };
-    Ok(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se - offset)
-}
-
-/// Formats unix seconds as RFC 3339 UTC (`2025-03-01T10:00:00Z`), what `since` takes
-/// (URL-encode it anyway: an offset's `+` would arrive as a space).
-pub fn format_time(unix: i64) -> String {
-    let z = unix.div_euclid(86_400) + 719_468;
-    let secs = unix.rem_euclid(86_400);
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -162,6 +80,21 @@ pub struct Repository {
     pub default_branch: String,
     /// What the asking user may do; absent when asked anonymously.
     pub permissions: Option<Permission>,
+}
+
+/// `structs.Branch` (the fields cc-ci reads).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Branch {
+    pub name: String,
+    pub commit: BranchCommit,
+}
+
+/// `structs.PayloadCommit`, as a branch's head.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct BranchCommit {
+    pub id: String,
 }
 
 /// `structs.Permission`: `push` is write access to the code, which commit statuses need.
@@ -539,7 +472,7 @@ impl GiteaClient {
             limit.clamp(1, MAX_PAGE_SIZE)
         );
         if let Some(t) = since {
-            path.push_str(&format!("&since={}", encode(&format_time(t))));
+            path.push_str(&format!("&since={}", encode(&rfc3339(t))));
         }
         let (reply, items): (_, Vec<Comment>) = self.api.json("GET", &path, None, &[200])?;
         Ok(Page {
@@ -601,7 +534,7 @@ impl GiteaClient {
             seg(repo)
         );
         if let Some(t) = since {
-            path.push_str(&format!("?since={}", encode(&format_time(t))));
+            path.push_str(&format!("?since={}", encode(&rfc3339(t))));
         }
         Ok(self.api.json("GET", &path, None, &[200])?.1)
     }
@@ -708,7 +641,7 @@ impl GiteaClient {
                 path.push_str("&all=true");
             }
             if let Some(t) = since {
-                path.push_str(&format!("&since={}", encode(&format_time(t))));
+                path.push_str(&format!("&since={}", encode(&rfc3339(t))));
             }
             if let Some(k) = subject_type {
                 path.push_str(&format!("&subject-type={}", encode(k)));
@@ -730,7 +663,7 @@ impl GiteaClient {
     pub fn mark_notifications_read(&self, last_read_at: Option<i64>) -> Result<()> {
         let mut path = "/notifications".to_owned();
         if let Some(t) = last_read_at {
-            path.push_str(&format!("?last_read_at={}", encode(&format_time(t))));
+            path.push_str(&format!("?last_read_at={}", encode(&rfc3339(t))));
         }
         self.api.expect("PUT", &path, None, &[205, 200])?;
         Ok(())
@@ -757,6 +690,24 @@ impl GiteaClient {
     pub fn get_repo(&self, owner: &str, repo: &str) -> Result<Repository> {
         let path = format!("/repos/{}/{}", seg(owner), seg(repo));
         Ok(self.api.json("GET", &path, None, &[200])?.1)
+    }
+
+    /// `GET /repos/{o}/{r}/branches/{branch}`: the branch's head commit; `None` when there
+    /// is no such branch (404).
+    pub fn branch_head(&self, owner: &str, repo: &str, branch: &str) -> Result<Option<String>> {
+        let path = format!(
+            "/repos/{}/{}/branches/{}",
+            seg(owner),
+            seg(repo),
+            seg(branch)
+        );
+        let reply = self.api.expect("GET", &path, None, &[200, 404])?;
+        if reply.status == 404 {
+            return Ok(None);
+        }
+        let b: Branch = serde_json::from_slice(&reply.body)
+            .with_context(|| format!("gitea GET {path}: malformed branch: {}", reply.excerpt()))?;
+        Ok(Some(b.commit.id))
     }
 
     /// `POST /repos/{o}/{r}/statuses/{sha}` → 201; 403 when the token lacks the right.
@@ -798,27 +749,30 @@ mod tests {
 
     #[test]
     fn times_parse_offsets_and_format_utc() {
-        assert_eq!(parse_time("2025-03-01T10:00:00Z").unwrap(), 1_740_823_200);
         assert_eq!(
-            parse_time("2025-03-01T11:00:00+01:00").unwrap(),
+            parse_rfc3339("2025-03-01T10:00:00Z").unwrap(),
             1_740_823_200
         );
         assert_eq!(
-            parse_time("2025-03-01T04:30:00-05:30").unwrap(),
+            parse_rfc3339("2025-03-01T11:00:00+01:00").unwrap(),
             1_740_823_200
         );
         assert_eq!(
-            parse_time("2025-03-01T10:00:00.999Z").unwrap(),
+            parse_rfc3339("2025-03-01T04:30:00-05:30").unwrap(),
             1_740_823_200
         );
-        assert_eq!(format_time(1_740_823_200), "2025-03-01T10:00:00Z");
-        assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_time(951_782_400), "2000-02-29T00:00:00Z");
-        assert!(parse_time("2025-03-01 10:00:00Z").is_err());
-        assert!(parse_time("2025-03-01T10:00:00 01:00").is_err());
-        assert!(parse_time("").is_err());
+        assert_eq!(
+            parse_rfc3339("2025-03-01T10:00:00.999Z").unwrap(),
+            1_740_823_200
+        );
+        assert_eq!(rfc3339(1_740_823_200), "2025-03-01T10:00:00Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert!(parse_rfc3339("2025-03-01 10:00:00Z").is_err());
+        assert!(parse_rfc3339("2025-03-01T10:00:00 01:00").is_err());
+        assert!(parse_rfc3339("").is_err());
         for t in [0, 951_782_400, 1_740_823_200, 4_102_444_800] {
-            assert_eq!(parse_time(&format_time(t)).unwrap(), t);
+            assert_eq!(parse_rfc3339(&rfc3339(t)).unwrap(), t);
         }
     }
 

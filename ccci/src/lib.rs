@@ -2,6 +2,7 @@
 //! the HTTP plumbing both clients stand on, and greppable log lines.
 
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod drone;
 pub mod fsx;

@@ -18,6 +18,10 @@ pub const PARAM_SRC: &str = "SRC";
 /// Drone build param: the id of the `!testme` comment that asked for the run; the bridge
 /// finds its own builds again by it after a crash.
 pub const PARAM_COMMENT: &str = "COMMENT";
+/// Drone build param: the sweep slot (`YYYY-MM-DD`, the UTC day it began) of a scheduled run
+/// of the recipe's default branch; absent on a PR run. A scheduled run has `PR` 0 and no
+/// `COMMENT`; the sweep finds its own builds again by recipe and slot.
+pub const PARAM_SCHEDULE: &str = "SCHEDULE";
 
 /// The params of one run, as sent to and read back from Drone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,18 +31,29 @@ pub struct RunParams {
     pub pr: u64,
     pub src: String,
     pub comment: u64,
+    /// The sweep slot of a scheduled run; empty for a PR run.
+    pub schedule: String,
 }
 
 impl RunParams {
     /// In the order the bridge sends them.
     pub fn to_pairs(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut pairs = vec![
             (PARAM_RECIPE, self.recipe.clone()),
             (PARAM_REF, self.sha.clone()),
             (PARAM_PR, self.pr.to_string()),
             (PARAM_SRC, self.src.clone()),
-            (PARAM_COMMENT, self.comment.to_string()),
-        ]
+        ];
+        if self.schedule.is_empty() {
+            pairs.push((PARAM_COMMENT, self.comment.to_string()));
+        } else {
+            pairs.push((PARAM_SCHEDULE, self.schedule.clone()));
+        }
+        pairs
+    }
+
+    pub fn is_scheduled(&self) -> bool {
+        !self.schedule.is_empty()
     }
 
     /// Reads params from a lookup (a Drone build's `params`, or the environment).
@@ -53,12 +68,19 @@ impl RunParams {
         if sha.len() != 40 || !sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             bail!("parameter {PARAM_REF} must be a full 40-character lowercase hex sha");
         }
+        let schedule = get(PARAM_SCHEDULE).unwrap_or_default();
+        if !schedule.is_empty() {
+            check_slot(&schedule)?;
+        }
         let pr = need(PARAM_PR)?;
         let pr: u64 = pr
             .parse()
             .ok()
-            .filter(|n| *n > 0)
+            .filter(|n| *n > 0 || !schedule.is_empty())
             .ok_or_else(|| anyhow::anyhow!("parameter {PARAM_PR} must be a positive number"))?;
+        if pr != 0 && !schedule.is_empty() {
+            bail!("parameter {PARAM_SCHEDULE} is for runs of the default branch: {PARAM_PR} must be 0");
+        }
         let src = need(PARAM_SRC)?;
         let comment = match get(PARAM_COMMENT) {
             Some(c) if !c.is_empty() => c
@@ -72,8 +94,27 @@ impl RunParams {
             pr,
             src,
             comment,
+            schedule,
         })
     }
+}
+
+/// A sweep slot is the UTC date it began, `YYYY-MM-DD`.
+pub fn check_slot(slot: &str) -> Result<()> {
+    let b = slot.as_bytes();
+    let ok = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    if !ok {
+        bail!(
+            "parameter {PARAM_SCHEDULE} must be a date, YYYY-MM-DD (got {:?})",
+            slot.chars().take(32).collect::<String>()
+        );
+    }
+    Ok(())
 }
 
 /// Recipe names are Co-op Cloud catalogue names: lowercase letters, digits and single
@@ -172,12 +213,47 @@ mod tests {
             pr: 42,
             src: "https://git.example.org/bob/custom-html.git".into(),
             comment: 1234,
+            schedule: String::new(),
         };
         let pairs = p.to_pairs();
         let back =
             RunParams::from_lookup(|k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
                 .unwrap();
         assert_eq!(back, p);
+        let scheduled = RunParams {
+            pr: 0,
+            comment: 0,
+            schedule: "2026-12-02".into(),
+            ..p
+        };
+        let pairs = scheduled.to_pairs();
+        assert!(pairs.iter().all(|(k, _)| *k != PARAM_COMMENT), "{pairs:?}");
+        let back =
+            RunParams::from_lookup(|k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+                .unwrap();
+        assert_eq!(back, scheduled);
+        assert!(back.is_scheduled());
+    }
+
+    #[test]
+    fn a_scheduled_run_has_a_date_slot_and_no_pr() {
+        let with = |pr: &'static str, slot: &'static str| {
+            let pairs = [
+                ("RECIPE", "custom-html"),
+                ("REF", SHA),
+                ("PR", pr),
+                ("SRC", "https://x/y.git"),
+                ("SCHEDULE", slot),
+            ];
+            RunParams::from_lookup(lookup(&pairs)).map_err(|e| e.to_string())
+        };
+        assert!(with("0", "2026-12-02").is_ok());
+        assert!(with("3", "2026-12-02")
+            .unwrap_err()
+            .contains("PR must be 0"));
+        for bad in ["2026-12-2", "tomorrow", "2026-12-02; rm", "../../etc/x"] {
+            assert!(with("0", bad).unwrap_err().contains("SCHEDULE"), "{bad}");
+        }
     }
 
     #[test]

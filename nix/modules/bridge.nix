@@ -130,6 +130,26 @@ in
             bridge comments only (and says so once in its log).
           '';
         };
+        retest_every_days = mkOption {
+          type = types.ints.between 1 30;
+          default = 1;
+          description = "Scheduled re-tests: every enrolled recipe's default branch is tested once per slot of this many days.";
+        };
+        retest_unchanged_days = mkOption {
+          type = types.ints.between 1 365;
+          default = 7;
+          description = "A default branch unchanged since its last green re-test is tested again only after this many days (the images under it may still move).";
+        };
+        retest_batch = mkOption {
+          type = types.ints.between 1 1000;
+          default = 4;
+          description = "Re-tests started per firing of the cc-ci-retest timer.";
+        };
+        retest_queue_limit = mkOption {
+          type = types.ints.between 1 100;
+          default = 2;
+          description = "No re-test starts while this many cc-ci builds are pending or running (keep it at the runners' capacity).";
+        };
       };
     };
     default = { };
@@ -139,8 +159,54 @@ in
     '';
   };
 
+  options.services.cc-ci.bridge.retest = {
+    enable = mkOption {
+      type = types.bool;
+      default = true;
+      description = "Re-test every enrolled recipe's default branch on a timer (cc-ci-retest.timer), without anyone commenting.";
+    };
+    onCalendar = mkOption {
+      type = types.str;
+      default = "*-*-* 00..06:00:00";
+      description = ''
+        When cc-ci-retest.timer fires (systemd.time(7)). Each firing starts at most
+        `settings.retest_batch` due re-tests, so the default (hourly through the night) starts
+        up to 7 × 4 recipes a night; a slot's recipes not reached are first in the next.
+      '';
+    };
+  };
+
   config = lib.mkIf (cfg.enable && cfg.role == "server") {
     environment.etc."cc-ci/bridge.json".source = configFile;
+
+    systemd.services.cc-ci-retest = lib.mkIf bcfg.retest.enable {
+      description = "cc-ci: start the scheduled re-tests that are due";
+      wants = [ "network-online.target" ];
+      after = [ "network-online.target" ];
+      serviceConfig = cclib.serviceHardening // {
+        Type = "oneshot";
+        # The bridge's dynamic user, so both units own the state directory.
+        DynamicUser = true;
+        User = unit;
+        ExecStart = "${lib.getExe' cfg.package "cc-ci-bridge"} --config /etc/cc-ci/bridge.json --retest";
+        LoadCredential = [
+          "gitea-token:${config.sops.secrets."cc-ci/gitea-token".path}"
+          "drone-token:${config.sops.secrets."cc-ci/drone-token".path}"
+        ];
+        StateDirectory = unit;
+        StateDirectoryMode = "0700";
+        TimeoutStartSec = "10min";
+      };
+    };
+
+    systemd.timers.cc-ci-retest = lib.mkIf bcfg.retest.enable {
+      wantedBy = [ "timers.target" ];
+      timerConfig = {
+        OnCalendar = bcfg.retest.onCalendar;
+        Persistent = true;
+        RandomizedDelaySec = "5min";
+      };
+    };
 
     systemd.services.${unit} = {
       description = "cc-ci: !testme bridge from Gitea to Drone";
@@ -150,6 +216,7 @@ in
       restartTriggers = [ configFile ];
       serviceConfig = cclib.serviceHardening // {
         DynamicUser = true;
+        User = unit;
         ExecStart = "${lib.getExe' cfg.package "cc-ci-bridge"} --config /etc/cc-ci/bridge.json";
         LoadCredential = [
           "gitea-token:${config.sops.secrets."cc-ci/gitea-token".path}"

@@ -459,3 +459,47 @@ fn commit_statuses_need_write_on_code<F: Forge>(w: World<F>) {
     assert_eq!(perms(None)["push"], json!(false));
 }
 both!(commit_statuses_need_write_on_code);
+
+// routers/api/v1/repo/branch.go GetBranch, services/convert ToBranch: the default branch's
+// head under `commit.id` (what the re-test sweep reads); a missing branch is a bare 404.
+fn a_branch_answers_its_head_and_a_missing_one_404<F: Forge>(w: World<F>) {
+    let get = |path: &str| call("GET", &w.api(path), Some(&tok(&w.ci)), None);
+    let repo = get("/repos/acme/app").json();
+    let main = repo["default_branch"].as_str().unwrap().to_owned();
+    let r = get(&format!("/repos/acme/app/branches/{main}"));
+    assert_eq!(r.status, 200, "{}: {}", w.g.kind(), r.body);
+    let b = r.json();
+    assert_eq!(b["name"], main.as_str());
+    let sha = b["commit"]["id"].as_str().unwrap();
+    assert!(
+        sha.len() == 40 && sha.bytes().all(|c| c.is_ascii_hexdigit()),
+        "{sha}"
+    );
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(
+        keys(&b),
+        [
+            "commit",
+            "effective_branch_protection_name",
+            "enable_status_check",
+            "name",
+            "protected",
+            "required_approvals",
+            "status_check_contexts",
+            "user_can_merge",
+            "user_can_push"
+        ],
+        "{}",
+        w.g.kind()
+    );
+    let r = get("/repos/acme/app/branches/no-such-branch");
+    assert_eq!(r.status, 404, "{}", w.g.kind());
+    let e = r.json();
+    assert_eq!(e["message"], "not found", "{}: {e}", w.g.kind());
+    assert_eq!(e["errors"], serde_json::Value::Null, "{}: {e}", w.g.kind());
+}
+both!(a_branch_answers_its_head_and_a_missing_one_404);

@@ -366,6 +366,19 @@ fn route(p: &Parts, s: &mut State, req: &Request, segs: &[&str]) -> Reply {
         }
         (_, ["repos", o, r, "subscription"]) => subscription(s, req, &auth, o, r),
         ("GET", ["repos", o, r, "hooks"]) => list_hooks(s, req, &auth, o, r),
+        ("GET", ["repos", o, r, "branches", name]) => {
+            // routers/api/v1/repo/branch.go GetBranch: v1.26.0 answers a missing branch
+            // `{"errors":null,"message":"not found"}` (checked in gitea_fidelity).
+            let repo = repo_ctx(s, req, &auth, o, r)?;
+            let Some(sha) = repo.branches.get(*name) else {
+                return Ok(Response::json(
+                    404,
+                    &json!({"errors": null, "message": "not found",
+                            "url": format!("{}api/swagger", s.root_url)}),
+                ));
+            };
+            Ok(ok_json(&render::branch(s, &repo, name, sha)))
+        }
         ("GET", ["repos", o, r]) => {
             let repo = repo_ctx(s, req, &auth, o, r)?;
             let perm = (

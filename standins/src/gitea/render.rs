@@ -404,3 +404,31 @@ pub fn notification(s: &State, n: &Notification) -> Value {
         "url": format!("{}api/v1/notifications/threads/{}", s.root_url, n.id),
     })
 }
+
+/// `convert.ToBranch` for an unprotected branch (`GET /repos/{o}/{r}/branches/{name}`). The
+/// stand-in keeps no commit objects: message, author and time are left empty.
+pub fn branch(s: &State, r: &Repo, name: &str, sha: &str) -> Value {
+    let user = json!({"name": "", "email": "", "username": ""});
+    json!({
+        "name": name,
+        "commit": {
+            "id": sha,
+            "message": "",
+            "url": format!("{}/commit/{sha}", repo_web(s, r)),
+            "author": user,
+            "committer": user,
+            "verification": null,
+            "timestamp": "0001-01-01T00:00:00Z",
+            "added": null,
+            "removed": null,
+            "modified": null,
+        },
+        "protected": false,
+        "required_approvals": 0,
+        "enable_status_check": false,
+        "status_check_contexts": [],
+        "user_can_push": false,
+        "user_can_merge": false,
+        "effective_branch_protection_name": "",
+    })
+}

@@ -1,0 +1,263 @@
+//! Scheduled re-tests, driven as the timer drives them: `cc-ci-bridge --retest --now T`
+//! against the stand-in Gitea and Drone, the clock injected. The forge and Drone keep state;
+//! the tests assert on the builds Drone was asked for and the requests each side served.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use standins::http::{Fault, FaultRule};
+
+mod world;
+use world::{wait_until, Opts, World, SLOW};
+
+/// 2026-12-02T03:00:00Z, a night's first firing of the timer.
+const T0: i64 = 1_796_180_400;
+const HOUR: i64 = 3600;
+const DAY: i64 = 86_400;
+
+fn world(name: &str, yaml: &'static str, config: serde_json::Value) -> World {
+    World::with(Opts {
+        name,
+        yaml,
+        extra_repos: 2,
+        config,
+        ..Opts::default()
+    })
+}
+
+/// One invocation: (success, its log).
+fn retest(w: &World, now: i64) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cc-ci-bridge"))
+        .arg("--config")
+        .arg(w.dir.join("config.json"))
+        .args(["--retest", "--now", &now.to_string()])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    for t in &w.tokens {
+        assert!(!log.contains(t.as_str()), "a token in the log:\n{log}");
+    }
+    (out.status.success(), log)
+}
+
+/// Every cc-ci build Drone holds, oldest first.
+fn builds(w: &World) -> Vec<standins::drone::Build> {
+    (1..)
+        .map_while(|n| w.drone.build("coop-cloud", "cc-ci", n))
+        .collect()
+}
+
+/// Scheduled builds per (slot, recipe): how many.
+fn per_slot(w: &World) -> BTreeMap<(String, String), usize> {
+    let mut m = BTreeMap::new();
+    for b in builds(w) {
+        let slot = b.params.get("SCHEDULE").cloned().unwrap_or_default();
+        let recipe = b.params["RECIPE"].clone();
+        *m.entry((slot, recipe)).or_insert(0) += 1;
+    }
+    m
+}
+
+fn head(w: &World, recipe: &str) -> String {
+    let b = w
+        .bot
+        .branch_head("coop-cloud", recipe, "main")
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.len(), 40);
+    b
+}
+
+fn wait_all_done(w: &World) {
+    wait_until("every build to finish", Duration::from_secs(30), || {
+        builds(w)
+            .iter()
+            .all(|b| !matches!(b.status.as_str(), "pending" | "running"))
+    });
+}
+
+#[test]
+fn every_recipe_gets_one_scheduled_run_per_slot_across_an_interrupted_sweep() {
+    let w = world(
+        "slots",
+        world::QUICK,
+        serde_json::json!({"retest_batch": 2, "retest_queue_limit": 10}),
+    );
+    // The first create reaches Drone but its answer is cut: the sweep dies not knowing.
+    w.drone.inject(
+        FaultRule::new("/api/repos/coop-cloud/cc-ci/builds", Fault::Truncated)
+            .method("POST")
+            .times(1),
+    );
+    let (ok, log) = retest(&w, T0);
+    assert!(!ok, "{log}");
+    assert!(log.contains("creating a re-test build"), "{log}");
+    assert_eq!(builds(&w).len(), 1, "{log}");
+
+    // An hour later the timer fires again: that build is adopted, not made twice, and the
+    // batch of two starts the other two.
+    let (ok, log) = retest(&w, T0 + HOUR);
+    assert!(ok, "{log}");
+    assert!(
+        log.contains("adopted the re-test an interrupted sweep created"),
+        "{log}"
+    );
+    let slots = per_slot(&w);
+    let want: BTreeMap<(String, String), usize> = ["custom-html", "recipe-0", "recipe-1"]
+        .iter()
+        .map(|r| (("2026-12-02".to_owned(), r.to_string()), 1))
+        .collect();
+    assert_eq!(slots, want);
+    // Each scheduled build tests the default branch's head, from the base repository.
+    for b in builds(&w) {
+        let recipe = &b.params["RECIPE"];
+        assert_eq!(b.params["REF"], head(&w, recipe));
+        assert_eq!(b.params["PR"], "0");
+        assert!(
+            b.params["SRC"].ends_with(&format!("/coop-cloud/{recipe}.git")),
+            "{:?}",
+            b.params
+        );
+        assert!(!b.params.contains_key("COMMENT"), "{:?}", b.params);
+    }
+    // Once more in the slot, the runs ended: nothing started; each run's end read once.
+    wait_all_done(&w);
+    w.drone.clear_requests();
+    let (ok, log) = retest(&w, T0 + 2 * HOUR);
+    assert!(ok, "{log}");
+    assert_eq!(builds(&w).len(), 3, "{log}");
+    let reads = w.drone.requests().len();
+    assert!(
+        reads <= 3 + 1,
+        "at most each run's end and the queue: {reads}"
+    );
+
+    // The next night, nothing changed and every run was green: not due until a week on. What
+    // that costs: the requests each side served for it.
+    w.gitea.clear_requests();
+    w.drone.clear_requests();
+    let (ok, log) = retest(&w, T0 + DAY);
+    assert!(ok, "{log}");
+    assert_eq!(builds(&w).len(), 3, "{log}");
+    assert_eq!(log.matches("default branch unchanged").count(), 3, "{log}");
+    let (g, d) = (w.gitea.requests().len(), w.drone.requests().len());
+    eprintln!("unchanged slot: {g} Gitea and {d} Drone requests for 3 recipes");
+    assert_eq!(g, 3 * 2, "a repository and a branch read per recipe");
+    assert_eq!(d, 1, "the queue once; no run is open");
+    // Read once per slot: later firings in the same slot ask nothing of Gitea.
+    w.gitea.clear_requests();
+    retest(&w, T0 + DAY + HOUR);
+    assert_eq!(w.gitea.requests().len(), 0);
+
+    // A push to one recipe's default branch: only that one is re-tested the night after.
+    let new = "9".repeat(40);
+    w.gitea
+        .push_branch("coop-cloud", "recipe-0", "main", &new)
+        .unwrap();
+    w.gitea.clear_requests();
+    w.drone.clear_requests();
+    let (ok, log) = retest(&w, T0 + 2 * DAY);
+    assert!(ok, "{log}");
+    let all = builds(&w);
+    assert_eq!(all.len(), 4, "{log}");
+    let last = all.last().unwrap();
+    assert_eq!(last.params["RECIPE"], "recipe-0");
+    assert_eq!(last.params["REF"], new);
+    assert_eq!(last.params["SCHEDULE"], "2026-12-04");
+    eprintln!(
+        "slot with one change: {} Gitea and {} Drone requests for 3 recipes",
+        w.gitea.requests().len(),
+        w.drone.requests().len()
+    );
+    wait_all_done(&w);
+
+    // A week after their green runs the unchanged ones are due again, two per firing.
+    let (ok, log) = retest(&w, T0 + 8 * DAY);
+    assert!(ok, "{log}");
+    let (ok, log2) = retest(&w, T0 + 8 * DAY + HOUR);
+    assert!(ok, "{log2}");
+    let slots = per_slot(&w);
+    for r in ["custom-html", "recipe-0", "recipe-1"] {
+        assert_eq!(
+            slots.get(&("2026-12-10".into(), r.into())),
+            Some(&1),
+            "{log}\n{log2}"
+        );
+    }
+}
+
+#[test]
+fn a_full_queue_a_down_drone_and_an_overlapping_sweep_start_nothing_twice() {
+    let w = world(
+        "queue",
+        SLOW,
+        serde_json::json!({"retest_batch": 10, "retest_queue_limit": 1}),
+    );
+    // The queue takes one: the first firing starts one, the next (it still runs) none.
+    let (ok, log) = retest(&w, T0);
+    assert!(ok, "{log}");
+    assert_eq!(builds(&w).len(), 1, "{log}");
+    let (ok, log) = retest(&w, T0 + 60);
+    assert!(ok, "{log}");
+    assert_eq!(builds(&w).len(), 1, "{log}");
+    assert!(
+        log.contains("left=recipe-0,recipe-1") || log.contains("left=custom-html,recipe-"),
+        "{log}"
+    );
+    wait_all_done(&w);
+
+    // Drone answers 500: a clear error, nothing recorded as started; the next firing starts.
+    w.drone.inject(
+        FaultRule::new(
+            "/api/repos/coop-cloud/cc-ci/builds",
+            Fault::Status { status: 500 },
+        )
+        .method("GET")
+        .times(1),
+    );
+    let (ok, log) = retest(&w, T0 + 120);
+    assert!(!ok, "{log}");
+    assert!(
+        log.contains("counting cc-ci builds in Drone's queue"),
+        "{log}"
+    );
+    assert_eq!(builds(&w).len(), 1);
+    // A sweep that is still running (its lock held by a live process): this one does nothing.
+    let lock = w.dir.join("state/retest.lock");
+    std::fs::write(&lock, std::process::id().to_string()).unwrap();
+    let (ok, log) = retest(&w, T0 + 180);
+    assert!(ok, "{log}");
+    assert!(log.contains("another sweep is running"), "{log}");
+    assert_eq!(builds(&w).len(), 1);
+    // One killed mid-sweep left its lock: taken over.
+    std::fs::write(&lock, "999999999").unwrap();
+    let (ok, log) = retest(&w, T0 + 240);
+    assert!(ok, "{log}");
+    assert!(log.contains("taking over the lock"), "{log}");
+    assert_eq!(builds(&w).len(), 2, "{log}");
+    assert!(!lock.exists());
+}
+
+#[test]
+fn a_recipe_gitea_cannot_show_is_skipped_with_a_reason_and_the_rest_go_on() {
+    let w = world(
+        "nobranch",
+        world::QUICK,
+        serde_json::json!({"retest_batch": 10, "retest_queue_limit": 10}),
+    );
+    w.gitea.inject(FaultRule::new(
+        "/api/v1/repos/coop-cloud/recipe-0/branches/*",
+        Fault::Status { status: 500 },
+    ));
+    let (ok, log) = retest(&w, T0);
+    assert!(ok, "{log}");
+    assert!(
+        log.contains("could not read the recipe's default branch")
+            && log.contains("recipe=recipe-0"),
+        "{log}"
+    );
+    let slots = per_slot(&w);
+    assert_eq!(slots.len(), 2, "{slots:?}");
+    assert!(!slots.contains_key(&("2026-12-02".into(), "recipe-0".into())));
+}
