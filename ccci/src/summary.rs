@@ -238,6 +238,26 @@ pub struct Summary {
     /// capped, for one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// What the head's deploy ran, per service (install's deploy): two runs of one commit
+    /// that differ here ran different images under the same tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<Image>,
+    /// The cc-ci commit whose pipeline ran (Drone's `DRONE_COMMIT_SHA`); empty outside Drone.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ccci_commit: String,
+}
+
+/// One service's image as the engine ran it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    /// The service's name in the recipe's compose file (`app`, `db`).
+    pub service: String,
+    /// The image reference the service was deployed with (`nginx:1.27.2`, with a digest
+    /// where the registry gave one).
+    pub image: String,
+    /// The image id the engine holds for it (`sha256:…`); empty when it could not tell.
+    #[serde(default)]
+    pub id: String,
 }
 
 impl Summary {
@@ -349,6 +369,8 @@ mod tests {
             finished: 0,
             stages: vec![],
             notes: vec![],
+            images: vec![],
+            ccci_commit: String::new(),
         };
         s.set_stage(stage("backup", Status::Passed));
         s.set_stage(stage("install", Status::Running));

@@ -7,6 +7,7 @@ use crate::clock::rfc3339;
 use crate::config::Config;
 use crate::escape::xml;
 use crate::model::{Recipe, Run, Status};
+use crate::weekly::Week;
 
 /// Entries per feed.
 pub const ENTRIES: usize = 50;
@@ -17,6 +18,7 @@ pub fn atom(
     title: &str,
     self_path: &str,
     runs: &[(&Recipe, &Run)],
+    weekly: Option<&Week>,
     generated: i64,
 ) -> String {
     let site = &cfg.site_url;
@@ -47,12 +49,33 @@ pub fn atom(
         } else {
             run.status.as_str()
         };
-        let title = format!(
-            "{} #{}: {status} (PR #{})",
-            recipe.name,
-            run.number(),
-            run.build.pr
-        );
+        let title = match (&run.regression, run.scheduled()) {
+            (Some(reg), _) => format!(
+                "{} #{}: regression on main (passed in #{} on the same commit)",
+                recipe.name,
+                run.number(),
+                reg.since
+            ),
+            (None, true) => format!(
+                "{} #{}: {status} (main, re-test {})",
+                recipe.name,
+                run.number(),
+                run.build.schedule
+            ),
+            (None, false) => format!(
+                "{} #{}: {status} (PR #{})",
+                recipe.name,
+                run.number(),
+                run.build.pr
+            ),
+        };
+        let changed = match &run.regression {
+            Some(reg) if !reg.changes.is_empty() => {
+                format!(" · changed: {}", reg.changes.join("; "))
+            }
+            Some(_) => " · nothing cc-ci can see changed".into(),
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
             "<entry><title>{}</title><id>{}</id><link href=\"{}\"/><updated>{}</updated><summary>{}</summary></entry>",
@@ -60,7 +83,37 @@ pub fn atom(
             xml(&link),
             xml(&link),
             rfc3339(run.build.finished.max(run.when())),
-            xml(&format!("ref {} · {}", &run.build.sha[..7.min(run.build.sha.len())], marks.join(", ")))
+            xml(&format!("ref {} · {}{changed}", &run.build.sha[..7.min(run.build.sha.len())], marks.join(", ")))
+        );
+    }
+    if let Some(w) = weekly {
+        // One entry per week (its id is the week's first day), updated as its runs finish.
+        let week_start = w.to - w.to.rem_euclid(7 * 86_400);
+        let link = format!("{site}/{}", crate::weekly::PATH);
+        let regressions: Vec<String> = w
+            .regressions
+            .iter()
+            .map(|(r, x)| format!("{} #{}", r.name, x.number()))
+            .collect();
+        let text = format!(
+            "{} level change(s), {} new regression(s){}, {} fixed",
+            w.levels.len(),
+            w.regressions.len(),
+            if regressions.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", regressions.join(", "))
+            },
+            w.fixed.len()
+        );
+        let _ = writeln!(
+            out,
+            "<entry><title>{}</title><id>{}</id><link href=\"{}\"/><updated>{}</updated><summary>{}</summary></entry>",
+            xml(&format!("This week on cc-ci: {text}")),
+            xml(&format!("{link}#week-{}", crate::clock::rfc3339(week_start).get(..10).unwrap_or(""))),
+            xml(&link),
+            rfc3339(w.latest),
+            xml(&text)
         );
     }
     out.push_str("</feed>\n");

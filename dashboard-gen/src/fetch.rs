@@ -57,6 +57,9 @@ pub struct CachedBuild {
     pub src: String,
     #[serde(default)]
     pub comment: u64,
+    /// The re-test slot of a scheduled run of the default branch; empty for a PR run.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub schedule: String,
     pub created: i64,
     pub started: i64,
     pub finished: i64,
@@ -80,6 +83,13 @@ pub struct Digest {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub version: String,
     pub stages: Vec<StageMark>,
+    /// What a regression's "what changed" compares.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub upgrade_base: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ccci::summary::Image>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ccci_commit: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -104,6 +114,9 @@ impl Digest {
     fn of(s: &Summary) -> Digest {
         Digest {
             version: s.version.clone(),
+            upgrade_base: s.upgrade_base.clone(),
+            images: s.images.clone(),
+            ccci_commit: s.ccci_commit.clone(),
             stages: s
                 .stages
                 .iter()
@@ -151,7 +164,9 @@ impl Digest {
                 .collect(),
             notes: Vec::new(),
             domain: String::new(),
-            upgrade_base: String::new(),
+            upgrade_base: self.upgrade_base.clone(),
+            images: self.images.clone(),
+            ccci_commit: self.ccci_commit.clone(),
             started: b.started,
             finished: b.finished,
         }
@@ -177,6 +192,7 @@ impl CachedBuild {
             pr: params.pr,
             src: cut(&params.src, MAX_NAME),
             comment: params.comment,
+            schedule: params.schedule,
             created: b.created,
             started: b.started,
             finished: b.finished,

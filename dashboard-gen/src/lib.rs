@@ -12,6 +12,7 @@ pub mod fetch;
 pub mod model;
 pub mod publish;
 pub mod render;
+pub mod weekly;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -155,6 +156,8 @@ pub fn generate(cfg: &Config) -> Result<Report> {
         .collect();
     recent.sort_by_key(|(_, x)| std::cmp::Reverse(x.number()));
     recent.truncate(feed::ENTRIES);
+    let week = weekly::week(&site, generated);
+    staging.write(weekly::PATH, weekly::page(&week).as_bytes())?;
     staging.write(
         "feed.atom",
         feed::atom(
@@ -162,6 +165,7 @@ pub fn generate(cfg: &Config) -> Result<Report> {
             "cc-ci: recipe results",
             "feed.atom",
             &recent,
+            Some(&week),
             generated,
         )
         .as_bytes(),
@@ -188,7 +192,7 @@ pub fn generate(cfg: &Config) -> Result<Report> {
             let title = format!("cc-ci: {}", r.name);
             staging.write(
                 &files[1],
-                feed::atom(cfg, &title, &files[1], &runs, generated).as_bytes(),
+                feed::atom(cfg, &title, &files[1], &runs, None, generated).as_bytes(),
             )?;
             staging.write(&files[2], badge::svg(r.name, r.status).as_bytes())?;
             staging.write(&files[3], badge::level(r.name, r.level).as_bytes())?;

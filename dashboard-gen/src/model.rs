@@ -151,6 +151,17 @@ pub struct Run<'a> {
     pub level: Option<u8>,
     /// Marked stages whose result on this ref both passed and failed (within the history).
     pub flaky: [bool; MARKED.len()],
+    /// A scheduled run that failed where the one before it, on the same commit, passed.
+    pub regression: Option<Regression>,
+}
+
+/// A regression not caused by the recipe: what we can see changed under the same commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Regression {
+    /// The green scheduled run on the same commit before it.
+    pub since: i64,
+    /// Each difference between the two runs' images, upgrade base and cc-ci commit.
+    pub changes: Vec<String>,
 }
 
 impl Run<'_> {
@@ -186,6 +197,11 @@ impl Run<'_> {
     pub fn version(&self) -> &str {
         self.build.version()
     }
+
+    /// A scheduled re-test of the default branch, not a PR run.
+    pub fn scheduled(&self) -> bool {
+        !self.build.schedule.is_empty()
+    }
 }
 
 fn run_level(run: &Run) -> Option<u8> {
@@ -210,11 +226,18 @@ pub struct Recipe<'a> {
     pub level: Option<u8>,
     /// Marked stages flaky on some ref within the history.
     pub flaky: BTreeSet<&'static str>,
+    /// Index in `runs` of the newest finished scheduled run: the default branch's state.
+    pub main: Option<usize>,
 }
 
 impl Recipe<'_> {
     pub fn latest(&self) -> Option<&Run<'_>> {
         self.runs.first()
+    }
+
+    /// The default branch's newest finished scheduled run.
+    pub fn main_run(&self) -> Option<&Run<'_>> {
+        self.main.map(|i| &self.runs[i])
     }
 
     /// Sort key for "by age" (descending): the newest run's start, then its number (runs
@@ -249,6 +272,7 @@ impl<'a> Site<'a> {
                 status: run_status(b),
                 level: None,
                 flaky: [false; MARKED.len()],
+                regression: None,
             });
         }
         let mut recipes = Vec::with_capacity(cfg.recipes.len());
@@ -259,6 +283,8 @@ impl<'a> Site<'a> {
                 r.level = run_level(r);
             }
             let flaky = mark_flaky(&mut runs);
+            mark_regressions(&mut runs);
+            let main = runs.iter().position(|r| r.scheduled() && r.level.is_some());
             let status = runs.first().map(|r| r.status).unwrap_or(Status::Untested);
             let level = recipe_level(&runs);
             *counts.entry(status).or_insert(0) += 1;
@@ -269,6 +295,7 @@ impl<'a> Site<'a> {
                 status,
                 level,
                 flaky,
+                main,
             });
         }
         Site { recipes, counts }
@@ -334,4 +361,86 @@ fn mark_flaky(runs: &mut [Run]) -> BTreeSet<&'static str> {
         }
     }
     out
+}
+
+/// Marks each finished scheduled run that failed right after a green scheduled run on the
+/// same commit: the recipe did not change, something under it did.
+fn mark_regressions(runs: &mut [Run]) {
+    let scheduled: Vec<usize> = (0..runs.len())
+        .rev()
+        .filter(|&i| runs[i].scheduled() && runs[i].level.is_some())
+        .collect();
+    for w in scheduled.windows(2) {
+        let (before, after) = (&runs[w[0]], &runs[w[1]]);
+        if before.status == Status::Passed
+            && matches!(after.status, Status::Failed | Status::Error)
+            && before.build.sha == after.build.sha
+        {
+            let r = Regression {
+                since: before.number(),
+                changes: changes(before.build, after.build),
+            };
+            runs[w[1]].regression = Some(r);
+        }
+    }
+}
+
+/// What differs between two runs of one commit, as far as their summaries tell.
+pub fn changes(before: &CachedBuild, after: &CachedBuild) -> Vec<String> {
+    let (Some(a), Some(b)) = (&before.summary, &after.summary) else {
+        return vec!["no summary to compare".into()];
+    };
+    let short = |id: &str| {
+        id.trim_start_matches("sha256:")
+            .chars()
+            .take(12)
+            .collect::<String>()
+    };
+    let mut out = Vec::new();
+    let services: BTreeSet<&str> = a
+        .images
+        .iter()
+        .chain(&b.images)
+        .map(|i| i.service.as_str())
+        .collect();
+    for svc in services {
+        let find = |d: &crate::fetch::Digest| d.images.iter().find(|i| i.service == svc).cloned();
+        match (find(a), find(b)) {
+            (Some(x), Some(y)) if x.image != y.image => {
+                out.push(format!("{svc}: image {} → {}", x.image, y.image))
+            }
+            (Some(x), Some(y)) if x.id != y.id => out.push(format!(
+                "{svc}: {} is another image now ({} → {})",
+                y.image,
+                short(&x.id),
+                short(&y.id)
+            )),
+            (Some(x), None) => out.push(format!("{svc}: ran {} before, not now", x.image)),
+            (None, Some(y)) => out.push(format!("{svc}: new, runs {}", y.image)),
+            _ => {}
+        }
+    }
+    if a.upgrade_base != b.upgrade_base {
+        out.push(format!(
+            "upgrade base {} → {}",
+            or_none(&a.upgrade_base),
+            or_none(&b.upgrade_base)
+        ));
+    }
+    if a.ccci_commit != b.ccci_commit {
+        out.push(format!(
+            "cc-ci {} → {}",
+            or_none(a.ccci_commit.get(..10).unwrap_or(&a.ccci_commit)),
+            or_none(b.ccci_commit.get(..10).unwrap_or(&b.ccci_commit))
+        ));
+    }
+    out
+}
+
+fn or_none(s: &str) -> &str {
+    if s.is_empty() {
+        "(none)"
+    } else {
+        s
+    }
 }

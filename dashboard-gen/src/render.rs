@@ -92,15 +92,54 @@ fn marks_head() -> String {
     s
 }
 
-/// "what was tested" cell: PR link, short ref, version.
+/// "what was tested" cell: PR link (or the scheduled re-test's slot), short ref, version.
 fn tested(links: &Links, r: &Recipe, run: &Run) -> String {
-    let pr = esc(&links.pr(r, run.build.pr)).into_owned();
     let short = esc(run.build.sha.get(..7).unwrap_or(&run.build.sha)).into_owned();
     let version = esc(run.version()).into_owned();
+    if run.scheduled() {
+        let regression = if run.regression.is_some() {
+            " <span class=rg>regression</span>"
+        } else {
+            ""
+        };
+        return format!(
+            "main, re-test {} <code>{short}</code> {version}{regression}",
+            esc(&run.build.schedule)
+        );
+    }
+    let pr = esc(&links.pr(r, run.build.pr)).into_owned();
     format!(
         "<a href=\"{pr}\">PR #{}</a> <code>{short}</code> {version}",
         run.build.pr
     )
+}
+
+/// The default branch's state from its newest scheduled re-test: "main: L3, tested
+/// 2026-12-02", a regression said so.
+fn main_cell(r: &Recipe, pre: &str) -> String {
+    let Some(run) = r.main_run() else {
+        return "<small>not re-tested yet</small>".into();
+    };
+    let mut s = format!(
+        "main: {}, tested <a href=\"{pre}runs/{n}.html\">{}</a>",
+        level_cell(run.level),
+        display(run.when()).get(..10).unwrap_or(""),
+        n = run.number()
+    );
+    if let Some(reg) = &run.regression {
+        let what = if reg.changes.is_empty() {
+            "nothing cc-ci can see changed".to_owned()
+        } else {
+            reg.changes.join("; ")
+        };
+        let _ = write!(
+            s,
+            " <span class=rg title=\"{}\">regression since #{}</span>",
+            esc(&what),
+            reg.since
+        );
+    }
+    s
 }
 
 fn when(run: &Run) -> String {
@@ -111,10 +150,10 @@ fn when(run: &Run) -> String {
     )
 }
 
-fn page(title: &str, pre: &str, body: &str, footer: &str) -> String {
+pub(crate) fn page(title: &str, pre: &str, body: &str, footer: &str) -> String {
     let title = esc(title);
     format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta name=\"color-scheme\" content=\"light dark\"><title>{title}</title><link rel=\"stylesheet\" href=\"{pre}style.css\"><link rel=\"alternate\" type=\"application/atom+xml\" title=\"cc-ci results\" href=\"{pre}feed.atom\"></head>\n<body><header class=top><a class=brand href=\"{pre}index.html\">cc-ci</a><span>Co-op Cloud recipe CI</span></header>\n<main>{body}</main>\n<footer>{footer}<a href=\"{pre}summary.json\">summary.json</a> · <a href=\"{pre}feed.atom\">Atom feed</a> · times in UTC</footer></body></html>\n"
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta name=\"color-scheme\" content=\"light dark\"><title>{title}</title><link rel=\"stylesheet\" href=\"{pre}style.css\"><link rel=\"alternate\" type=\"application/atom+xml\" title=\"cc-ci results\" href=\"{pre}feed.atom\"></head>\n<body><header class=top><a class=brand href=\"{pre}index.html\">cc-ci</a><span>Co-op Cloud recipe CI</span></header>\n<main>{body}</main>\n<footer>{footer}<a href=\"{pre}weekly.html\">this week</a> · <a href=\"{pre}summary.json\">summary.json</a> · <a href=\"{pre}feed.atom\">Atom feed</a> · times in UTC</footer></body></html>\n"
     )
 }
 
@@ -186,7 +225,7 @@ pub fn index(
     } else {
         let _ = writeln!(
             body,
-            "<table class=rs><thead><tr><th scope=col>Recipe</th><th scope=col>Status</th><th scope=col>Level</th><th scope=col>{}</th><th scope=col>Tested</th><th scope=col>When</th><th scope=col>Run</th></tr></thead><tbody>",
+            "<table class=rs><thead><tr><th scope=col>Recipe</th><th scope=col>Status</th><th scope=col>Level</th><th scope=col>Default branch</th><th scope=col>{}</th><th scope=col>Tested</th><th scope=col>When</th><th scope=col>Run</th></tr></thead><tbody>",
             marks_head()
         );
         for r in rows {
@@ -212,10 +251,11 @@ fn index_row(out: &mut String, links: &Links, r: &Recipe) {
     };
     let _ = write!(
         out,
-        "<tr class={}><th scope=row><a href=\"recipes/{name}.html\">{name}</a>{flaky}</th><td>{}</td><td>{}</td>",
+        "<tr class={}><th scope=row><a href=\"recipes/{name}.html\">{name}</a>{flaky}</th><td>{}</td><td>{}</td><td>{}</td>",
         r.status.as_str(),
         status_badge(r.status),
-        level_cell(r.level)
+        level_cell(r.level),
+        main_cell(r, "")
     );
     match r.latest() {
         Some(run) => {
@@ -307,7 +347,26 @@ pub fn recipe_page(links: &Links, r: &Recipe) -> String {
             stages.join(", ")
         );
     }
-    body.push_str("</p>");
+    let _ = write!(
+        body,
+        "</p><p class=main>Default branch: {}</p>",
+        main_cell(r, "../")
+    );
+    if let Some(reg) = r.main_run().and_then(|run| run.regression.as_ref()) {
+        body.push_str("<div class=regression><p><b>Regression not caused by the recipe:</b> the default branch failed its re-test on the commit that passed in ");
+        let _ = write!(
+            body,
+            "<a href=\"../runs/{0}.html\">#{0}</a>. What changed between the two runs:</p><ul>",
+            reg.since
+        );
+        if reg.changes.is_empty() {
+            body.push_str("<li>nothing cc-ci can see (the images, the upgrade base and cc-ci are the same)</li>");
+        }
+        for c in &reg.changes {
+            let _ = write!(body, "<li>{}</li>", esc(c));
+        }
+        body.push_str("</ul></div>");
+    }
     if r.runs.is_empty() {
         body.push_str("<p class=empty>Never tested: no run of this recipe yet. Comment <code>!testme</code> on a pull request to start one.</p>");
     } else {
@@ -600,6 +659,7 @@ tbody .ks i,.legend i,.stages i{font-weight:700;font-style:normal}
 i.p{color:var(--p)}i.f{color:var(--f)}i.e{color:var(--e)}i.r{color:var(--r)}i.s{color:var(--s)}i.n{color:var(--n)}
 i.y{text-decoration:underline wavy}
 .fl{font-size:12px;color:var(--s);white-space:nowrap}
+.rg{font-size:12px;font-weight:600;color:var(--f);white-space:nowrap}
 small{color:var(--mute)}
 .crumbs{margin:0;color:var(--mute)}
 .meta img{vertical-align:middle}

@@ -532,3 +532,114 @@ fn check_config_help_and_bad_config() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Scheduled re-tests of the default branch (issue 17): the overview shows the default
+/// branch's state; a re-test that fails on the commit whose previous re-test passed is a
+/// regression on the index, the recipe page, the feed and the weekly page, with the image
+/// that changed under it.
+#[test]
+fn a_re_test_failing_on_an_unchanged_commit_is_a_regression_with_what_changed() {
+    let w = World::new("regression", &["alpha", "bravo"], 2);
+    let image = |id: &str| ccci::summary::Image {
+        service: "app".into(),
+        image: "nginx:1.27.2".into(),
+        id: id.into(),
+    };
+    let scheduled = |slot: &str, fail: Option<&str>| {
+        let mut extra = vec![("SCHEDULE", slot)];
+        if let Some(f) = fail {
+            extra.push(("FAIL", f));
+        }
+        let n = w.start("alpha", SHA, 0, None, &extra);
+        w.wait(n);
+        n
+    };
+    let green = scheduled("2026-12-01", None);
+    let mut s = summary(
+        green,
+        "alpha",
+        SHA,
+        0,
+        vec![stage("install", Status::Passed)],
+    );
+    s.images = vec![image(&format!("sha256:{}", "a".repeat(64)))];
+    w.save_summary(&s);
+    // A PR run in between, on another commit: not what a re-test compares with.
+    let pr = w.run("alpha", &"b".repeat(40), 7, None);
+    w.save_summary(&summary(
+        pr,
+        "alpha",
+        &"b".repeat(40),
+        7,
+        vec![stage("install", Status::Passed)],
+    ));
+    let red = scheduled("2026-12-02", Some("install"));
+    let mut s = summary(red, "alpha", SHA, 0, vec![stage("install", Status::Failed)]);
+    s.images = vec![image(&format!("sha256:{}", "c".repeat(64)))];
+    w.save_summary(&s);
+    w.gen_ok();
+
+    let index = w.read("index.html");
+    assert!(
+        index.contains(&format!("regression since #{green}")),
+        "{index}"
+    );
+    assert!(
+        index.contains("<th scope=col>Default branch</th>"),
+        "{index}"
+    );
+    assert!(
+        index.contains("not re-tested yet"),
+        "bravo has no re-test: {index}"
+    );
+    let recipe = w.read("recipes/alpha.html");
+    assert!(
+        recipe.contains("Regression not caused by the recipe"),
+        "{recipe}"
+    );
+    assert!(
+        recipe.contains("app: nginx:1.27.2 is another image now (aaaaaaaaaaaa → cccccccccccc)"),
+        "{recipe}"
+    );
+    assert!(recipe.contains("main, re-test 2026-12-02"), "{recipe}");
+    let feed = w.read("feed.atom");
+    assert!(
+        feed.contains(&format!(
+            "alpha #{red}: regression on main (passed in #{green} on the same commit)"
+        )),
+        "{feed}"
+    );
+    assert!(feed.contains("This week on cc-ci:"), "{feed}");
+    assert!(
+        feed.contains(&format!("1 new regression(s) (alpha #{red})")),
+        "{feed}"
+    );
+    let week = w.read("weekly.html");
+    assert!(
+        week.contains(&format!(
+            "href=\"runs/{red}.html\">#{red}</a> <span class=rg>regression</span> since #{green}"
+        )),
+        "{week}"
+    );
+    assert!(week.contains("is another image now"), "{week}");
+
+    // The next re-test passes: fixed, said on the weekly page; main is green again.
+    let again = scheduled("2026-12-03", None);
+    let mut s = summary(
+        again,
+        "alpha",
+        SHA,
+        0,
+        vec![stage("install", Status::Passed)],
+    );
+    s.images = vec![image(&format!("sha256:{}", "d".repeat(64)))];
+    w.save_summary(&s);
+    w.gen_ok();
+    let week = w.read("weekly.html");
+    assert!(
+        week.contains(&format!("regression <a href=\"runs/{red}.html\">#{red}</a> green again in <a href=\"runs/{again}.html\">#{again}</a>")),
+        "{week}"
+    );
+    let index = w.read("index.html");
+    assert!(!index.contains("regression since"), "{index}");
+}

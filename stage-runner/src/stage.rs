@@ -470,7 +470,11 @@ impl Ctx {
                 None
             }
             None => {
-                self.deploy(&["app", "deploy", &domain, "--chaos"])?;
+                let deployed = self.deploy(&["app", "deploy", &domain, "--chaos"]);
+                // Also when the deploy failed: a regression under an unchanged commit is told
+                // by the images it ran.
+                self.record_images();
+                deployed?;
                 Some(self.check_deployed_head()?)
             }
         };
@@ -777,6 +781,42 @@ impl Ctx {
                 );
             }
             std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Best effort, after a deploy of the head: each service's image and the id the engine
+    /// resolved it to, in the summary (`images`), so that two runs of one commit can be told
+    /// apart by what they ran (an upstream tag that moved).
+    fn record_images(&self) {
+        let Some(services) = self.services() else {
+            return;
+        };
+        let mut images = Vec::new();
+        for svc in &services {
+            let Some(image) = self.engine(&[
+                "service",
+                "inspect",
+                "--format",
+                "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+                svc,
+            ]) else {
+                continue;
+            };
+            let image = image.trim().to_owned();
+            let id = self
+                .engine(&["image", "inspect", "--format", "{{.Id}}", &image])
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_default();
+            let service = svc
+                .strip_prefix(&format!("{}_", ccci::run::stack_name(&self.run.domain)))
+                .unwrap_or(svc)
+                .to_owned();
+            images.push(ccci::summary::Image { service, image, id });
+        }
+        let path = self.summary_path();
+        if let Ok(mut s) = Summary::load(&path) {
+            s.images = images;
+            let _ = s.save(&path);
         }
     }
 
@@ -1554,6 +1594,9 @@ pub fn prepare(cfg: Config, p: &RunParams, run_id: &str, build: i64) -> Result<C
         finished: 0,
         stages: Vec::new(),
         notes: Vec::new(),
+        images: Vec::new(),
+        // The step's own environment, as Drone's runner sets it.
+        ccci_commit: std::env::var("DRONE_COMMIT_SHA").unwrap_or_default(),
     }
     .save(&results.join("summary.json"))?;
     let started = std::time::Instant::now();

@@ -454,6 +454,33 @@ impl World {
         }
     }
 
+    /// Pushes one commit made by `edit` onto `recipe`'s default branch, as its maintainers
+    /// merging would; returns the new head.
+    pub fn push_main(
+        &self,
+        recipe: &str,
+        title: &str,
+        edit: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<String> {
+        let work = self.setup.dir.join("pr-work").join(recipe);
+        git(&work, &["fetch", "-q", "origin"])?;
+        git(&work, &["checkout", "-q", "-B", "main", "origin/main"])?;
+        edit(&work)?;
+        git(&work, &["commit", "-qam", title])?;
+        let sha = git(&work, &["rev-parse", "HEAD"])?;
+        match &self.gitea {
+            LocalGitea::Standin(g) => {
+                git(&work, &["push", "-q", "origin", "HEAD:refs/heads/main"])?;
+                g.push_branch(ORG, recipe, "main", &sha)?;
+            }
+            LocalGitea::Real(g) => {
+                let push = g.push_url(ORG, recipe, BOT);
+                git(&work, &["push", "-q", &push, "HEAD:refs/heads/main"])?;
+            }
+        }
+        Ok(sha)
+    }
+
     pub fn config(&self, name: &str) -> PathBuf {
         self.setup.dir.join("etc").join(name)
     }
@@ -667,6 +694,10 @@ fn standin_upstreams(setup: &Setup, catalogue: &Path, stage_cfg: &Path) -> Resul
     gitea.set_member(ORG, MAINTAINER, false)?;
     for r in &setup.recipes {
         gitea.create_repo(ORG, r, false)?;
+        // The default branch's head as the forge's git side has it (the scheduled re-tests
+        // read it through the API).
+        let bare = forge.join(ORG).join(format!("{r}.git"));
+        gitea.push_branch(ORG, r, "main", &git(&bare, &["rev-parse", "main"])?)?;
     }
     let gitea_token = gitea.create_token(BOT, BOT_SCOPES)?;
 

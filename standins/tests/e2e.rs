@@ -657,3 +657,112 @@ fn dev_local_all_runs_every_recipe_and_each_reaches_its_level() {
     assert!(levels.len() >= 2, "{levels:?}");
     assert!(text.contains("dashboard: http://127.0.0.1:"), "{text}");
 }
+
+/// `docker` on the project's engine (DOCKER_HOST from dev/engine), checked.
+fn docker(args: &[&str]) {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Issue 17 on the real swarm: the scheduled re-test of a recipe's default branch runs the
+/// whole pipeline; when the image under an unchanged commit's tag changes, the next re-test
+/// fails, and the index, the feed and the weekly page call it a regression, naming the image.
+#[test]
+fn an_image_changed_under_an_unchanged_commit_is_a_regression_on_the_site() {
+    let w = world("regression", false, 30);
+    // A tag of this test's own, so nothing else on the engine sees it move.
+    let tag = format!("ccci/regress-{}:1", std::process::id());
+    docker(&["tag", "nginx:1.27.2", &tag]);
+    struct Untag(String);
+    impl Drop for Untag {
+        fn drop(&mut self) {
+            let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+        }
+    }
+    let _untag = Untag(tag.clone());
+    let head = w
+        .push_main(w.recipe(), "Pin our own nginx build", |dir| {
+            let compose = dir.join("compose.yml");
+            let text = std::fs::read_to_string(&compose)?;
+            std::fs::write(
+                &compose,
+                text.replace("image: nginx:1.27.2", &format!("image: {tag}")),
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    let retest = |now: i64| {
+        let out = Command::new(bin_dir().join("cc-ci-bridge"))
+            .arg("--config")
+            .arg(w.config("bridge.json"))
+            .args(["--retest", "--now", &now.to_string()])
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{log}");
+        log
+    };
+    let finished = |n: i64| {
+        wait("the re-test to finish", Duration::from_secs(240), || {
+            w.drone
+                .build("coop-cloud", "cc-ci", n)
+                .filter(|b| !matches!(b.status.as_str(), "pending" | "running"))
+        })
+    };
+    let now = standins::gitea::clock::real_now();
+    let log = retest(now);
+    let b = wait("a scheduled build", Duration::from_secs(10), || {
+        w.builds().into_iter().next()
+    });
+    assert_eq!(b.params["REF"], head, "{log}");
+    assert_eq!(b.params["PR"], "0");
+    assert!(b.params.contains_key("SCHEDULE"), "{:?}", b.params);
+    let green = finished(b.number);
+    assert_eq!(green.status, "success", "{}", failed_logs(&w, b.number));
+    let sum = summary(&w, b.number);
+    assert_eq!(sum["images"][0]["service"], "app", "{sum}");
+    assert_eq!(sum["images"][0]["image"], tag.as_str(), "{sum}");
+
+    // Upstream moves the tag: same commit, another image (one whose process exits at once).
+    docker(&["tag", "postgres:15", &tag]);
+    // Unchanged and green: due again only after retest_unchanged_days (7).
+    let log = retest(now + 8 * 86_400);
+    let red = wait("the second re-test", Duration::from_secs(10), || {
+        w.builds().into_iter().nth(1)
+    });
+    assert_eq!(red.params["REF"], head, "{log}");
+    let red = finished(red.number);
+    assert_ne!(red.status, "success");
+
+    w.generate_dashboard().unwrap();
+    let site = w.site();
+    let index = read(&site.join("index.html"));
+    assert!(
+        index.contains(&format!("regression since #{}", green.number)),
+        "{index}"
+    );
+    let feed = read(&site.join("feed.atom"));
+    assert!(
+        feed.contains(&format!(
+            "custom-html #{}: regression on main (passed in #{} on the same commit)",
+            red.number, green.number
+        )),
+        "{feed}"
+    );
+    assert!(
+        feed.contains(&format!("app: {tag} is another image now")),
+        "{feed}"
+    );
+    let week = read(&site.join("weekly.html"));
+    assert!(
+        week.contains(&format!(
+            "#{}</a> <span class=rg>regression</span> since #{}",
+            red.number, green.number
+        )),
+        "{week}"
+    );
+}

@@ -41,3 +41,23 @@ def test_exported_variables_are_the_scripts():
     for var in set(re.findall(r"CCCI_REAL_[A-Z_]+", DOC.read_text())):
         suffix = var.removeprefix("CCCI_REAL_").lower().replace("_", "-")
         assert f"{suffix})" in script, f"{var}: dev/upstream installs no '{suffix}'"
+
+
+def test_the_re_test_docs_name_what_the_code_has():
+    """docs/bridge.md's scheduled re-tests: each config key, the unit and the NixOS option it
+    names are the ones the bridge's --help, its config and the NixOS module have."""
+    doc = (REPO / "docs" / "bridge.md").read_text()
+    section = doc.split("## Scheduled re-tests", 1)[1].split("\n## ", 1)[0]
+    main = (REPO / "bridge" / "src" / "main.rs").read_text()
+    config = (REPO / "bridge" / "src" / "config.rs").read_text()
+    module = (REPO / "nix" / "modules" / "bridge.nix").read_text()
+    keys = set(re.findall(r"`(retest_[a-z_]+)`", section))
+    assert keys == {"retest_every_days", "retest_unchanged_days", "retest_batch",
+                    "retest_queue_limit"}, keys
+    for k in keys:
+        assert f'"{k}"' in main and f"pub {k}:" in config and f"{k} = mkOption" in module, k
+    assert "--retest" in section and "--retest" in main
+    assert "cc-ci-retest.timer" in section and "systemd.timers.cc-ci-retest" in module
+    assert "services.cc-ci.bridge.retest.onCalendar" in section and "onCalendar = mkOption" in module
+    for path in ("retest.json", "retest.lock"):
+        assert path in section and path in (REPO / "bridge" / "src" / "retest.rs").read_text()
