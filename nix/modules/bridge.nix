@@ -12,6 +12,19 @@ let
   credential = cclib.credentialPath unit;
   webhookCredentials = lib.imap1 (i: key: { name = "webhook-secret-${toString i}"; inherit key; }) cfg.secrets.webhookSecrets;
   configFile = json.generate "bridge.json" bcfg.settings;
+  # The re-test unit reads the same settings with its own credentials' paths (a unit sees only
+  # its own under /run/credentials), and serves no webhook.
+  retestCredential = cclib.credentialPath "cc-ci-retest";
+  retestConfigFile = json.generate "bridge-retest.json" (bcfg.settings // {
+    gitea_token_file = retestCredential "gitea-token";
+    drone_token_file = retestCredential "drone-token";
+    webhook_secret_files = [ ];
+  });
+  # Both units (the bridge and its re-test timer's) talk to Gitea and Drone as the bot.
+  tokenCredentials = [
+    "gitea-token:${config.sops.secrets."cc-ci/gitea-token".path}"
+    "drone-token:${config.sops.secrets."cc-ci/drone-token".path}"
+  ];
 in
 {
   options.services.cc-ci.bridge.settings = mkOption {
@@ -178,6 +191,7 @@ in
 
   config = lib.mkIf (cfg.enable && cfg.role == "server") {
     environment.etc."cc-ci/bridge.json".source = configFile;
+    environment.etc."cc-ci/bridge-retest.json" = lib.mkIf bcfg.retest.enable { source = retestConfigFile; };
 
     systemd.services.cc-ci-retest = lib.mkIf bcfg.retest.enable {
       description = "cc-ci: start the scheduled re-tests that are due";
@@ -188,11 +202,8 @@ in
         # The bridge's dynamic user, so both units own the state directory.
         DynamicUser = true;
         User = unit;
-        ExecStart = "${lib.getExe' cfg.package "cc-ci-bridge"} --config /etc/cc-ci/bridge.json --retest";
-        LoadCredential = [
-          "gitea-token:${config.sops.secrets."cc-ci/gitea-token".path}"
-          "drone-token:${config.sops.secrets."cc-ci/drone-token".path}"
-        ];
+        ExecStart = "${lib.getExe' cfg.package "cc-ci-bridge"} --config /etc/cc-ci/bridge-retest.json --retest";
+        LoadCredential = tokenCredentials;
         StateDirectory = unit;
         StateDirectoryMode = "0700";
         TimeoutStartSec = "10min";
@@ -218,10 +229,7 @@ in
         DynamicUser = true;
         User = unit;
         ExecStart = "${lib.getExe' cfg.package "cc-ci-bridge"} --config /etc/cc-ci/bridge.json";
-        LoadCredential = [
-          "gitea-token:${config.sops.secrets."cc-ci/gitea-token".path}"
-          "drone-token:${config.sops.secrets."cc-ci/drone-token".path}"
-        ] ++ map (w: "${w.name}:${config.sops.secrets.${w.key}.path}") webhookCredentials;
+        LoadCredential = tokenCredentials ++ map (w: "${w.name}:${config.sops.secrets.${w.key}.path}") webhookCredentials;
         StateDirectory = unit;
         StateDirectoryMode = "0700";
         Restart = "always";
