@@ -747,6 +747,16 @@ pub fn summary_json(links: &Links, site: &Site, generated: i64) -> serde_json::V
                 "badge": format!("{site_url}/badges/{}.svg", r.name),
                 "runs": r.runs.len(),
                 "latest": latest,
+                "main": r.main_run().map(|run| json!({
+                    "build": run.number(),
+                    "status": run.status.as_str(),
+                    "level": run.level,
+                    "ref": run.build.sha,
+                    "schedule": run.build.schedule,
+                    "tested": run.when(),
+                    "page": format!("{site_url}/runs/{}.html", run.number()),
+                    "regression": run.regression.as_ref().map(|g| json!({"since": g.since, "changes": g.changes})),
+                })),
             })
         })
         .collect();

@@ -622,6 +622,12 @@ fn a_re_test_failing_on_an_unchanged_commit_is_a_regression_with_what_changed() 
         "{week}"
     );
     assert!(week.contains("is another image now"), "{week}");
+    let sum: serde_json::Value = serde_json::from_str(&w.read("summary.json")).unwrap();
+    let alpha = &sum["recipes"][0];
+    assert_eq!(alpha["main"]["build"], red, "{alpha}");
+    assert_eq!(alpha["main"]["schedule"], "2026-12-02");
+    assert_eq!(alpha["main"]["regression"]["since"], green);
+    assert_eq!(sum["recipes"][1]["main"], serde_json::Value::Null);
 
     // The next re-test passes: fixed, said on the weekly page; main is green again.
     let again = scheduled("2026-12-03", None);
