@@ -75,6 +75,11 @@ pub struct File {
     /// No re-test is started while this many cc-ci builds are pending or running.
     #[serde(default = "default_retest_queue_limit")]
     pub retest_queue_limit: u64,
+    /// Open an issue on the recipe's repository when a re-test regresses (fails on the commit
+    /// whose last re-test passed), once, and close it when a re-test passes again. Needs the
+    /// bot's token to have `write:issue` (it has, for comments).
+    #[serde(default)]
+    pub retest_open_issues: bool,
 }
 
 fn default_retest_every() -> u64 {
@@ -145,6 +150,7 @@ pub struct Retest {
     pub unchanged_days: u64,
     pub batch: u64,
     pub queue_limit: u64,
+    pub open_issues: bool,
 }
 
 impl Config {
@@ -226,6 +232,7 @@ impl Config {
                 unchanged_days: f.retest_unchanged_days,
                 batch: f.retest_batch,
                 queue_limit: f.retest_queue_limit,
+                open_issues: f.retest_open_issues,
             },
         })
     }
@@ -242,6 +249,11 @@ impl Config {
     /// A run's page on the dashboard (the PR comment's and the commit status's link).
     pub fn run_page(&self, build: i64) -> String {
         format!("{}/runs/{build}.html", self.dashboard_url)
+    }
+
+    /// A recipe's page on the dashboard.
+    pub fn recipe_page(&self, recipe: &str) -> String {
+        format!("{}/recipes/{recipe}.html", self.dashboard_url)
     }
 
     /// The recipe enrolled for a repository, if any.

@@ -47,7 +47,8 @@ CONFIGURATION (JSON; every setting lives here, tokens only in files):
       "retest_every_days": 1,                       (--retest: a slot per day)
       "retest_unchanged_days": 7,                   (unchanged since green: weekly)
       "retest_batch": 4,                            (builds started per --retest)
-      "retest_queue_limit": 2                       (none while this many are queued/running)
+      "retest_queue_limit": 2,                      (none while this many are queued/running)
+      "retest_open_issues": false                   (an issue on the recipe per regression)
     }
     With no webhook secret, /hook answers 404 and polling alone finds comments.
     Commit statuses need the bot to have write access to each recipe's code (and a token with

@@ -63,6 +63,11 @@ pub struct Record {
     pub green_sha: String,
     #[serde(default)]
     pub green_at: i64,
+    #[serde(default)]
+    pub green_build: i64,
+    /// The issue opened on the recipe for the regression (`retest_open_issues`); 0: none.
+    #[serde(default)]
+    pub issue: i64,
     /// The slot in which the head was last found unchanged since `green_sha` (not read again
     /// in that slot).
     #[serde(default)]
@@ -196,7 +201,13 @@ impl Sweep<'_> {
                 self.report.drone_requests += 1;
                 match self.drone.get_build(&dr.owner, &dr.name, rec.build) {
                     Ok(b) if b.is_done() => {
+                        let regressed = b.status != "success"
+                            && !rec.green_sha.is_empty()
+                            && rec.green_sha == rec.sha;
                         finish(rec, &b);
+                        if self.cfg.retest.open_issues {
+                            self.tell_the_recipe(recipe, rec, regressed);
+                        }
                         changed = true;
                     }
                     Ok(_) => {}
@@ -216,6 +227,84 @@ impl Sweep<'_> {
             self.save(state)?;
         }
         Ok(())
+    }
+
+    /// `retest_open_issues`: one issue per regression, closed when a re-test passes again.
+    /// Best effort: Gitea refusing is logged and tried again at the next regression.
+    fn tell_the_recipe(&mut self, recipe: &str, rec: &mut Record, regressed: bool) {
+        let Some(repo) = self.cfg.recipes.get(recipe) else {
+            return;
+        };
+        if regressed && rec.issue == 0 {
+            let title = format!("cc-ci: {recipe}'s re-test fails on an unchanged commit");
+            let body = format!(
+                "The scheduled re-test [#{n}]({run}) of `{recipe}` failed on {sha}, the commit that                  passed its re-test [#{g}]({green}): something under the recipe changed (an image                  behind a tag, a base release). What cc-ci can see changed is on [the recipe's                  page]({page}).\n\ncc-ci closes this issue when a re-test passes again.",
+                n = rec.build,
+                run = self.cfg.run_page(rec.build),
+                sha = &rec.sha[..10.min(rec.sha.len())],
+                g = rec.green_build,
+                green = self.cfg.run_page(rec.green_build),
+                page = self.cfg.recipe_page(recipe),
+            );
+            self.report.gitea_requests += 1;
+            match self
+                .gitea
+                .create_issue(&repo.owner, &repo.name, &title, &body)
+            {
+                Ok(i) => {
+                    rec.issue = i.number;
+                    log(
+                        Level::Info,
+                        "opened an issue for the regression",
+                        &[
+                            ("recipe", &recipe),
+                            ("issue", &i.number),
+                            ("build", &rec.build),
+                        ],
+                    );
+                }
+                Err(e) => log(
+                    Level::Warn,
+                    "could not open an issue for the regression",
+                    &[("recipe", &recipe), ("error", &format!("{e:#}"))],
+                ),
+            }
+        } else if rec.status == "success" && rec.issue > 0 {
+            let text = format!(
+                "The re-test [#{}]({}) passes again on {}: closing.",
+                rec.build,
+                self.cfg.run_page(rec.build),
+                &rec.sha[..10.min(rec.sha.len())]
+            );
+            self.report.gitea_requests += 2;
+            let closed = self
+                .gitea
+                .create_comment(&repo.owner, &repo.name, rec.issue, &text)
+                .and_then(|_| self.gitea.close_issue(&repo.owner, &repo.name, rec.issue));
+            match closed {
+                Ok(_) => {
+                    log(
+                        Level::Info,
+                        "closed the regression's issue",
+                        &[
+                            ("recipe", &recipe),
+                            ("issue", &rec.issue),
+                            ("build", &rec.build),
+                        ],
+                    );
+                    rec.issue = 0;
+                }
+                Err(e) => log(
+                    Level::Warn,
+                    "could not close the regression's issue",
+                    &[
+                        ("recipe", &recipe),
+                        ("issue", &rec.issue),
+                        ("error", &format!("{e:#}")),
+                    ],
+                ),
+            }
+        }
     }
 
     fn start_due(&mut self, state: &mut State, now: i64) -> Result<()> {
@@ -251,7 +340,9 @@ impl Sweep<'_> {
             };
             let rec = state.recipes.entry(recipe.clone()).or_default();
             let unchanged_for = now - rec.green_at;
-            if rec.green_sha == head.0
+            // Only while its latest re-test is that green one: a red one is re-tested nightly.
+            if rec.status == "success"
+                && rec.green_sha == head.0
                 && unchanged_for < self.cfg.retest.unchanged_days as i64 * 86_400
             {
                 rec.unchanged_slot = slot.clone();
@@ -414,6 +505,7 @@ fn finish(rec: &mut Record, b: &Build) {
     if b.status == "success" {
         rec.green_sha = rec.sha.clone();
         rec.green_at = b.finished;
+        rec.green_build = rec.build;
     }
 }
 

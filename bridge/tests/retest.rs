@@ -261,3 +261,68 @@ fn a_recipe_gitea_cannot_show_is_skipped_with_a_reason_and_the_rest_go_on() {
     assert_eq!(slots.len(), 2, "{slots:?}");
     assert!(!slots.contains_key(&("2026-12-02".into(), "recipe-0".into())));
 }
+
+#[test]
+fn a_regression_opens_one_issue_on_the_recipe_and_green_closes_it() {
+    // A pipeline that fails while the world's `fail` file exists: the images "moved".
+    let dir = std::env::temp_dir().join(format!("retest-issue-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let flag = dir.join("fail");
+    let yaml: &'static str = Box::leak(
+        format!(
+            "kind: pipeline\ntype: exec\nname: cc-ci\nclone:\n  disable: true\ntrigger:\n  event: [custom]\nsteps:\n- name: install\n  commands:\n  - test ! -e {}\n",
+            flag.display()
+        )
+        .into_boxed_str(),
+    );
+    let w = World::with(Opts {
+        name: "issue",
+        yaml,
+        extra_repos: 0,
+        config: serde_json::json!({"retest_open_issues": true}),
+        ..Opts::default()
+    });
+    let issue = |n: i64| w.bot.get_issue("coop-cloud", "custom-html", n).unwrap();
+    retest(&w, T0);
+    wait_all_done(&w);
+    std::fs::write(&flag, "").unwrap();
+    let (ok, log) = retest(&w, T0 + 8 * DAY);
+    assert!(ok, "{log}");
+    wait_all_done(&w);
+    assert_eq!(builds(&w).last().unwrap().status, "failure");
+    let (ok, log) = retest(&w, T0 + 8 * DAY + HOUR);
+    assert!(ok, "{log}");
+    assert!(log.contains("opened an issue for the regression"), "{log}");
+    let first = issue(1);
+    assert_eq!(first.state, "open");
+    assert!(first
+        .title
+        .contains("custom-html's re-test fails on an unchanged commit"));
+    assert!(
+        first.body.contains("https://ci.example.org/runs/2.html"),
+        "{}",
+        first.body
+    );
+    // A red default branch is re-tested the next night (not a week on), failing again:
+    // still the one issue.
+    let before = builds(&w).len();
+    let (ok, log) = retest(&w, T0 + 8 * DAY + DAY);
+    assert!(ok, "{log}");
+    assert_eq!(builds(&w).len(), before + 1, "{log}");
+    wait_all_done(&w);
+    retest(&w, T0 + 9 * DAY + HOUR);
+    assert!(
+        w.bot.get_issue("coop-cloud", "custom-html", 2).is_err(),
+        "a second issue was opened"
+    );
+    // Green again the night after: the issue is told and closed.
+    std::fs::remove_file(&flag).unwrap();
+    retest(&w, T0 + 10 * DAY);
+    assert_eq!(builds(&w).len(), before + 2);
+    wait_all_done(&w);
+    let (ok, log) = retest(&w, T0 + 10 * DAY + HOUR);
+    assert!(ok, "{log}");
+    assert!(log.contains("closed the regression's issue"), "{log}");
+    assert_eq!(issue(1).state, "closed");
+    let _ = std::fs::remove_dir_all(&dir);
+}

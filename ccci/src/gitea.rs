@@ -591,6 +591,21 @@ impl GiteaClient {
             .1)
     }
 
+    /// `POST /repos/{o}/{r}/issues` → 201: opens an issue (needs `write:issue`).
+    pub fn create_issue(&self, owner: &str, repo: &str, title: &str, body: &str) -> Result<Issue> {
+        let path = format!("/repos/{}/{}/issues", seg(owner), seg(repo));
+        let body = json!({"title": title, "body": body});
+        Ok(self.api.json("POST", &path, Some(&body), &[201])?.1)
+    }
+
+    /// `PATCH /repos/{o}/{r}/issues/{index}` with `state: closed` → 201 (Gitea answers 201
+    /// to an edit); only its poster or a writer may.
+    pub fn close_issue(&self, owner: &str, repo: &str, index: i64) -> Result<Issue> {
+        let path = format!("/repos/{}/{}/issues/{index}", seg(owner), seg(repo));
+        let body = json!({"state": "closed"});
+        Ok(self.api.json("PATCH", &path, Some(&body), &[201])?.1)
+    }
+
     /// `PATCH /repos/{o}/{r}/issues/comments/{id}` → 200 (only the poster or a writer).
     pub fn edit_comment(&self, owner: &str, repo: &str, id: i64, body: &str) -> Result<Comment> {
         let path = format!("/repos/{}/{}/issues/comments/{id}", seg(owner), seg(repo));

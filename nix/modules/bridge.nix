@@ -163,6 +163,11 @@ in
           default = 2;
           description = "No re-test starts while this many cc-ci builds are pending or running (keep it at the runners' capacity).";
         };
+        retest_open_issues = mkOption {
+          type = types.bool;
+          default = false;
+          description = "Open an issue on the recipe's repository when its re-test regresses (fails on the commit whose last re-test passed), once, and close it when a re-test passes again.";
+        };
       };
     };
     default = { };

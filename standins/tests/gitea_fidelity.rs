@@ -503,3 +503,42 @@ fn a_branch_answers_its_head_and_a_missing_one_404<F: Forge>(w: World<F>) {
     assert_eq!(e["errors"], serde_json::Value::Null, "{}: {e}", w.g.kind());
 }
 both!(a_branch_answers_its_head_and_a_missing_one_404);
+
+// routers/api/v1/repo/issue.go CreateIssue / EditIssue: a new issue is 201 with its number
+// and `state: open`; no title is a 422; closing it is a PATCH answered 201 (not 200), by its
+// poster; someone neither poster nor writer is refused a state change with a bare 403.
+fn issues_open_and_close_as_gitea_does<F: Forge>(w: World<F>) {
+    let post = |who: &str, body: serde_json::Value| {
+        call(
+            "POST",
+            &w.api("/repos/acme/app/issues"),
+            Some(&tok(who)),
+            Some(body),
+        )
+    };
+    let r = post(
+        &w.ci,
+        json!({"title": "cc-ci: app regressed", "body": "see the run"}),
+    );
+    assert_eq!(r.status, 201, "{}: {}", w.g.kind(), r.body);
+    let issue = r.json();
+    assert_eq!(issue["state"], "open");
+    assert_eq!(issue["title"], "cc-ci: app regressed");
+    let n = issue["number"].as_i64().unwrap();
+    let r = post(&w.ci, json!({"body": "no title"}));
+    assert_eq!(r.status, 422, "{}: {}", w.g.kind(), r.body);
+    let patch = |who: &str, body: serde_json::Value| {
+        call(
+            "PATCH",
+            &w.api(&format!("/repos/acme/app/issues/{n}")),
+            Some(&tok(who)),
+            Some(body),
+        )
+    };
+    let r = patch(&w.bob, json!({"state": "closed"}));
+    assert_eq!(r.status, 403, "{}: {}", w.g.kind(), r.body);
+    let r = patch(&w.ci, json!({"state": "closed"}));
+    assert_eq!(r.status, 201, "{}: {}", w.g.kind(), r.body);
+    assert_eq!(r.json()["state"], "closed");
+}
+both!(issues_open_and_close_as_gitea_does);

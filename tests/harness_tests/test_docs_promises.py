@@ -53,7 +53,7 @@ def test_the_re_test_docs_name_what_the_code_has():
     module = (REPO / "nix" / "modules" / "bridge.nix").read_text()
     keys = set(re.findall(r"`(retest_[a-z_]+)`", section))
     assert keys == {"retest_every_days", "retest_unchanged_days", "retest_batch",
-                    "retest_queue_limit"}, keys
+                    "retest_queue_limit", "retest_open_issues"}, keys
     for k in keys:
         assert f'"{k}"' in main and f"pub {k}:" in config and f"{k} = mkOption" in module, k
     assert "--retest" in section and "--retest" in main

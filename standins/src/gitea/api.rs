@@ -341,6 +341,8 @@ fn route(p: &Parts, s: &mut State, req: &Request, segs: &[&str]) -> Reply {
         ("POST", ["repos", o, r, "issues", idx, "comments"]) => {
             create_comment(p, s, req, &auth, o, r, idx)
         }
+        ("POST", ["repos", o, r, "issues"]) => create_issue(p, s, req, &auth, o, r),
+        ("PATCH", ["repos", o, r, "issues", idx]) => edit_issue(s, req, &auth, o, r, idx),
         ("GET", ["repos", o, r, "issues", idx]) => {
             let repo = repo_ctx(s, req, &auth, o, r)?;
             let i = issue_in_repo(s, &repo, idx)?;
@@ -508,6 +510,85 @@ fn body_option(s: &State, req: &Request) -> Result<String, Response> {
         return Err(error(s, 422, "[Body]: Required"));
     }
     Ok(b.body)
+}
+
+#[derive(serde::Deserialize)]
+struct IssueOption {
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+}
+
+/// `CreateIssue`: reqToken, not archived (423), a title (422 `[Title]: Required`), 201.
+fn create_issue(p: &Parts, s: &mut State, req: &Request, auth: &Auth, o: &str, r: &str) -> Reply {
+    let repo = repo_ctx(s, req, auth, o, r)?;
+    let doer = require_token(s, auth)?;
+    if repo.archived {
+        return Err(error(s, 423, "repo is archived"));
+    }
+    let opt: IssueOption = req
+        .json()
+        .map_err(|e| error(s, 422, &format!("invalid JSON body: {e}")))?;
+    let title = opt.title.unwrap_or_default();
+    if title.trim().is_empty() {
+        return Err(error(s, 422, "[Title]: Required"));
+    }
+    let index = p.new_issue(
+        s,
+        repo.id,
+        doer,
+        &title,
+        &opt.body.unwrap_or_default(),
+        None,
+    );
+    let issue = s
+        .issue_by_index(repo.id, index)
+        .cloned()
+        .ok_or_else(|| not_found(s))?;
+    Ok(Response::json(
+        201,
+        &render::issue(s, &issue, super::HookVersion::V1_24, true),
+    ))
+}
+
+/// `EditIssue`: reqToken; a state change by neither the poster nor a writer is a bare 403;
+/// 201 with the issue.
+fn edit_issue(s: &mut State, req: &Request, auth: &Auth, o: &str, r: &str, idx: &str) -> Reply {
+    let repo = repo_ctx(s, req, auth, o, r)?;
+    let doer = require_token(s, auth)?;
+    let issue = issue_in_repo(s, &repo, idx)?;
+    let opt: IssueOption = req
+        .json()
+        .map_err(|e| error(s, 422, &format!("invalid JSON body: {e}")))?;
+    let may = issue.poster_id == doer || s.can_write(Some(doer), &repo);
+    if !may {
+        return Err(Response::new(403));
+    }
+    let now = s.now();
+    let Some(pos) = s.issues.iter().position(|i| i.id == issue.id) else {
+        return Err(not_found(s));
+    };
+    let i = &mut s.issues[pos];
+    if let Some(t) = opt.title.filter(|t| !t.trim().is_empty()) {
+        i.title = t;
+    }
+    if let Some(b) = opt.body {
+        i.body = b;
+    }
+    match opt.state.as_deref() {
+        Some("closed") if i.closed.is_none() => i.closed = Some(now),
+        Some("open") => i.closed = None,
+        _ => {}
+    }
+    i.updated = now;
+    let issue = i.clone();
+    Ok(Response::json(
+        201,
+        &render::issue(s, &issue, super::HookVersion::V1_24, true),
+    ))
 }
 
 /// `CreateIssueComment`: reqToken, not archived (423), locked needs write (403), 201.
