@@ -326,3 +326,40 @@ fn a_regression_opens_one_issue_on_the_recipe_and_green_closes_it() {
     assert_eq!(issue(1).state, "closed");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_night_drone_was_down_is_caught_up_once_the_next_night() {
+    let w = world(
+        "catchup",
+        world::QUICK,
+        serde_json::json!({"retest_batch": 10, "retest_queue_limit": 10}),
+    );
+    // Drone refuses every build all night: each firing fails, having saved its intent.
+    w.drone.inject(
+        FaultRule::new(
+            "/api/repos/coop-cloud/cc-ci/builds",
+            Fault::Status { status: 500 },
+        )
+        .method("POST"),
+    );
+    for h in 0..3 {
+        let (ok, log) = retest(&w, T0 + h * HOUR);
+        assert!(!ok, "{log}");
+        assert!(log.contains("creating a re-test build"), "{log}");
+    }
+    assert!(builds(&w).is_empty());
+    w.drone.clear_faults();
+    // The next night: the missed slot is not made up for; each recipe is tested once.
+    let (ok, log) = retest(&w, T0 + DAY);
+    assert!(ok, "{log}");
+    assert!(log.contains("this slot catches up"), "{log}");
+    let slots = per_slot(&w);
+    let want: BTreeMap<(String, String), usize> = ["custom-html", "recipe-0", "recipe-1"]
+        .iter()
+        .map(|r| (("2026-12-03".to_owned(), r.to_string()), 1))
+        .collect();
+    assert_eq!(slots, want);
+    let (ok, log) = retest(&w, T0 + DAY + HOUR);
+    assert!(ok, "{log}");
+    assert_eq!(builds(&w).len(), 3, "{log}");
+}
