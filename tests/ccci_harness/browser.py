@@ -43,11 +43,23 @@ def launch(playwright, executable: str, resolve=None):
     )
 
 
+NETWORK_CHANGED = "ERR_NETWORK_CHANGED"
+
+
 def steady_goto(page, tries: int = 3):
     """Makes `page.goto` try again when Chromium says the host's network changed under it
     (net::ERR_NETWORK_CHANGED: an interface of another app's network coming or going on the
-    same engine). That says nothing of the app; any other error is raised at once."""
+    same engine). That says nothing of the app; any other error is raised at once. Also
+    counts the page's requests that failed so (`page.ccci_network_changed`), for
+    `steady_steps`."""
     goto = page.goto
+    page.ccci_network_changed = 0
+
+    def failed(request):
+        if NETWORK_CHANGED in (request.failure or ""):
+            page.ccci_network_changed += 1
+
+    page.on("requestfailed", failed)
 
     def go(url, **kw):
         for attempt in range(tries):
@@ -60,6 +72,21 @@ def steady_goto(page, tries: int = 3):
 
     page.goto = go
     return page
+
+
+def steady_steps(page, steps, tries: int = 3):
+    """Runs `steps(page)` — a form filled and submitted, the next page waited for — again from
+    the start when it raised after one of the page's requests failed with
+    ERR_NETWORK_CHANGED (a submit's navigation, which `steady_goto` cannot see); any other
+    failure is raised at once, as is the last try's."""
+    for attempt in range(tries):
+        before = page.ccci_network_changed
+        try:
+            return steps(page)
+        except Exception:  # noqa: BLE001 - re-raised unless the network changed under it
+            if page.ccci_network_changed == before or attempt == tries - 1:
+                raise
+            time.sleep(0.5)
 
 
 def artifact_name(nodeid: str, suffix: str = "") -> str:

@@ -310,3 +310,42 @@ def test_card_html_escapes_and_bounds_what_it_shows():
     assert "backup <span class=why>stateless (declared)</span>" in doc
     assert "recipe-tests <span class=why>no tests/ · coverage gap</span>" in doc
     assert "upgrade <span class=why>install failed</span>" in doc
+
+
+def test_steady_steps_retries_only_what_the_network_change_broke():
+    from ccci_harness.browser import steady_steps
+
+    class Page:
+        ccci_network_changed = 0
+
+    page = Page()
+    runs = []
+
+    def broken_by_the_host(p):
+        runs.append(1)
+        if len(runs) == 1:
+            p.ccci_network_changed += 1  # what the requestfailed listener counts
+            raise TimeoutError("waiting for #wpadminbar")
+        return "logged in"
+
+    assert steady_steps(page, broken_by_the_host) == "logged in"
+    assert len(runs) == 2
+
+    def broken_app(p):
+        runs.append(1)
+        raise TimeoutError("waiting for #wpadminbar")
+
+    runs.clear()
+    with pytest.raises(TimeoutError):
+        steady_steps(page, broken_app)
+    assert len(runs) == 1, "an app's own failure is not tried again"
+
+    def always_moving(p):
+        runs.append(1)
+        p.ccci_network_changed += 1
+        raise TimeoutError("again")
+
+    runs.clear()
+    with pytest.raises(TimeoutError):
+        steady_steps(page, always_moving, tries=3)
+    assert len(runs) == 3

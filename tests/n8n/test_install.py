@@ -5,6 +5,8 @@ import secrets
 
 import pytest
 
+from ccci_harness.browser import steady_steps
+
 
 @pytest.mark.install
 def test_ready(http):
@@ -38,10 +40,14 @@ def test_a_workflow_is_created_and_read_back(n8n):
 @pytest.mark.install
 def test_the_editor_signs_in_in_a_browser(n8n, page):
     n8n.owner()
-    page.goto("signin")
-    page.wait_for_selector("input[type=password]")
-    assert "n8n" in page.title(), page.title()
-    page.fill("input[type=email]", "owner@cc-ci.test")
-    page.fill("input[type=password]", n8n.password)
-    page.keyboard.press("Enter")
-    page.wait_for_url("**/home/**", timeout=30_000)
+
+    def sign_in(page):
+        page.goto("signin")
+        page.wait_for_selector("input[type=password]")
+        assert "n8n" in page.title(), page.title()
+        page.fill("input[type=email]", "owner@cc-ci.test")
+        page.fill("input[type=password]", n8n.password)
+        page.keyboard.press("Enter")
+        page.wait_for_url("**/home/**", timeout=30_000)
+
+    steady_steps(page, sign_in)

@@ -7,6 +7,8 @@ import xmlrpc.client
 
 import pytest
 
+from ccci_harness.browser import steady_steps
+
 
 @pytest.mark.install
 def test_installer_finishes_and_the_site_describes_itself(wp, http, app):
@@ -49,10 +51,14 @@ def test_a_wrong_password_is_refused(wp):
 @pytest.mark.install
 def test_browser_logs_in_to_the_dashboard(wp, page):
     wp.install("cc-ci install")
-    page.goto("wp-login.php")
-    page.fill("#user_login", wp.admin)
-    page.fill("#user_pass", wp.password)
-    page.click("#wp-submit")
-    page.wait_for_selector("#wpadminbar")
+
+    def log_in(page):
+        page.goto("wp-login.php")
+        page.fill("#user_login", wp.admin)
+        page.fill("#user_pass", wp.password)
+        page.click("#wp-submit")
+        page.wait_for_selector("#wpadminbar")
+
+    steady_steps(page, log_in)
     assert "/wp-admin/" in page.url, page.url
     assert page.locator("#wpbody h1").first.inner_text().strip() == "Dashboard"
