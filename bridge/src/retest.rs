@@ -53,9 +53,7 @@ pub struct Record {
     /// When it was started (unix seconds): the least recently tested go first.
     #[serde(default)]
     pub started_at: i64,
-    /// Its build has finished (`status` then says how).
-    #[serde(default)]
-    pub done: bool,
+    /// How its build ended (Drone's status); empty while it has not.
     #[serde(default)]
     pub status: String,
     /// The newest scheduled run that passed: its head and when it finished.
@@ -164,7 +162,7 @@ impl Sweep<'_> {
         let slot = self.report.slot.clone();
         let mut changed = false;
         for (recipe, rec) in state.recipes.iter_mut() {
-            if rec.build == 0 && !rec.slot.is_empty() && !rec.done {
+            if rec.build == 0 && !rec.slot.is_empty() && rec.status.is_empty() {
                 if rec.slot != slot {
                     log(
                         Level::Warn,
@@ -197,7 +195,7 @@ impl Sweep<'_> {
                     changed = true;
                 }
             }
-            if rec.build > 0 && !rec.done {
+            if rec.build > 0 && rec.status.is_empty() {
                 self.report.drone_requests += 1;
                 match self.drone.get_build(&dr.owner, &dr.name, rec.build) {
                     Ok(b) if b.is_done() => {
@@ -367,7 +365,6 @@ impl Sweep<'_> {
                 sha: head.0.clone(),
                 build: 0,
                 started_at: now,
-                done: false,
                 status: String::new(),
                 unchanged_slot: String::new(),
                 ..rec.clone()
@@ -500,7 +497,6 @@ impl Sweep<'_> {
 }
 
 fn finish(rec: &mut Record, b: &Build) {
-    rec.done = true;
     rec.status = b.status.clone();
     if b.status == "success" {
         rec.green_sha = rec.sha.clone();
