@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use ccci::drone::{Build, DroneClient};
@@ -95,9 +95,15 @@ pub fn slot_of(now: i64, every_days: u64) -> String {
 
 /// One invocation, as of `now` (unix seconds).
 pub fn run(cfg: &Config, now: i64) -> Result<Report> {
-    let _lock = match Lock::take(&cfg.state_dir.join("retest.lock"))? {
-        Some(l) => l,
-        None => return Ok(Report::default()),
+    // One invocation at a time; the hold ends with the process, however it ends.
+    let lock = cfg.state_dir.join("retest.lock");
+    let Some(_lock) = ccci::fsx::Lock::try_take(&lock)? else {
+        log(
+            Level::Info,
+            "another sweep is running; this one does nothing",
+            &[("lock", &lock.display())],
+        );
+        return Ok(Report::default());
     };
     let path = cfg.state_dir.join("retest.json");
     let mut state = load(&path)?;
@@ -502,57 +508,6 @@ fn finish(rec: &mut Record, b: &Build) {
         rec.green_sha = rec.sha.clone();
         rec.green_at = b.finished;
         rec.green_build = rec.build;
-    }
-}
-
-/// One invocation at a time: `retest.lock` holds the pid of the one running. A lock whose
-/// process is gone (killed mid-sweep) is taken over.
-struct Lock(PathBuf);
-
-impl Lock {
-    fn take(path: &Path) -> Result<Option<Lock>> {
-        for _ in 0..2 {
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(path)
-            {
-                Ok(mut f) => {
-                    use std::io::Write;
-                    write!(f, "{}", std::process::id())
-                        .with_context(|| format!("writing {}", path.display()))?;
-                    return Ok(Some(Lock(path.to_owned())));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let pid = fs::read_to_string(path).unwrap_or_default();
-                    let pid = pid.trim();
-                    if !pid.is_empty() && Path::new(&format!("/proc/{pid}")).exists() {
-                        log(
-                            Level::Info,
-                            "another sweep is running; this one does nothing",
-                            &[("pid", &pid), ("lock", &path.display())],
-                        );
-                        return Ok(None);
-                    }
-                    log(
-                        Level::Warn,
-                        "taking over the lock of a sweep that is gone",
-                        &[("pid", &pid), ("lock", &path.display())],
-                    );
-                    let _ = fs::remove_file(path);
-                }
-                Err(e) => {
-                    return Err(e).with_context(|| format!("creating {}", path.display()));
-                }
-            }
-        }
-        bail!("could not take {}", path.display())
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
     }
 }
 
