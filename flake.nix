@@ -1,6 +1,8 @@
 {
   description = "cc-ci: CI for Co-op Cloud recipes, and the NixOS host that runs it";
 
+  # Every host builds from the committed flake.lock (docs/install.md, "Lock the inputs"); the
+  # self-test pipeline refuses to run without one.
   inputs = {
     # The current stable release; its Rust must be at least the workspace's rust-version.
     nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
@@ -10,9 +12,11 @@
       inputs.nixpkgs.follows = "nixpkgs";
     };
 
-    # The instance's private repository: sops-encrypted secrets (cc-ci.yaml, .sops.yaml) and the
-    # host's hardware-configuration.nix. A second instance points this at its own:
-    #   nixos-rebuild switch --flake .#cc-ci --override-input secrets git+ssh://…/other.git
+    # The instance's private repository: per host, its machine file (machine.nix, with
+    # hardware-configuration.nix) and its sops-encrypted secrets.yaml (docs/install.md). A
+    # second instance changes this URL in its fork: an --override-input is not remembered by
+    # the lock, and would have to be repeated at every switch. Checks without the real one:
+    #   nix flake check --override-input secrets path:$PWD/dev/fake-secrets
     secrets = {
       url = "git+ssh://git@git.coopcloud.tech/coop-cloud/cc-ci-secrets.git";
       flake = false;
@@ -28,27 +32,28 @@
 
       mkHost = hostModule: lib.nixosSystem {
         specialArgs = { inherit secrets; };
-        modules = [ self.nixosModules.default hostModule ];
+        modules = [ sops-nix.nixosModules.sops self.nixosModules.default hostModule ];
+      };
+      hosts = {
+        # The instance: Drone, the bridge, the dashboard, and a runner.
+        cc-ci = mkHost ./nix/hosts/cc-ci;
+        # A runner-only host joining the instance's Drone (docs/install.md, "A second runner").
+        cc-ci-runner = mkHost ./nix/hosts/cc-ci-runner;
       };
     in
     {
       packages.${system} = {
         default = self.packages.${system}.cc-ci;
         cc-ci = pkgs.callPackage ./nix/package.nix { };
-        abra = pkgs.callPackage ./nix/abra.nix { };
+        # The instance's abra: version and hash are instance settings (nix/hosts/cc-ci/instance.nix).
+        abra = hosts.cc-ci.config.services.cc-ci.abra.package;
       };
 
-      # services.cc-ci, with sops-nix (the modules declare their secrets with it).
-      nixosModules.default = {
-        imports = [ sops-nix.nixosModules.sops ./nix/modules ];
-      };
+      # services.cc-ci. Secrets are options holding file paths, so the module works with any
+      # secrets tool; the hosts here wire sops-nix (nix/hosts/common.nix).
+      nixosModules.default = ./nix/modules;
 
-      nixosConfigurations = {
-        # The instance: Drone, the bridge, the dashboard, and a runner.
-        cc-ci = mkHost ./nix/hosts/cc-ci;
-        # A runner-only host joining the instance's Drone (docs/install.md, "A second runner").
-        cc-ci-runner = mkHost ./nix/hosts/cc-ci-runner;
-      };
+      nixosConfigurations = hosts;
 
       devShells.${system}.default = pkgs.mkShell {
         inputsFrom = [ self.packages.${system}.cc-ci ];
@@ -70,8 +75,11 @@
 
       formatter.${system} = pkgs.nixpkgs-fmt;
 
+      # `nix flake check` also evaluates both nixosConfigurations (every assertion of theirs):
+      # run it with the fake secrets input, as the self-test pipeline does.
       checks.${system} = {
         package = self.packages.${system}.cc-ci;
+        inherit (self.packages.${system}) abra;
 
         nix-format = pkgs.runCommand "cc-ci-nix-format"
           {
@@ -89,7 +97,9 @@
           } ''
           cd ${./nix/scripts}
           for f in *.sh; do
-            { echo '#!/usr/bin/env bash'; cat common.sh "$f"; } | shellcheck -s bash -
+            [ "$f" != common.sh ] || continue
+            # SC2317: a helper of common.sh that this script does not call is not dead code.
+            { echo '#!/usr/bin/env bash'; cat common.sh "$f"; } | shellcheck -s bash -e SC2317 -
           done
           touch "$out"
         '';

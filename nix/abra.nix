@@ -1,24 +1,19 @@
-# abra, the Co-op Cloud CLI, as its pinned upstream release binary (a static Go build).
-#
-# TODO(operator): the version below is pinned but its hash has not been verified from this
-# repository (the machine that wrote it had no network). Before the first deploy, run
-#   nix store prefetch-file --hash-type sha256 \
-#     https://git.coopcloud.tech/toolshed/abra/releases/download/<version>/abra_<version>_linux_x86_64
-# and put the printed hash below (docs/install.md, "Pin abra"). Until then the build stops with
-# a hash mismatch that prints the right value; nothing unverified is ever installed.
+# abra, the Co-op Cloud CLI, as its published release binary (a static Go build). The version
+# and its hash are instance settings (services.cc-ci.abra.version and .hash): the hash is
+# computed on the host at install (docs/install.md), and nothing unverified is ever installed.
 { lib
 , stdenvNoCC
 , fetchurl
+, version
+, hash
+, url
 }:
 
-stdenvNoCC.mkDerivation (finalAttrs: {
+stdenvNoCC.mkDerivation {
   pname = "abra";
-  version = "0.13.0-beta";
+  inherit version;
 
-  src = fetchurl {
-    url = "https://git.coopcloud.tech/toolshed/abra/releases/download/${finalAttrs.version}/abra_${finalAttrs.version}_linux_x86_64";
-    hash = lib.fakeHash;
-  };
+  src = fetchurl { inherit url hash; };
 
   dontUnpack = true;
   dontConfigure = true;
@@ -34,7 +29,7 @@ stdenvNoCC.mkDerivation (finalAttrs: {
   installCheckPhase = ''
     runHook preInstallCheck
     # abra creates its state directory on start; keep it out of the (read-only) home.
-    HOME="$TMPDIR" ABRA_DIR="$TMPDIR/abra" "$out/bin/abra" --version | grep -F -- "${finalAttrs.version}"
+    HOME="$TMPDIR" ABRA_DIR="$TMPDIR/abra" "$out/bin/abra" --version | grep -F -- "${version}"
     runHook postInstallCheck
   '';
 
@@ -46,4 +41,4 @@ stdenvNoCC.mkDerivation (finalAttrs: {
     mainProgram = "abra";
     platforms = [ "x86_64-linux" ];
   };
-})
+}

@@ -68,6 +68,41 @@ rec {
     SystemCallFilter = [ "@system-service" ];
   };
 
+  # The user the runner, its steps and the janitor run as, with its state directories.
+  runnerUser = {
+    User = "cc-ci-runner";
+    Group = "cc-ci-runner";
+    SupplementaryGroups = [ "docker" ];
+    StateDirectory = [ "cc-ci-runner" "cc-ci-runner/work" "cc-ci-runner/state" "cc-ci-runner/abra" ];
+    StateDirectoryMode = "0750";
+  };
+
+  # The sandbox of everything that runs as the runner user (the runner, its steps, the janitor);
+  # nix/modules/runner.nix says why it is looser than serviceHardening.
+  runnerSandbox = { resultsDir }: runnerUser // {
+    ReadWritePaths = [ resultsDir ];
+    # Run directories are 0700 (stage-runner); results are group-readable for dashboard-gen.
+    UMask = "0027";
+    NoNewPrivileges = true;
+    ProtectSystem = "strict";
+    ProtectHome = true;
+    PrivateTmp = true;
+    PrivateDevices = true;
+    ProtectClock = true;
+    ProtectHostname = true;
+    ProtectKernelTunables = true;
+    ProtectKernelModules = true;
+    ProtectKernelLogs = true;
+    ProtectControlGroups = true;
+    RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" "AF_NETLINK" ];
+    RestrictRealtime = true;
+    RestrictSUIDSGID = true;
+    LockPersonality = true;
+    CapabilityBoundingSet = "";
+    SystemCallArchitectures = "native";
+    SystemCallFilter = [ "~@clock" "~@cpu-emulation" "~@module" "~@obsolete" "~@raw-io" "~@reboot" "~@swap" ];
+  };
+
   # One reconcile script: nix/scripts/common.sh followed by nix/scripts/<name>.sh, shellchecked
   # when built.
   reconcileScript = name: runtimeInputs: pkgs.writeShellApplication {
@@ -77,11 +112,15 @@ rec {
   };
 
   # A reconcile unit: a oneshot that stays active once the host matches its declaration, so that
-  # dependents are ordered after it. It runs at boot, again whenever its definition changes
-  # (nixos-rebuild switch), and with the whole chain whenever cc-ci-reconcile restarts
-  # cc-ci-swarm.service (Requires= propagates restarts to the units that require it): after
-  # every activation and boot, and on its timer. It orders itself before cc-ci-reconcile, so
-  # that at boot the second pass starts once the first is done.
+  # dependents are ordered after it. Every one is part of cc-ci-reconcile.target, which
+  # cc-ci-reconcile.service restarts in the background after every boot and switch and on its
+  # timer: a switch never waits for a deploy, and never restarts one itself (restartIfChanged
+  # is off; the chain re-runs with the new definitions right after). Requires= orders the chain
+  # and stops it at the first unit that fails. Each waits for the network, since most of them
+  # clone recipes, pull images or call Drone.
+  #   waits: the script exits 75 (EX_TEMPFAIL) while it waits for something outside the host
+  #   (a human step); systemd then runs it again every minute, and cc-ci-status calls the unit
+  #   waiting rather than failed.
   mkReconcileService =
     { description
     , script
@@ -90,12 +129,15 @@ rec {
     , environment ? { }
     , serviceConfig ? { }
     , timeout ? 600
+    , waits ? false
     }: {
-      inherit description;
-      wantedBy = [ "multi-user.target" ];
-      inherit requires wants;
-      after = requires ++ wants;
-      before = [ "cc-ci-reconcile.service" ];
+      inherit description requires;
+      wantedBy = [ "cc-ci-reconcile.target" ];
+      partOf = [ "cc-ci-reconcile.target" ];
+      wants = wants ++ [ "network-online.target" ];
+      after = requires ++ wants ++ [ "network-online.target" ];
+      restartIfChanged = false;
+      startLimitIntervalSec = lib.mkIf waits 0;
       environment = {
         UNIT_NAME = script.name;
         # The Docker CLI's own state (none is needed) stays in the unit's private /tmp.
@@ -108,6 +150,9 @@ rec {
         ExecStart = lib.getExe script;
         # The scripts bound their own waits; this only catches a hang outside them.
         TimeoutStartSec = timeout + 300;
+      } // lib.optionalAttrs waits {
+        RestartForceExitStatus = 75;
+        RestartSec = "1min";
       } // serviceConfig;
     };
 
@@ -120,8 +165,10 @@ rec {
   # A Co-op Cloud app deployed with abra from the infrastructure abra directory, as a reconcile
   # unit running nix/scripts/abra-app.sh.
   #   secrets:   docker secret name -> { version; file; }, inserted with `abra app secret insert`
-  #              (their SECRET_<NAME>_VERSION entries are added to the .env);
-  #   secretEnv: .env variable -> file whose content becomes its value at run time.
+  #              its version written to the .env as `versionKey` (default SECRET_<NAME>_VERSION,
+  #              the recipe's compose file names the key);
+  #   secretEnv: .env variable -> { file; template ? "@value@"; }: at run time its value is the
+  #              template with @value@ replaced by the file's content.
   mkAbraApp =
     { description
     , abra
@@ -135,7 +182,7 @@ rec {
     , timeout ? 600
     }:
     let
-      secretVersions = lib.mapAttrs' (name: s: lib.nameValuePair "SECRET_${lib.toUpper name}_VERSION" s.version) secrets;
+      secretVersions = lib.mapAttrs' (name: s: lib.nameValuePair (s.versionKey or "SECRET_${lib.toUpper name}_VERSION") s.version) secrets;
       envFile = pkgs.writeText "${domain}.env" (renderEnv (env // secretVersions // {
         TYPE = if version == null then recipe else "${recipe}:${version}";
         DOMAIN = domain;
@@ -153,6 +200,7 @@ rec {
         APP_ENV_FILE = "${envFile}";
         APP_SECRETS = concatStringsSep " " (mapAttrsToList (name: s: "${name}:${s.version}:${name}") secrets);
         APP_SECRET_ENV = concatStringsSep " " (mapAttrsToList (name: _: "${name}=${envCredential name}") secretEnv);
+      } // lib.mapAttrs' (name: s: lib.nameValuePair "APP_SECRET_TEMPLATE_${name}" (s.template or "@value@")) secretEnv // {
         ABRA_DIR = abra.directory;
         HOME = abra.directory;
         ABRA_FLAGS = concatStringsSep " " abra.flags;
@@ -165,7 +213,7 @@ rec {
         StateDirectoryMode = "0700";
         LoadCredential =
           mapAttrsToList (name: s: "${name}:${s.file}") secrets
-          ++ mapAttrsToList (name: file: "${envCredential name}:${file}") secretEnv;
+          ++ mapAttrsToList (name: s: "${envCredential name}:${s.file}") secretEnv;
       };
     };
 }

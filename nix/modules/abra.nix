@@ -6,15 +6,34 @@
 
 let
   cfg = config.services.cc-ci;
+  # abra's release assets (git.coopcloud.tech/toolshed/abra/releases).
+  abraUrl = "https://git.coopcloud.tech/toolshed/abra/releases/download/${cfg.abra.version}/abra_${cfg.abra.version}_linux_x86_64";
   cclib = import ../lib { inherit lib pkgs; };
   inherit (lib) mkOption types literalExpression;
 in
 {
   options.services.cc-ci.abra = {
+    version = mkOption {
+      type = types.str;
+      default = "0.13.0-beta";
+      description = "The abra release to install (nix/abra.nix fetches its published binary).";
+    };
+
+    hash = mkOption {
+      type = types.nullOr (types.strMatching "sha256-.+");
+      default = null;
+      example = "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+      description = ''
+        The SRI hash of that release's binary. No source reachable from the machines this
+        repository is written on could confirm one, so the host refuses to build until it is
+        set, and the assertion prints the command that computes it.
+      '';
+    };
+
     package = mkOption {
       type = types.package;
-      default = pkgs.callPackage ../abra.nix { };
-      defaultText = literalExpression "pkgs.callPackage ./nix/abra.nix { }";
+      default = pkgs.callPackage ../abra.nix { inherit (cfg.abra) version hash; url = abraUrl; };
+      defaultText = literalExpression "pkgs.callPackage ./nix/abra.nix { inherit (config.services.cc-ci.abra) version hash; url = …; }";
       description = "abra, as its pinned release binary (nix/abra.nix).";
     };
 
@@ -55,6 +74,14 @@ in
   };
 
   config = lib.mkIf cfg.enable {
+    assertions = [{
+      assertion = cfg.abra.hash != null;
+      message = ''
+        services.cc-ci.abra.hash is unset. Compute it on any machine with Nix and network, then set it in nix/hosts/cc-ci/instance.nix:
+          nix --extra-experimental-features nix-command store prefetch-file --hash-type sha256 ${abraUrl}
+      '';
+    }];
+
     environment.systemPackages = [
       cfg.abra.package
       # For the operator: abra on the host's own apps, e.g. `cc-ci-abra app ps traefik.<domain>`.

@@ -10,7 +10,7 @@ let
   inherit (lib) mkOption types literalExpression;
   unit = "cc-ci-bridge";
   credential = cclib.credentialPath unit;
-  webhookCredentials = lib.imap1 (i: key: { name = "webhook-secret-${toString i}"; inherit key; }) cfg.secrets.webhookSecrets;
+  webhookCredentials = lib.imap1 (i: file: { name = "webhook-secret-${toString i}"; inherit file; }) cfg.secrets.webhookSecretFiles;
   configFile = json.generate "bridge.json" bcfg.settings;
   # The re-test unit reads the same settings with its own credentials' paths (a unit sees only
   # its own under /run/credentials), and serves no webhook.
@@ -22,8 +22,8 @@ let
   });
   # Both units (the bridge and its re-test timer's) talk to Gitea and Drone as the bot.
   tokenCredentials = [
-    "gitea-token:${config.sops.secrets."cc-ci/gitea-token".path}"
-    "drone-token:${config.sops.secrets."cc-ci/drone-token".path}"
+    "gitea-token:${cfg.secrets.giteaTokenFile}"
+    "drone-token:${cfg.secrets.droneTokenFile}"
   ];
 in
 {
@@ -120,7 +120,7 @@ in
           type = types.listOf types.str;
           default = map (w: credential w.name) webhookCredentials;
           readOnly = true;
-          description = "The webhook secrets (services.cc-ci.secrets.webhookSecrets) as the unit's credentials.";
+          description = "The webhook secrets (services.cc-ci.secrets.webhookSecretFiles) as the unit's credentials.";
         };
         state_dir = mkOption {
           type = types.str;
@@ -234,7 +234,7 @@ in
         DynamicUser = true;
         User = unit;
         ExecStart = "${lib.getExe' cfg.package "cc-ci-bridge"} --config /etc/cc-ci/bridge.json";
-        LoadCredential = tokenCredentials ++ map (w: "${w.name}:${config.sops.secrets.${w.key}.path}") webhookCredentials;
+        LoadCredential = tokenCredentials ++ map (w: "${w.name}:${w.file}") webhookCredentials;
         StateDirectory = unit;
         StateDirectoryMode = "0700";
         Restart = "always";

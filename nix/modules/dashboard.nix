@@ -151,7 +151,7 @@ in
         PrivateUsers = false;
         Type = "oneshot";
         ExecStart = "${lib.getExe' cfg.package "cc-ci-dashboard-gen"} --config /etc/cc-ci/dashboard-gen.json";
-        LoadCredential = [ "drone-token:${config.sops.secrets."cc-ci/drone-token".path}" ];
+        LoadCredential = [ "drone-token:${cfg.secrets.droneTokenFile}" ];
         SupplementaryGroups = [ "cc-ci-results" ];
         StateDirectory = "cc-ci-dashboard";
         StateDirectoryMode = "0700";

@@ -7,6 +7,9 @@ let
   cfg = config.services.cc-ci;
   inherit (lib) mkOption mkEnableOption types literalExpression;
   repository = types.strMatching "[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+";
+  staticAddresses =
+    lib.any (i: (i.ipv4.addresses or [ ]) != [ ] || (i.ipv6.addresses or [ ]) != [ ]) (lib.attrValues (config.networking.interfaces or { }))
+    || (config.systemd.network.networks or { }) != { };
 in
 {
   imports = [
@@ -70,6 +73,41 @@ in
         The parent domain of the apps this host's runner deploys (`<app>.<appDomain>`), and of
         its Traefik. A second runner host needs its own (its own DNS wildcard and certificate),
         since each host routes only its own apps.
+      '';
+    };
+
+    droneAddress = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "192.168.1.10";
+      description = ''
+        Runner hosts: the address at which this host reaches the server's Traefik, mapped to
+        `droneDomain` in /etc/hosts. Needed when the two hosts sit behind the same gateway and
+        it does not route its public address back in (hairpin NAT). The server maps its own
+        names to 127.0.0.1 by itself.
+      '';
+    };
+
+    adminKeys = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "ssh-ed25519 AAAAC3Nza… alice@laptop" ];
+      description = ''
+        SSH public keys that may log in as root. The flake replaces the host's whole NixOS
+        configuration, so keys the original install declared are gone after the switch unless
+        they are here; the host refuses to build without one (docs/install.md).
+      '';
+    };
+
+    network = mkOption {
+      type = types.nullOr (types.enum [ "dhcp" "static" ]);
+      default = null;
+      description = ''
+        How the host gets its address, declared so that a switch never drops it: `dhcp` turns
+        DHCP on; `static` means the host file declares the addresses
+        (`networking.interfaces.<name>.ipv4.addresses`, `networking.defaultGateway`, or
+        `systemd.network.networks`), carried over from the host's current configuration. The
+        host refuses to build while unset, or `static` with no address declared.
       '';
     };
 
@@ -167,7 +205,32 @@ in
   };
 
   config = lib.mkIf cfg.enable {
+    users.users.root.openssh.authorizedKeys.keys = cfg.adminKeys;
+    networking.useDHCP = lib.mkIf (cfg.network == "dhcp") true;
+    # The host's clients (runner, bridge, dashboard-gen) reach Drone and the dashboard by their
+    # public names, which resolve to the gateway: map them to this host's Traefik instead.
+    networking.hosts = lib.mkMerge [
+      (lib.mkIf (cfg.role == "server") { "127.0.0.1" = [ cfg.domain cfg.droneDomain ]; })
+      (lib.mkIf (cfg.role == "runner" && cfg.droneAddress != null) { ${cfg.droneAddress} = [ cfg.droneDomain ]; })
+    ];
+
     assertions = [
+      {
+        assertion = cfg.adminKeys != [ ];
+        message = "services.cc-ci.adminKeys is empty: after this switch nobody could log in to the host over SSH (the flake replaces its whole configuration). Put root's public keys there, from /root/.ssh/authorized_keys or the host's /etc/nixos/configuration.nix (docs/install.md, \"Carry the machine over\").";
+      }
+      {
+        assertion = cfg.adminKeys == [ ] || config.services.openssh.enable or false;
+        message = "services.cc-ci.adminKeys is set but services.openssh.enable is not: nobody could log in.";
+      }
+      {
+        assertion = cfg.network != null;
+        message = "services.cc-ci.network is unset: say \"dhcp\", or \"static\" and declare the host's addresses, carried over from its /etc/nixos/configuration.nix; otherwise a switch may drop the network (docs/install.md, \"Carry the machine over\").";
+      }
+      {
+        assertion = cfg.network != "static" || staticAddresses;
+        message = "services.cc-ci.network is \"static\" but no address is declared (networking.interfaces.<name>.ipv4.addresses or systemd.network.networks): the host would come up without its address.";
+      }
       {
         assertion = cfg.timeouts.build > cfg.timeouts.run;
         message = "services.cc-ci.timeouts.build must exceed timeouts.run, so that cc-ci's deadline stops a run (and tears it down) before Drone kills it.";

@@ -80,12 +80,17 @@ in
       version = dcfg.recipeVersion;
       env = dcfg.settings;
       secrets = {
-        rpc_secret = { version = dcfg.rpcSecretVersion; file = config.sops.secrets."cc-ci/drone-rpc-secret".path; };
-        client_secret = { version = dcfg.clientSecretVersion; file = config.sops.secrets."cc-ci/gitea-oauth-client-secret".path; };
+        rpc_secret = { version = dcfg.rpcSecretVersion; file = cfg.secrets.droneRpcSecretFile; };
+        client_secret = { version = dcfg.clientSecretVersion; file = cfg.secrets.giteaOauthClientSecretFile; };
       };
       secretEnv = {
-        GITEA_CLIENT_ID = config.sops.secrets."cc-ci/gitea-oauth-client-id".path;
-        DRONE_USER_CREATE = config.sops.templates."cc-ci-drone-user-create".path;
+        GITEA_CLIENT_ID.file = cfg.secrets.giteaOauthClientIdFile;
+        # Drone creates the bot as its administrator on first start, with the token the bridge
+        # and dashboard-gen use, so that no one has to copy a token out of Drone's UI.
+        DRONE_USER_CREATE = {
+          file = cfg.secrets.droneTokenFile;
+          template = "username:${cfg.botUser},admin:true,token:@value@";
+        };
       };
       requires = [ "cc-ci-proxy.service" ];
     };
@@ -94,7 +99,7 @@ in
       description = "cc-ci: Drone builds ${cfg.droneRepository} with a ${toString cfg.timeouts.build} min timeout";
       script = cclib.reconcileScript "drone-repo" [ pkgs.curl pkgs.jq pkgs.coreutils ];
       requires = [ "cc-ci-drone.service" ];
-      wants = [ "network-online.target" ];
+      waits = true;
       environment = {
         DRONE_URL = "https://${cfg.droneDomain}";
         DRONE_REPO = cfg.droneRepository;
@@ -104,7 +109,7 @@ in
       };
       serviceConfig = {
         DynamicUser = true;
-        LoadCredential = [ "drone-token:${config.sops.secrets."cc-ci/drone-token".path}" ];
+        LoadCredential = [ "drone-token:${cfg.secrets.droneTokenFile}" ];
       };
     };
   };

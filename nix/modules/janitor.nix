@@ -1,10 +1,11 @@
 # The janitor: `cc-ci-stage-runner janitor` on a timer, reaping every CI app, volume, secret and
 # run directory whose run has ended or is older than the configured age (never the proxy,
 # Drone or the dashboard, which live in another abra directory). Runs as the runner user.
-{ config, lib, ... }:
+{ config, lib, pkgs, ... }:
 
 let
   cfg = config.services.cc-ci;
+  cclib = import ../lib { inherit lib pkgs; };
   inherit (lib) mkOption types;
 in
 {
@@ -36,7 +37,7 @@ in
       after = [ "docker.service" "cc-ci-runner-abra-server.service" ];
       requires = [ "docker.service" ];
       environment.HOME = "/var/lib/cc-ci-runner";
-      serviceConfig = cfg.runner.sandbox // {
+      serviceConfig = cclib.runnerSandbox { resultsDir = cfg.stageRunner.settings.results_dir; } // {
         Type = "oneshot";
         ExecStart = "${lib.getExe' cfg.package "cc-ci-stage-runner"} janitor --config /etc/cc-ci/stage-runner.json";
         TimeoutStartSec = "30min";

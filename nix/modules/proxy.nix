@@ -30,6 +30,12 @@ in
       '';
     };
 
+    openFirewall = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Open TCP 80 and 443, where Traefik serves the dashboard, Drone and the apps, in the host's firewall.";
+    };
+
     certificateVersion = mkOption {
       type = types.strMatching "v[0-9]+";
       default = "v1";
@@ -75,7 +81,7 @@ in
       message = "services.cc-ci.proxy.settings: values may not contain a single quote or a newline.";
     }];
 
-    networking.firewall.allowedTCPPorts = [ 80 443 ];
+    networking.firewall.allowedTCPPorts = lib.mkIf pcfg.openFirewall [ 80 443 ];
 
     systemd.services.cc-ci-proxy-network = cclib.mkReconcileService {
       description = "cc-ci: the swarm overlay network ${cfg.abra.network}";
@@ -92,8 +98,11 @@ in
       version = pcfg.recipeVersion;
       env = pcfg.settings;
       secrets = {
-        ssl_cert = { version = pcfg.certificateVersion; file = config.sops.secrets."cc-ci/wildcard-cert".path; };
-        ssl_key = { version = pcfg.certificateVersion; file = config.sops.secrets."cc-ci/wildcard-key".path; };
+        # The recipe's secrets are ssl_cert and ssl_key; its .env.sample names their versions
+        # SECRET_WILDCARD_CERT_VERSION and SECRET_WILDCARD_KEY_VERSION (docs/install.md,
+        # "What the recipes' .env keys rest on").
+        ssl_cert = { version = pcfg.certificateVersion; versionKey = "SECRET_WILDCARD_CERT_VERSION"; file = cfg.secrets.wildcardCertFile; };
+        ssl_key = { version = pcfg.certificateVersion; versionKey = "SECRET_WILDCARD_KEY_VERSION"; file = cfg.secrets.wildcardKeyFile; };
       };
       requires = [ "cc-ci-proxy-network.service" "cc-ci-abra-server.service" ];
     };

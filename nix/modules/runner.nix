@@ -53,49 +53,30 @@ let
     LANG = "C.UTF-8";
   } // rcfg.stepEnvironment;
 
-  runnerUser = {
-    User = "cc-ci-runner";
-    Group = "cc-ci-runner";
-    SupplementaryGroups = [ "docker" ];
-    StateDirectory = [ "cc-ci-runner" "cc-ci-runner/work" "cc-ci-runner/state" "cc-ci-runner/abra" ];
-    StateDirectoryMode = "0750";
-  };
+  sandbox = cclib.runnerSandbox { inherit resultsDir; };
 
-  # The sandbox of everything that runs as the runner user (the runner, its steps, the janitor).
-  sandbox = runnerUser // {
-    ReadWritePaths = [ resultsDir ];
-    # Run directories are 0700 (stage-runner); results are group-readable for dashboard-gen.
-    UMask = "0027";
-    NoNewPrivileges = true;
-    ProtectSystem = "strict";
-    ProtectHome = true;
-    PrivateTmp = true;
-    PrivateDevices = true;
-    ProtectClock = true;
-    ProtectHostname = true;
-    ProtectKernelTunables = true;
-    ProtectKernelModules = true;
-    ProtectKernelLogs = true;
-    ProtectControlGroups = true;
-    RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" "AF_NETLINK" ];
-    RestrictRealtime = true;
-    RestrictSUIDSGID = true;
-    LockPersonality = true;
-    CapabilityBoundingSet = "";
-    SystemCallArchitectures = "native";
-    SystemCallFilter = [ "~@clock" "~@cpu-emulation" "~@module" "~@obsolete" "~@raw-io" "~@reboot" "~@swap" ];
+  # drone-runner-exec reads its settings from the environment, or from the env file named on
+  # its command line: the RPC secret reaches it in such a file, written from the unit's
+  # credential into its private runtime directory. Beside it, the generation the runner was
+  # started as (its unit file and the secret's digest), which cc-ci-runner-update compares.
+  runnerStart = pkgs.writeShellApplication {
+    name = "cc-ci-runner-start";
+    runtimeInputs = [ pkgs.coreutils ];
+    text = ''
+      umask 077
+      printf 'DRONE_RPC_SECRET=%s\n' "$(<"$CREDENTIALS_DIRECTORY/rpc-secret")" >"$RUNTIME_DIRECTORY/runner.env"
+      printf '%s %s\n' "$(readlink -f /etc/systemd/system/cc-ci-runner.service)" \
+        "$(sha256sum <"$CREDENTIALS_DIRECTORY/rpc-secret" | cut -d' ' -f1)" >"$RUNTIME_DIRECTORY/generation"
+      exec ${lib.getExe rcfg.package} daemon "$RUNTIME_DIRECTORY/runner.env"
+    '';
   };
 in
 {
   options.services.cc-ci.runner = {
-    package = mkOption {
-      type = types.package;
-      default = pkgs.drone-runner-exec;
-      defaultText = literalExpression "pkgs.drone-runner-exec";
-      description = ''
-        drone-runner-exec. Its licence (Polyform Small Business / Free Trial) is unfree in
-        nixpkgs' terms: allow it explicitly with `nixpkgs.config.allowUnfreePredicate`, as the
-        cc-ci host configurations do.
+    package = lib.mkPackageOption pkgs "drone-runner-exec" {
+      extraDescription = ''
+        Its licence (Polyform Small Business / Free Trial) is unfree in nixpkgs' terms: allow it
+        explicitly with `nixpkgs.config.allowUnfreePredicate`, as the cc-ci host configurations do.
       '';
     };
 
@@ -137,14 +118,6 @@ in
         repository.
       '';
     };
-  };
-
-  options.services.cc-ci.runner.sandbox = mkOption {
-    type = types.attrs;
-    internal = true;
-    readOnly = true;
-    default = sandbox;
-    description = "systemd settings of the units that run as the runner user (runner.nix explains why they are looser).";
   };
 
   options.services.cc-ci.stageRunner.settings = mkOption {
@@ -247,6 +220,15 @@ in
           defaultText = literalExpression "config.services.cc-ci.timeouts.run * 60";
           description = "See services.cc-ci.timeouts.run.";
         };
+        resolve = mkOption {
+          type = types.nullOr types.str;
+          default = "*.${cfg.appDomain}=127.0.0.1";
+          defaultText = literalExpression ''"*.''${config.services.cc-ci.appDomain}=127.0.0.1"'';
+          description = ''
+            Where the tests reach the apps: this host's own Traefik. Their public names resolve
+            to the gateway in front of the host, which few gateways route back in (hairpin NAT).
+          '';
+        };
         trusted_recipes = mkOption {
           type = types.listOf (types.strMatching "[a-z][a-z0-9-]*");
           default = [ ];
@@ -299,7 +281,7 @@ in
         ABRA_DIR = cfg.stageRunner.settings.abra_dir;
         HOME = stateDir;
       };
-      serviceConfig = runnerUser;
+      serviceConfig = cclib.runnerUser;
     };
 
     systemd.services.cc-ci-runner = {
@@ -308,6 +290,8 @@ in
       # Wants=, not Requires=: re-running the reconcile chain must not restart the runner and
       # kill the builds it is running.
       wants = [ "network-online.target" "cc-ci-runner-abra-server.service" "cc-ci-proxy.service" ];
+      # A switch must not kill the builds it runs: cc-ci-runner-update restarts it once idle.
+      restartIfChanged = false;
       after = [ "network-online.target" "docker.service" "cc-ci-runner-abra-server.service" "cc-ci-proxy.service" ];
       environment = {
         DRONE_RPC_PROTO = "https";
@@ -327,14 +311,38 @@ in
       } // rcfg.environment;
 
       serviceConfig = sandbox // {
-        # drone-runner-exec loads the env file given to `daemon`: the RPC secret, as a credential.
-        ExecStart = "${lib.getExe rcfg.package} daemon %d/runner-env";
-        LoadCredential = [ "runner-env:${config.sops.templates."cc-ci-runner.env".path}" ];
+        ExecStart = lib.getExe runnerStart;
+        LoadCredential = [ "rpc-secret:${cfg.secrets.droneRpcSecretFile}" ];
+        RuntimeDirectory = "cc-ci-runner";
+        RuntimeDirectoryMode = "0700";
         Restart = "always";
         RestartSec = 10;
-        # A stop (shutdown, a changed runner) sends SIGTERM to every process of the unit:
+        # A stop (shutdown, cc-ci-runner-update) sends SIGTERM to every process of the unit:
         # stage-runner tears its run down on SIGTERM, which may take minutes.
         TimeoutStopSec = "10min";
+      };
+    };
+
+    # The runner's unit holds store paths (its PATH, the binaries), so every cc-ci update
+    # changes it; restarting it then would cancel the builds it runs. This unit, re-run with the
+    # reconcile chain after every switch, restarts it only once its definition or RPC secret
+    # changed and no build is in flight, waiting at most as long as Drone lets a build run.
+    systemd.services.cc-ci-runner-update = cclib.mkReconcileService {
+      description = "cc-ci: the runner runs its current definition (restarted when idle)";
+      script = cclib.reconcileScript "runner-update" [ config.systemd.package pkgs.coreutils pkgs.findutils ];
+      timeout = cfg.timeouts.build * 60;
+      # After what the runner's builds need, so that it restarts into a converged host.
+      wants = [ "cc-ci-runner-abra-server.service" "cc-ci-proxy.service" ];
+      environment = {
+        RUNNER_UNIT = "cc-ci-runner.service";
+        RUNS_DIR = "${cfg.stageRunner.settings.state_dir}/runs";
+        DRAIN_SECS = toString (cfg.timeouts.build * 60);
+      };
+      serviceConfig = {
+        LoadCredential = [ "rpc-secret:${cfg.secrets.droneRpcSecretFile}" ];
+        # Root without capabilities could not look into the runner's private directories.
+        CapabilityBoundingSet = [ "CAP_DAC_READ_SEARCH" ];
+        RestrictAddressFamilies = [ "AF_UNIX" ];
       };
     };
   };

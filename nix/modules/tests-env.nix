@@ -44,11 +44,8 @@ in
       description = "The Python the tests run with (`bin/python`).";
     };
 
-    chromium = mkOption {
-      type = types.package;
-      default = pkgs.chromium;
-      defaultText = literalExpression "pkgs.chromium";
-      description = "The browser the tests drive through Playwright.";
+    chromium = lib.mkPackageOption pkgs "chromium" {
+      extraDescription = "The browser the tests drive through Playwright.";
     };
   };
 

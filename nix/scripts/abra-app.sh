@@ -12,7 +12,8 @@
 # marker files: the host's own state is the record).
 #
 # Environment (set by the unit): APP_DOMAIN, APP_RECIPE, APP_VERSION (empty: unpinned),
-# APP_ENV_FILE, APP_SECRET_ENV ("VAR=credential …"), APP_SECRETS ("name:version:credential …"),
+# APP_ENV_FILE, APP_SECRET_ENV ("VAR=credential …", each VAR's value APP_SECRET_TEMPLATE_<VAR>
+# with @value@ replaced by the credential), APP_SECRETS ("name:version:credential …"),
 # ABRA_DIR, ABRA_FLAGS, DEPLOY_FLAGS, NETWORK_NAME, CONVERGE_TIMEOUT; CREDENTIALS_DIRECTORY
 # from systemd.
 
@@ -53,7 +54,11 @@ cleanup() {
 trap cleanup EXIT
 cat "$APP_ENV_FILE" >"$desired"
 for pair in ${APP_SECRET_ENV:-}; do
-  value=$(<"$(credential "${pair#*=}")")
+  template_var="APP_SECRET_TEMPLATE_${pair%%=*}"
+  template=${!template_var:-@value@}
+  secret=$(<"$(credential "${pair#*=}")")
+  # Quoted: bash 5.2 would otherwise read an & in the secret as the matched text.
+  value=${template//@value@/"$secret"}
   case "$value" in
     *"'"* | *$'\n'*) die "credential ${pair#*=} holds a quote or a newline and cannot be written to an abra .env" ;;
   esac

@@ -2,11 +2,18 @@
 # the repository is known to Drone (syncing the bot's repository list once if not), active, and
 # has the declared timeout. Acts only where Drone differs; fails with the step a human must take
 # when it cannot (the bot never logged in to Drone, lacks admin rights on the repository in
-# Gitea, or is not a Drone administrator).
+# Gitea, or is not a Drone administrator), or waits (exit 75, retried every minute) for the one
+# step expected to come later: the bot's first login to Drone.
 # Environment: DRONE_URL, DRONE_REPO, DRONE_TIMEOUT_MINUTES, BOT_USER, WAIT_SECS; the token is the
 # credential drone-token.
 
 : "${DRONE_URL:?}" "${DRONE_REPO:?}" "${DRONE_TIMEOUT_MINUTES:?}" "${BOT_USER:?}"
+# Not a failure: the unit waits for something outside the host (mkReconcileService's `waits`).
+wait_for() {
+  printf 'WARN %s: waiting: %s\n' "${UNIT_NAME:-cc-ci}" "$*" >&2
+  exit 75
+}
+
 token_file="${CREDENTIALS_DIRECTORY:-/nonexistent}/drone-token"
 [ -r "$token_file" ] || die "credential drone-token is missing"
 body=$(mktemp)
@@ -23,7 +30,7 @@ api() {
 
 deadline=$(($(date +%s) + ${WAIT_SECS:-300}))
 until curl --silent --fail --max-time 10 -o /dev/null "$DRONE_URL/healthz"; do
-  [ "$(date +%s)" -lt "$deadline" ] || die "Drone does not answer at $DRONE_URL/healthz after ${WAIT_SECS:-300}s; see cc-ci-drone.service and cc-ci-proxy.service"
+  [ "$(date +%s)" -lt "$deadline" ] || wait_for "Drone does not answer at $DRONE_URL/healthz after ${WAIT_SECS:-300}s; see cc-ci-drone.service and cc-ci-proxy.service"
   sleep 5
 done
 
@@ -37,7 +44,7 @@ status=$(api GET "/api/repos/$DRONE_REPO")
 if [ "$status" = 404 ]; then
   info "Drone does not know repo=$DRONE_REPO; syncing the bot's repositories"
   status=$(api POST /api/user/repos)
-  [ "$status" = 200 ] || die "syncing the bot's repositories failed ($status): the bot must log in to $DRONE_URL once through Gitea (docs/install.md, step 6), then: systemctl restart cc-ci-drone-repo"
+  [ "$status" = 200 ] || wait_for "syncing the bot's repositories failed ($status): the bot must log in to $DRONE_URL once through Gitea (docs/install.md, \"Log in to Drone once as the bot\"); this unit retries every minute"
   status=$(api GET "/api/repos/$DRONE_REPO")
 fi
 [ "$status" = 200 ] || die "Drone cannot see $DRONE_REPO (GET: $status): does $BOT_USER have admin rights on it in Gitea?"

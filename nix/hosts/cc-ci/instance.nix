@@ -27,6 +27,10 @@
     dashboard.interval = 5;
     janitor.maxAge = 6 * 3600;
 
+    # abra's release binary: its hash is computed at install (docs/install.md, "Pin abra");
+    # until it is set, the hosts refuse to build and print the command that computes it.
+    #   abra.hash = "sha256-…";
+
     # Pin the infrastructure recipes once you have picked releases (docs/install.md):
     #   proxy.recipeVersion = "<traefik release>";
     #   drone.recipeVersion = "<drone release>";
