@@ -13,7 +13,9 @@ stdenvNoCC.mkDerivation {
   pname = "abra";
   inherit version;
 
-  src = fetchurl { inherit url hash; };
+  src =
+    if hash == null then throw "abra ${version}: no hash is pinned (services.cc-ci.abra.hash; docs/install.md, \"Pin abra\")"
+    else fetchurl { inherit url hash; };
 
   dontUnpack = true;
   dontConfigure = true;

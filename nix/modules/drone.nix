@@ -35,6 +35,8 @@ in
       description = "Docker secret version of `client_secret` (the Gitea OAuth secret); bump it after rotating it.";
     };
 
+    # Each key below, and the secrets' names, with what confirms it in the real drone recipe and
+    # what nothing public confirmed: docs/install.md, "What the recipes' .env keys rest on".
     settings = mkOption {
       type = types.submodule {
         freeformType = types.attrsOf envValue;

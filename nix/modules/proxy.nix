@@ -46,6 +46,8 @@ in
       '';
     };
 
+    # Each key below, and the secrets' names, with what confirms it in the real traefik recipe and
+    # what nothing public confirmed: docs/install.md, "What the recipes' .env keys rest on".
     settings = mkOption {
       type = types.submodule {
         freeformType = types.attrsOf envValue;
