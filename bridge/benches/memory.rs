@@ -62,7 +62,9 @@ fn main() {
             let builds = w.builds();
             let state = w.state();
             builds.len() >= triggers
-                && builds.iter().all(|b| ccci::drone::is_done(&b.status))
+                && builds
+                    .iter()
+                    .all(|b| standins::runner::status::is_done(&b.status))
                 && state["runs"].as_object().is_none_or(|m| m.is_empty())
         },
     );

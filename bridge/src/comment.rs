@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use ccci::drone::Build;
-use ccci::summary::{Rung, Skip, Status};
+use ccci::drone::{Build, BuildStatus};
+use ccci::summary::{Rung, Skip, Stage, Status};
 use ccci::verdict::Verdict;
 
 /// Marks the run's status comment so a restarted bridge can find the comment it already
@@ -112,17 +112,16 @@ fn code(name: &str) -> String {
     format!("`{}`", name.replace('`', "'").replace('|', "\\|"))
 }
 
-fn drone_mark(status: &str) -> &'static str {
+fn drone_mark(status: BuildStatus) -> &'static str {
     match status {
-        "success" => "✅ passed",
-        "failure" => "❌ failed",
-        "error" => "⚠️ error",
-        "killed" => "⏹️ cancelled",
-        "skipped" => "⏭️ not run",
-        "running" => "🔄 running",
-        "pending" | "waiting_on_dependencies" => "⏳ waiting",
-        "blocked" | "declined" => "⛔ blocked",
-        _ => "❔ unknown",
+        BuildStatus::Success => "✅ passed",
+        BuildStatus::Failure => "❌ failed",
+        BuildStatus::Error => "⚠️ error",
+        BuildStatus::Killed => "⏹️ cancelled",
+        BuildStatus::Skipped => "⏭️ not run",
+        BuildStatus::Running => "🔄 running",
+        BuildStatus::Pending | BuildStatus::WaitingOnDependencies => "⏳ waiting",
+        BuildStatus::Blocked | BuildStatus::Declined => "⛔ blocked",
     }
 }
 
@@ -154,12 +153,12 @@ pub enum RunResult {
 impl RunResult {
     fn of(build: &Build, verdicts: &BTreeMap<String, Option<Verdict>>) -> RunResult {
         let said = |s: Status| verdicts.values().flatten().any(|v| v.status == s);
-        match build.status.as_str() {
-            "killed" => RunResult::Cancelled,
+        match build.status {
+            BuildStatus::Killed => RunResult::Cancelled,
             _ if said(Status::Failed) => RunResult::Failed,
             _ if said(Status::Error) => RunResult::CouldNotRun,
-            "success" => RunResult::Passed,
-            "failure" => RunResult::Failed,
+            BuildStatus::Success => RunResult::Passed,
+            BuildStatus::Failure => RunResult::Failed,
             _ => RunResult::CouldNotRun,
         }
     }
@@ -186,16 +185,16 @@ impl RunResult {
 /// The level reached, from the verdicts of the ladder's stages; unknown (`None`) when install
 /// gave none (it never ran, or an older stage-runner ran it).
 fn level(verdicts: &BTreeMap<String, Option<Verdict>>) -> Option<String> {
-    verdicts.get("install")?.as_ref()?;
+    verdicts.get(Stage::Install.as_str())?.as_ref()?;
     let l = ccci::summary::level(|stage| {
         verdicts
-            .get(stage)
+            .get(stage.as_str())
             .and_then(|v| v.as_ref())
             .map_or(Rung::Unverified, Verdict::rung)
     });
     Some(format!(
         "level {l} of {} ({})",
-        ccci::summary::LADDER.len(),
+        Stage::LADDER.len(),
         ccci::summary::LEVELS[l as usize].0
     ))
 }
@@ -212,7 +211,7 @@ fn first_problem(build: &Build, verdicts: &BTreeMap<String, Option<Verdict>>) ->
                 }
                 return Some(d);
             }
-            None if matches!(step.status.as_str(), "failure" | "error") => {
+            None if matches!(step.status, BuildStatus::Failure | BuildStatus::Error) => {
                 return Some(format!("{}: step {}", step.name, step.status));
             }
             _ => {}
@@ -232,7 +231,7 @@ fn rows(build: &Build, v: &RunView, now: i64) -> Vec<String> {
                 (s, e) => duration(e - s),
             };
             let said = v.verdicts.get(&step.name).and_then(|x| x.as_ref());
-            let done = ccci::drone::is_done(&step.status);
+            let done = step.status.is_done();
             let log = format!("{}/{}/{}", v.build_link, stage.number, step.number);
             let look = format!(
                 "see [{} on the run page]({}#stage-{}) · [Drone log]({log})",
@@ -260,14 +259,14 @@ fn rows(build: &Build, v: &RunView, now: i64) -> Vec<String> {
                     (verdict_mark(x.status, x.skip), d)
                 }
                 _ => {
-                    let d = match step.status.as_str() {
-                        "skipped" => "an earlier step failed".to_owned(),
-                        "failure" | "error" => {
+                    let d = match step.status {
+                        BuildStatus::Skipped => "an earlier step failed".to_owned(),
+                        BuildStatus::Failure | BuildStatus::Error => {
                             format!("stage-runner gave no verdict; [Drone log]({log})")
                         }
                         _ => String::new(),
                     };
-                    (drone_mark(&step.status), d)
+                    (drone_mark(step.status), d)
                 }
             };
             out.push(format!("| {} | {mark} | {took} | {details} |", step.name));
@@ -294,9 +293,9 @@ pub fn status(build: &Build, v: &RunView, now: i64) -> String {
         ));
         return s;
     }
-    let done = ccci::drone::is_done(&build.status);
-    match build.status.as_str() {
-        "pending" if build.started == 0 => s.push_str(&match v.queued_ahead {
+    let done = build.status.is_done();
+    match build.status {
+        BuildStatus::Pending if build.started == 0 => s.push_str(&match v.queued_ahead {
             0 => " — ⏳ queued, next in line\n".to_owned(),
             1 => " — ⏳ queued, 1 run ahead of it\n".to_owned(),
             n => format!(" — ⏳ queued, {n} runs ahead of it\n"),
@@ -332,7 +331,7 @@ pub fn status(build: &Build, v: &RunView, now: i64) -> String {
     }
     let card = v
         .verdicts
-        .get("teardown")
+        .get(Stage::Teardown.as_str())
         .and_then(|x| x.as_ref())
         .is_some_and(|x| x.card);
     if done && card {
@@ -369,14 +368,14 @@ const MAX_DESCRIPTION: usize = 140;
 pub fn commit_status(build: &Build, v: &RunView) -> (&'static str, String) {
     let (state, d) = if let Some(newer) = v.superseded_by {
         ("error", format!("superseded by run #{newer}"))
-    } else if build.status == "pending" && build.started == 0 {
+    } else if build.status == BuildStatus::Pending && build.started == 0 {
         ("pending", "queued".to_owned())
-    } else if !ccci::drone::is_done(&build.status) {
+    } else if !build.status.is_done() {
         let at = build
             .stages
             .iter()
             .flat_map(|s| &s.steps)
-            .find(|s| s.status == "running")
+            .find(|s| s.status == BuildStatus::Running)
             .map(|s| format!("running: {}", s.name));
         ("pending", at.unwrap_or_else(|| "running".to_owned()))
     } else {
@@ -458,7 +457,13 @@ mod tests {
                 message: m.to_string(),
             })
             .collect();
-        Verdict::new(stage, status, reason, &Counts::default(), &f)
+        Verdict::new(
+            stage.parse().unwrap(),
+            status,
+            reason,
+            &Counts::default(),
+            &f,
+        )
     }
 
     #[test]
@@ -586,7 +591,7 @@ mod tests {
             ("success", "passed · level 2 of 5 (upgrades)".to_owned())
         );
         let mut b = build("running");
-        b.stages[0].steps[1].status = "running".into();
+        b.stages[0].steps[1].status = BuildStatus::Running;
         assert_eq!(
             commit_status(&b, &view(&v)),
             ("pending", "running: upgrade".to_owned())

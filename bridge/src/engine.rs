@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 
-use ccci::drone::{Build, DroneClient};
+use ccci::drone::{Build, BuildStatus, DroneClient};
 use ccci::gitea::{Comment, CreateStatus, GiteaClient, Membership, StatusPost};
 use ccci::log::{emit, Level};
 use ccci::run::{RunParams, PARAM_COMMENT};
@@ -29,8 +29,6 @@ use crate::state::{Intent, Run, State, Store, TRIGGER_WINDOW_SECS};
 pub struct Incoming {
     pub repo: Repo,
     pub comment: Comment,
-    /// The webhook said `edited` (polls tell edits by `updated_at`).
-    pub edited: bool,
     pub source: &'static str,
 }
 
@@ -166,7 +164,7 @@ impl Engine {
             let next = next_fast.min(next_sweep).min(next_follow);
             match rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
                 Ok(inc) => {
-                    self.handle(&inc.repo, &inc.comment, inc.edited, inc.source);
+                    self.handle(&inc.repo, &inc.comment, inc.source);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -248,7 +246,7 @@ impl Engine {
             {
                 Ok(comments) => {
                     for c in &comments {
-                        self.handle(&repo, c, false, "poll");
+                        self.handle(&repo, c, "poll");
                     }
                     self.seen_threads.insert(t.id, t.updated_at.0);
                     processed = true;
@@ -328,7 +326,7 @@ impl Engine {
             };
             let mut hold: Option<i64> = None;
             for c in &scan.items {
-                if self.handle(&repo, c, false, "sweep") == Outcome::Retry {
+                if self.handle(&repo, c, "sweep") == Outcome::Retry {
                     hold = Some(hold.map_or(c.updated_at.0, |h: i64| h.min(c.updated_at.0)));
                 }
             }
@@ -380,7 +378,7 @@ impl Engine {
             }) = self.retrying.get(&id)
             {
                 let (repo, c) = (repo.clone(), c.clone());
-                self.handle(&repo, &c, false, "retry");
+                self.handle(&repo, &c, "retry");
             }
         }
     }
@@ -391,7 +389,7 @@ impl Engine {
     }
 
     /// One comment, one decision, one log line.
-    pub fn handle(&mut self, repo: &Repo, c: &Comment, edited: bool, source: &str) -> Outcome {
+    pub fn handle(&mut self, repo: &Repo, c: &Comment, source: &str) -> Outcome {
         let id = c.id;
         if self.state.handled.contains_key(&id) {
             return Outcome::Done;
@@ -439,7 +437,8 @@ impl Engine {
             self.save();
             return Outcome::Done;
         }
-        if edited || c.updated_at.0 > c.created_at.0 {
+        // The webhook passes only `created` deliveries; an edit shows in `updated_at`.
+        if c.updated_at.0 > c.created_at.0 {
             decision("ignored", &pr, "edited comment");
             self.decided(id);
             self.save();
@@ -784,7 +783,7 @@ impl Engine {
         // A run that has already ended keeps its own outcome: only a pending or running one
         // is cancelled and said to be superseded.
         if let Ok(b) = self.drone.get_build(&dr.owner, &dr.name, old) {
-            if ccci::drone::is_done(&b.status) {
+            if b.status.is_done() {
                 self.update_run(old, Some(b), 0);
                 return;
             }
@@ -848,7 +847,7 @@ impl Engine {
     /// must be tried again. A log Drone has not stored yet (404) is asked for next cycle while
     /// the build runs; once it has ended, there is none to wait for.
     fn read_verdicts(&mut self, number: i64, build: &Build) -> bool {
-        let ended = ccci::drone::is_done(&build.status);
+        let ended = build.status.is_done();
         let dr = self.cfg.drone_repo.clone();
         let mut complete = true;
         for stage in &build.stages {
@@ -859,7 +858,7 @@ impl Engine {
                     .get(&number)
                     .is_none_or(|r| r.verdicts.contains_key(&step.name));
                 // A step Drone skipped never ran: it has no log to read.
-                if known || !ccci::drone::is_done(&step.status) || step.status == "skipped" {
+                if known || !step.status.is_done() || step.status == BuildStatus::Skipped {
                     continue;
                 }
                 match self
@@ -958,7 +957,7 @@ impl Engine {
         if !self.state.runs.contains_key(&number) {
             return;
         }
-        let finished = ccci::drone::is_done(&build.status);
+        let finished = build.status.is_done();
         // A finished run's comment waits until every verdict is in: it is the last one.
         if !self.read_verdicts(number, &build) && finished {
             return;
@@ -977,7 +976,7 @@ impl Engine {
         // A run that ended on its own before the cancel reached Drone keeps its own outcome.
         let superseded_by = run
             .superseded_by
-            .filter(|_| !ccci::drone::is_done(&build.status) || build.status == "killed");
+            .filter(|_| !build.status.is_done() || build.status == BuildStatus::Killed);
         let view = comment::RunView {
             build_link: &link,
             dashboard_run: &dash,
@@ -1076,7 +1075,7 @@ impl Engine {
         let waiting: Vec<i64> = match self.drone.list_builds(&dr.owner, &dr.name, 1, 100) {
             Ok(list) => list
                 .iter()
-                .filter(|b| b.status == "pending")
+                .filter(|b| b.status == BuildStatus::Pending)
                 .map(|b| b.number)
                 .collect(),
             Err(e) => {
@@ -1087,7 +1086,7 @@ impl Engine {
         let numbers: Vec<i64> = self.state.runs.keys().copied().collect();
         for n in numbers {
             while let Some(inc) = incoming.and_then(|rx| rx.try_recv().ok()) {
-                self.handle(&inc.repo, &inc.comment, inc.edited, inc.source);
+                self.handle(&inc.repo, &inc.comment, inc.source);
             }
             if !self.state.runs.contains_key(&n) {
                 // Forgotten meanwhile (superseded by a comment just handled, and ended).
@@ -1096,8 +1095,7 @@ impl Engine {
             match self.drone.get_build(&dr.owner, &dr.name, n) {
                 Ok(mut b) => {
                     let superseded_by = self.state.runs.get(&n).and_then(|r| r.superseded_by);
-                    if let Some(newer) = superseded_by.filter(|_| !ccci::drone::is_done(&b.status))
-                    {
+                    if let Some(newer) = superseded_by.filter(|_| !b.status.is_done()) {
                         // The cancel failed or a crash came before it: cancel again.
                         if let Some(cancelled) = self.cancel(n, newer) {
                             b = cancelled;

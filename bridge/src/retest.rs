@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use ccci::drone::{Build, DroneClient};
+use ccci::drone::{Build, BuildStatus, DroneClient};
 use ccci::log::{emit, Level};
 use ccci::run::{RunParams, PARAM_RECIPE, PARAM_SCHEDULE};
 
@@ -53,9 +53,9 @@ pub struct Record {
     /// When it was started (unix seconds): the least recently tested go first.
     #[serde(default)]
     pub started_at: i64,
-    /// How its build ended (Drone's status); empty while it has not.
-    #[serde(default)]
-    pub status: String,
+    /// How its build ended; None while it has not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<BuildStatus>,
     /// The newest scheduled run that passed: its head and when it finished.
     #[serde(default)]
     pub green_sha: String,
@@ -168,7 +168,7 @@ impl Sweep<'_> {
         let slot = self.report.slot.clone();
         let mut changed = false;
         for (recipe, rec) in state.recipes.iter_mut() {
-            if rec.build == 0 && !rec.slot.is_empty() && rec.status.is_empty() {
+            if rec.build == 0 && !rec.slot.is_empty() && rec.status.is_none() {
                 if rec.slot != slot {
                     log(
                         Level::Warn,
@@ -201,11 +201,11 @@ impl Sweep<'_> {
                     changed = true;
                 }
             }
-            if rec.build > 0 && rec.status.is_empty() {
+            if rec.build > 0 && rec.status.is_none() {
                 self.report.drone_requests += 1;
                 match self.drone.get_build(&dr.owner, &dr.name, rec.build) {
                     Ok(b) if b.is_done() => {
-                        let regressed = b.status != "success"
+                        let regressed = b.status != BuildStatus::Success
                             && !rec.green_sha.is_empty()
                             && rec.green_sha == rec.sha;
                         finish(rec, &b);
@@ -273,7 +273,7 @@ impl Sweep<'_> {
                     &[("recipe", &recipe), ("error", &format!("{e:#}"))],
                 ),
             }
-        } else if rec.status == "success" && rec.issue > 0 {
+        } else if rec.status == Some(BuildStatus::Success) && rec.issue > 0 {
             let text = format!(
                 "The re-test [#{}]({}) passes again on {}: closing.",
                 rec.build,
@@ -345,7 +345,7 @@ impl Sweep<'_> {
             let rec = state.recipes.entry(recipe.clone()).or_default();
             let unchanged_for = now - rec.green_at;
             // Only while its latest re-test is that green one: a red one is re-tested nightly.
-            if rec.status == "success"
+            if rec.status == Some(BuildStatus::Success)
                 && rec.green_sha == head.0
                 && unchanged_for < self.cfg.retest.unchanged_days as i64 * 86_400
             {
@@ -371,7 +371,7 @@ impl Sweep<'_> {
                 sha: head.0.clone(),
                 build: 0,
                 started_at: now,
-                status: String::new(),
+                status: None,
                 unchanged_slot: String::new(),
                 ..rec.clone()
             };
@@ -431,7 +431,7 @@ impl Sweep<'_> {
         let builds = self.drone.list_builds(&dr.owner, &dr.name, 1, 100)?;
         let busy = builds
             .iter()
-            .filter(|b| matches!(b.status.as_str(), "pending" | "running"))
+            .filter(|b| matches!(b.status, BuildStatus::Pending | BuildStatus::Running))
             .count() as u64;
         Ok(self.cfg.retest.queue_limit.saturating_sub(busy))
     }
@@ -503,8 +503,8 @@ impl Sweep<'_> {
 }
 
 fn finish(rec: &mut Record, b: &Build) {
-    rec.status = b.status.clone();
-    if b.status == "success" {
+    rec.status = Some(b.status);
+    if b.status == BuildStatus::Success {
         rec.green_sha = rec.sha.clone();
         rec.green_at = b.finished;
         rec.green_build = rec.build;

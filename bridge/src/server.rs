@@ -260,7 +260,6 @@ impl Http {
         let inc = Incoming {
             repo,
             comment: payload.comment,
-            edited: false,
             source: "webhook",
         };
         match self.queue.try_send(inc) {

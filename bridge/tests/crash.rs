@@ -151,7 +151,7 @@ fn problems(w: &World, prs: &[i64], posted: &[Posted]) -> Vec<String> {
             .and_then(|c| c.parse().ok())
             .unwrap_or(-1);
         by_comment.entry(c).or_default().push(b.number);
-        if !ccci::drone::is_done(&b.status) {
+        if !standins::runner::status::is_done(&b.status) {
             out.push(format!("build {} is still {}", b.number, b.status));
         }
     }
@@ -246,7 +246,9 @@ fn quiet(w: &World, posted: &[Posted]) -> bool {
     let builds = w.builds();
     let state = w.state();
     let empty = |key: &str| state[key].as_object().is_none_or(|m| m.is_empty());
-    builds.iter().all(|b| ccci::drone::is_done(&b.status))
+    builds
+        .iter()
+        .all(|b| standins::runner::status::is_done(&b.status))
         && posted.iter().filter(|p| p.triggers).all(|p| {
             builds
                 .iter()

@@ -30,7 +30,7 @@ pub struct Build {
     pub trigger: String,
     pub number: i64,
     pub parent: i64,
-    pub status: String,
+    pub status: BuildStatus,
     pub error: String,
     pub event: String,
     pub action: String,
@@ -76,7 +76,7 @@ pub struct Stage {
     pub kind: String,
     #[serde(rename = "type")]
     pub type_: String,
-    pub status: String,
+    pub status: BuildStatus,
     pub error: String,
     pub errignore: bool,
     pub exit_code: i64,
@@ -110,7 +110,7 @@ pub struct Step {
     pub stage_id: i64,
     pub number: i64,
     pub name: String,
-    pub status: String,
+    pub status: BuildStatus,
     pub error: String,
     pub errignore: bool,
     pub exit_code: i64,
@@ -134,16 +134,65 @@ pub struct LogLine {
 }
 
 /// `core.Status.IsDone`: everything but waiting, pending, running and blocked.
-pub fn is_done(status: &str) -> bool {
-    !matches!(
-        status,
-        "waiting_on_dependencies" | "pending" | "running" | "blocked"
-    )
+/// The status of a build, a stage or a step (Drone's core/status.go).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildStatus {
+    Skipped,
+    Blocked,
+    Declined,
+    WaitingOnDependencies,
+    #[default]
+    Pending,
+    Running,
+    Success,
+    Failure,
+    Killed,
+    Error,
+}
+
+impl BuildStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildStatus::Skipped => "skipped",
+            BuildStatus::Blocked => "blocked",
+            BuildStatus::Declined => "declined",
+            BuildStatus::WaitingOnDependencies => "waiting_on_dependencies",
+            BuildStatus::Pending => "pending",
+            BuildStatus::Running => "running",
+            BuildStatus::Success => "success",
+            BuildStatus::Failure => "failure",
+            BuildStatus::Killed => "killed",
+            BuildStatus::Error => "error",
+        }
+    }
+
+    /// Whether nothing more will happen to it.
+    pub fn is_done(self) -> bool {
+        match self {
+            BuildStatus::WaitingOnDependencies
+            | BuildStatus::Pending
+            | BuildStatus::Running
+            | BuildStatus::Blocked => false,
+            BuildStatus::Skipped
+            | BuildStatus::Declined
+            | BuildStatus::Success
+            | BuildStatus::Failure
+            | BuildStatus::Killed
+            | BuildStatus::Error => true,
+        }
+    }
+}
+
+impl std::fmt::Display for BuildStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Build {
     pub fn is_done(&self) -> bool {
-        is_done(&self.status)
+        self.status.is_done()
     }
 }
 

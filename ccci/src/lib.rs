@@ -10,5 +10,6 @@ pub mod gitea;
 pub mod log;
 pub mod run;
 pub mod secret;
+pub mod stage;
 pub mod summary;
 pub mod verdict;

@@ -9,21 +9,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+pub use crate::stage::Stage;
+
 pub const SCHEMA: u32 = 1;
-
-/// The stages of a run, in the order they run.
-pub const STAGES: &[&str] = &[
-    "prepare",
-    "install",
-    "upgrade",
-    "backup",
-    "recipe-tests",
-    "lint",
-    "teardown",
-];
-
-/// The level ladder's rungs: the stages a run climbs, in order.
-pub const LADDER: [&str; 5] = ["install", "upgrade", "backup", "recipe-tests", "lint"];
 
 /// The level ladder (docs/levels.md): a run's level is how many rungs it climbed in a row;
 /// a recipe is stable at the top of the ladder in each of its last five finished runs.
@@ -96,8 +84,11 @@ impl Rung {
 /// The level a run reached: the rungs climbed in a row, a rung being passed or skipped by
 /// declaration. The one computation behind the PR comment, the commit status, the card, the
 /// dashboard and the badges.
-pub fn level(mut rung: impl FnMut(&str) -> Rung) -> u8 {
-    LADDER.iter().take_while(|s| rung(s).climbs()).count() as u8
+pub fn level(mut rung: impl FnMut(Stage) -> Rung) -> u8 {
+    Stage::LADDER
+        .into_iter()
+        .take_while(|&s| rung(s).climbs())
+        .count() as u8
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,7 +168,7 @@ impl CheckStatus {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StageResult {
-    pub name: String,
+    pub name: Stage,
     pub status: Status,
     #[serde(default)]
     pub reason: String,
@@ -272,15 +263,14 @@ impl Summary {
             .with_context(|| format!("parsing summary {}", path.display()))
     }
 
-    /// Replaces the stage's result (or appends it), keeping the order of [`STAGES`].
+    /// Replaces the stage's result (or appends it), keeping the order of [`Stage::ALL`].
     pub fn set_stage(&mut self, result: StageResult) {
         self.stages.retain(|s| s.name != result.name);
         self.stages.push(result);
-        let rank = |n: &str| STAGES.iter().position(|s| *s == n).unwrap_or(STAGES.len());
-        self.stages.sort_by_key(|s| rank(&s.name));
+        self.stages.sort_by_key(|s| s.name);
     }
 
-    pub fn stage(&self, name: &str) -> Option<&StageResult> {
+    pub fn stage(&self, name: Stage) -> Option<&StageResult> {
         self.stages.iter().find(|s| s.name == name)
     }
 
@@ -299,9 +289,9 @@ impl Summary {
 mod tests {
     use super::*;
 
-    fn stage(name: &str, status: Status) -> StageResult {
+    fn stage(name: Stage, status: Status) -> StageResult {
         StageResult {
-            name: name.into(),
+            name,
             status,
             reason: String::new(),
             started: 1,
@@ -319,9 +309,9 @@ mod tests {
     fn declared_skips_are_climbed_past_and_nothing_else_is() {
         let climbed = |rungs: &[Rung]| {
             level(|st| {
-                LADDER
+                Stage::LADDER
                     .iter()
-                    .position(|s| *s == st)
+                    .position(|&s| s == st)
                     .and_then(|i| rungs.get(i).copied())
                     .unwrap_or(Rung::Unverified)
             })
@@ -372,12 +362,12 @@ mod tests {
             images: vec![],
             ccci_commit: String::new(),
         };
-        s.set_stage(stage("backup", Status::Passed));
-        s.set_stage(stage("install", Status::Running));
-        s.set_stage(stage("install", Status::Failed));
-        let names: Vec<_> = s.stages.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["install", "backup"]);
-        assert_eq!(s.stage("install").unwrap().status, Status::Failed);
+        s.set_stage(stage(Stage::Backup, Status::Passed));
+        s.set_stage(stage(Stage::Install, Status::Running));
+        s.set_stage(stage(Stage::Install, Status::Failed));
+        let names: Vec<_> = s.stages.iter().map(|s| s.name).collect();
+        assert_eq!(names, [Stage::Install, Stage::Backup]);
+        assert_eq!(s.stage(Stage::Install).unwrap().status, Status::Failed);
         let dir = std::env::temp_dir().join(format!("ccci-summary-{}", std::process::id()));
         let p = Summary::path(&dir, 3);
         s.save(&p).unwrap();

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::summary::{Counts, Failure, Rung, Skip, StageResult, Status};
+use crate::summary::{Counts, Failure, Rung, Skip, Stage, StageResult, Status};
 
 pub const PREFIX: &str = "cc-ci verdict: ";
 /// Failing tests named in the line; the rest are counted.
@@ -18,7 +18,7 @@ pub const MAX_TEXT: usize = 240;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
-    pub stage: String,
+    pub stage: Stage,
     pub status: Status,
     #[serde(default)]
     pub reason: String,
@@ -61,14 +61,14 @@ fn short(s: &str, first_line: bool) -> String {
 impl Verdict {
     /// From already redacted parts; shortens them to what a line carries.
     pub fn new(
-        stage: &str,
+        stage: Stage,
         status: Status,
         reason: &str,
         tests: &Counts,
         failures: &[Failure],
     ) -> Verdict {
         Verdict {
-            stage: stage.to_owned(),
+            stage,
             status,
             reason: short(reason, false).replace('\n', " "),
             tests: tests.clone(),
@@ -93,7 +93,7 @@ impl Verdict {
         Verdict {
             skip: r.skip,
             stale: r.stale.clone(),
-            ..Verdict::new(&r.name, r.status, &r.reason, &r.tests, &r.failures)
+            ..Verdict::new(r.name, r.status, &r.reason, &r.tests, &r.failures)
         }
     }
 
@@ -140,7 +140,7 @@ mod tests {
             skipped: 0,
         };
         Verdict::new(
-            "install",
+            Stage::Install,
             Status::Failed,
             "tests failed in phase install",
             &tests,
@@ -162,7 +162,7 @@ mod tests {
     #[test]
     fn only_the_log_s_last_line_counts() {
         let real = failed().line() + "\n";
-        let forged = Verdict::new("install", Status::Passed, "", &Counts::default(), &[]);
+        let forged = Verdict::new(Stage::Install, Status::Passed, "", &Counts::default(), &[]);
         let forged = forged.line() + "\n";
         let log = [forged.as_str(), "+ pytest\n", real.as_str(), "\n"];
         assert_eq!(
@@ -180,7 +180,7 @@ mod tests {
     #[test]
     fn long_text_is_cut_on_a_character() {
         let reason = "é".repeat(MAX_TEXT + 10);
-        let v = Verdict::new("x", Status::Error, &reason, &Counts::default(), &[]);
+        let v = Verdict::new(Stage::Lint, Status::Error, &reason, &Counts::default(), &[]);
         assert_eq!(v.reason.chars().count(), MAX_TEXT + 1);
         assert!(v.reason.ends_with('…'));
         assert_eq!(Verdict::parse("cc-ci verdict: {nope"), None);

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use ccci::drone::DroneClient;
+use ccci::drone::{BuildStatus, DroneClient};
 use ccci::secret::Secret;
 use standins::drone::{Commit, ConfigSource, Drone, DroneOpts, NewRepo};
 use standins::http::{Fault, FaultRule};
@@ -134,7 +134,10 @@ fn every_route_against_the_stand_in() {
     assert_eq!(r.params["JOB"], "a b&c");
     assert_eq!(r.params["EXTRA"], "x");
     let k = c.cancel("ci-bot", "app", r.number).unwrap();
-    assert!(k.status == "killed" || k.status == "success", "{k:?}");
+    assert!(
+        matches!(k.status, BuildStatus::Killed | BuildStatus::Success),
+        "{k:?}"
+    );
     d.wait_idle(WAIT).unwrap();
     // Paging: newest first; builds_since returns oldest first.
     for _ in 0..3 {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use ccci::drone::{self, DroneClient, MAX_PER_PAGE};
 use ccci::log::{emit, Level};
 use ccci::run::RunParams;
-use ccci::summary::{Status as StageStatus, Summary};
+use ccci::summary::{Stage, Status as StageStatus, Summary};
 
 use crate::config::Config;
 use crate::escape::truncate;
@@ -35,7 +35,7 @@ const MAX_ARTIFACTS: usize = 40;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CachedBuild {
     pub number: i64,
-    pub status: String,
+    pub status: drone::BuildStatus,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub error: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -94,7 +94,7 @@ pub struct Digest {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StageMark {
-    pub name: String,
+    pub name: Stage,
     pub status: StageStatus,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
@@ -121,7 +121,7 @@ impl Digest {
                 .stages
                 .iter()
                 .map(|st| StageMark {
-                    name: st.name.clone(),
+                    name: st.name,
                     status: st.status,
                     reason: st.reason.clone(),
                     skip: st.skip,
@@ -131,7 +131,7 @@ impl Digest {
         }
     }
 
-    pub fn stage(&self, name: &str) -> Option<&StageMark> {
+    pub fn stage(&self, name: Stage) -> Option<&StageMark> {
         self.stages.iter().find(|s| s.name == name)
     }
 
@@ -149,7 +149,7 @@ impl Digest {
                 .stages
                 .iter()
                 .map(|m| ccci::summary::StageResult {
-                    name: m.name.clone(),
+                    name: m.name,
                     status: m.status,
                     reason: m.reason.clone(),
                     started: 0,
@@ -180,7 +180,7 @@ impl CachedBuild {
         let cut = |s: &str, n| truncate(s, n).into_owned();
         Some(CachedBuild {
             number: b.number,
-            status: b.status.clone(),
+            status: b.status,
             error: cut(&b.error, MAX_MESSAGE),
             trigger: cut(&b.trigger, MAX_NAME),
             sender: cut(&b.sender, MAX_NAME),
@@ -216,7 +216,7 @@ impl CachedBuild {
     }
 
     pub fn is_done(&self) -> bool {
-        drone::is_done(&self.status)
+        self.status.is_done()
     }
 
     pub fn version(&self) -> &str {

@@ -360,7 +360,7 @@ fn run_page(
                     continue;
                 }
                 match staging.store_artifact(n, a, &from, MAX_ARTIFACT_BYTES) {
-                    Ok(()) => copied.push((st.name.clone(), a.clone())),
+                    Ok(()) => copied.push((st.name, a.clone())),
                     Err(e) => emit(
                         Level::Warn,
                         "dashboard",

@@ -3,14 +3,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use ccci::summary::Status as StageStatus;
+use ccci::drone::BuildStatus;
 pub use ccci::summary::LEVELS;
+use ccci::summary::{Stage, Status as StageStatus};
 
 use crate::config::{Config, Repo};
 use crate::fetch::{Cache, CachedBuild, StageMark};
 
 /// The stages the overview marks, in run order (prepare and teardown appear on run pages).
-pub const MARKED: [&str; 5] = ccci::summary::LADDER;
+pub const MARKED: [Stage; 5] = Stage::LADDER;
 
 /// Runs of the level ladder's top rung: this many newest finished runs at level 4.
 pub const STABLE_RUNS: usize = 5;
@@ -37,13 +38,16 @@ impl Status {
     ];
 
     /// From a Drone build status (`core/status.go`).
-    pub fn from_drone(s: &str) -> Status {
+    pub fn from_drone(s: BuildStatus) -> Status {
         match s {
-            "success" => Status::Passed,
-            "failure" => Status::Failed,
-            "error" => Status::Error,
-            "killed" | "declined" | "skipped" => Status::Cancelled,
-            _ => Status::Running,
+            BuildStatus::Success => Status::Passed,
+            BuildStatus::Failure => Status::Failed,
+            BuildStatus::Error => Status::Error,
+            BuildStatus::Killed | BuildStatus::Declined | BuildStatus::Skipped => Status::Cancelled,
+            BuildStatus::Pending
+            | BuildStatus::Running
+            | BuildStatus::Blocked
+            | BuildStatus::WaitingOnDependencies => Status::Running,
         }
     }
 
@@ -165,7 +169,7 @@ pub struct Regression {
 }
 
 impl Run<'_> {
-    pub fn stage(&self, name: &str) -> Option<&StageMark> {
+    pub fn stage(&self, name: Stage) -> Option<&StageMark> {
         self.build.summary.as_ref().and_then(|s| s.stage(name))
     }
 
@@ -225,7 +229,7 @@ pub struct Recipe<'a> {
     /// 0..=5, `None` when no run finished.
     pub level: Option<u8>,
     /// Marked stages flaky on some ref within the history.
-    pub flaky: BTreeSet<&'static str>,
+    pub flaky: BTreeSet<Stage>,
     /// Index in `runs` of the newest finished scheduled run: the default branch's state.
     pub main: Option<usize>,
 }
@@ -305,7 +309,7 @@ impl<'a> Site<'a> {
 /// Drone's verdict, unless the run's own summary says worse: a stage that failed or errored
 /// makes a run red even if its step's exit code said otherwise.
 fn run_status(b: &CachedBuild) -> Status {
-    let drone = Status::from_drone(&b.status);
+    let drone = Status::from_drone(b.status);
     if drone != Status::Passed {
         return drone;
     }
@@ -324,7 +328,7 @@ fn run_status(b: &CachedBuild) -> Status {
 /// The recipe's rung: its newest finished run's, and the one above the ladder (stable) when
 /// the last [`STABLE_RUNS`] finished runs all reached the ladder's top.
 fn recipe_level(runs: &[Run]) -> Option<u8> {
-    let top = ccci::summary::LADDER.len() as u8;
+    let top = Stage::LADDER.len() as u8;
     let finished: Vec<u8> = runs.iter().filter_map(|r| r.level).collect();
     let latest = *finished.first()?;
     if latest == top
@@ -338,7 +342,7 @@ fn recipe_level(runs: &[Run]) -> Option<u8> {
 
 /// Flags each run's marked stages that both passed and failed on its ref; returns the stages
 /// flaky anywhere in the history.
-fn mark_flaky(runs: &mut [Run]) -> BTreeSet<&'static str> {
+fn mark_flaky(runs: &mut [Run]) -> BTreeSet<Stage> {
     let mut seen: HashMap<(&str, usize), (bool, bool)> = HashMap::new();
     for r in runs.iter() {
         for i in 0..MARKED.len() {

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use ccci::summary::{Summary, STAGES};
+use ccci::summary::{Stage, Summary};
 
 use crate::clock::{display, duration_ms, rfc3339};
 use crate::config::Config;
@@ -34,9 +34,9 @@ impl Links<'_> {
     }
     /// Drone's web route for a step's log: `/{owner}/{name}/{build}/{stage}/{step}`. The cc-ci
     /// pipeline is the build's one stage; its steps are numbered in the contract's order
-    /// (clone disabled), so step N is `STAGES[N-1]`.
-    pub fn drone_step(&self, n: i64, stage_name: &str) -> Option<String> {
-        let step = STAGES.iter().position(|s| *s == stage_name)? + 1;
+    /// (clone disabled), so step N is the Nth stage ([`Stage::step`]).
+    pub fn drone_step(&self, n: i64, stage: Stage) -> Option<String> {
+        let step = stage.step();
         Some(format!("{}/1/{step}", self.drone_build(n)))
     }
 }
@@ -64,7 +64,7 @@ fn marks(run: &Run) -> String {
     let mut out = String::with_capacity(200);
     for (i, stage) in MARKED.iter().enumerate() {
         let m = run.mark(i);
-        let reason = match (m, run.stage(stage)) {
+        let reason = match (m, run.stage(*stage)) {
             (Mark::Skipped | Mark::Error, Some(s)) if !s.reason.is_empty() => {
                 format!(": {}", crate::escape::truncate(&s.reason, 120))
             }
@@ -243,7 +243,7 @@ fn index_row(out: &mut String, links: &Links, r: &Recipe) {
     let flaky = if r.flaky.is_empty() {
         String::new()
     } else {
-        let stages: Vec<&str> = r.flaky.iter().copied().collect();
+        let stages: Vec<&str> = r.flaky.iter().map(|s| s.as_str()).collect();
         format!(
             " <span class=fl title=\"flaky: {}\">~ flaky</span>",
             stages.join(", ")
@@ -340,7 +340,7 @@ pub fn recipe_page(links: &Links, r: &Recipe) -> String {
         level_cell(r.level)
     );
     if !r.flaky.is_empty() {
-        let stages: Vec<&str> = r.flaky.iter().copied().collect();
+        let stages: Vec<&str> = r.flaky.iter().map(|s| s.as_str()).collect();
         let _ = write!(
             body,
             " · <span class=fl>~ flaky: {}</span>",
@@ -410,7 +410,7 @@ pub fn run_page(
     r: &Recipe,
     run: &Run,
     summary: Option<&Summary>,
-    artifacts: &[(String, String)],
+    artifacts: &[(Stage, String)],
     texts: &[(String, String)],
 ) -> String {
     let b = run.build;
@@ -461,7 +461,7 @@ pub fn run_page(
         if domain.is_empty() { "–" } else { &domain },
         rfc3339(run.when()),
         display(run.when()),
-        esc(&b.status)
+        esc(b.status.as_str())
     );
     if !b.error.is_empty() {
         let e = esc(&b.error);
@@ -475,7 +475,7 @@ pub fn run_page(
         body.push_str("<p class=empty>No run summary was written for this build: the run ended before its first stage reported. The Drone logs below say why.</p>");
     }
     body.push_str("<table class=stages><thead><tr><th scope=col>Stage</th><th scope=col>Result</th><th scope=col>Duration</th><th scope=col>Tests</th><th scope=col>Why</th><th scope=col>Log</th></tr></thead><tbody>");
-    for stage in STAGES {
+    for stage in Stage::ALL {
         let res = summary.and_then(|s| s.stage(stage));
         let m = Mark::from_stage(res.map(|s| s.status), b.is_done());
         let (dur, tests, reason) = match res {
@@ -526,7 +526,7 @@ pub fn run_page(
         if !failing.is_empty() {
             body.push_str("<h2>Failures</h2>");
             for st in failing {
-                let _ = write!(body, "<h3>{}</h3>", esc(&st.name));
+                let _ = write!(body, "<h3>{}</h3>", esc(st.name.as_str()));
                 for f in &st.failures {
                     let fname = esc(&f.name);
                     let msg = esc(&f.message);
@@ -552,7 +552,7 @@ pub fn run_page(
         for (stage, a) in &artifacts {
             // Artifact paths passed `fetch::artifact_path_ok`: plain components only.
             let a = esc(a);
-            let stage = esc(stage);
+            let stage = esc(stage.as_str());
             let href = format!("{n}/{a}");
             if is_image(&a) {
                 let _ = write!(body, "<figure><a href=\"{href}\"><img src=\"{href}\" alt=\"{stage}: {a}\" loading=lazy></a><figcaption>{stage}: {a}</figcaption></figure>");
@@ -712,9 +712,9 @@ pub fn summary_json(links: &Links, site: &Site, generated: i64) -> serde_json::V
                     .iter()
                     .enumerate()
                     .map(|(i, s)| {
-                        let reason = run.stage(s).map(|x| x.reason.clone()).unwrap_or_default();
+                        let reason = run.stage(*s).map(|x| x.reason.clone()).unwrap_or_default();
                         (
-                            (*s).to_owned(),
+                            s.as_str().to_owned(),
                             json!({"mark": run.mark(i).as_str(), "reason": reason, "flaky": run.flaky[i]}),
                         )
                     })

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use ccci::summary::Stage;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -79,8 +80,11 @@ fn default_version() -> String {
     "v1".into()
 }
 
-/// The stages a recipe may declare skipped: install is the floor every run stands on.
-pub const SKIPPABLE: &[&str] = &["upgrade", "backup", "recipe-tests", "lint"];
+/// The stages a recipe may declare skipped: the ladder's rungs above install, the floor every
+/// run stands on.
+fn skippable() -> Vec<&'static str> {
+    Stage::LADDER[1..].iter().map(|s| s.as_str()).collect()
+}
 
 /// The generic checks a recipe may switch off, with a reason.
 pub const SWITCHABLE: &[&str] = &["backup-data", "backup-dump"];
@@ -126,7 +130,7 @@ impl CiSettings {
         declared(
             "skip",
             &self.skip,
-            SKIPPABLE,
+            &skippable(),
             "cannot be skipped",
             "shown wherever the skip is",
         )?;

@@ -19,7 +19,7 @@ pub mod wait;
 use anyhow::{Context, Result};
 
 use ccci::run::RunParams;
-use ccci::summary::Skip;
+use ccci::summary::{Skip, Stage};
 use ccci::verdict::Verdict;
 
 use crate::config::Config;
@@ -27,15 +27,12 @@ use crate::process::say;
 use crate::redact::Redactor;
 use crate::stage::{Ctx, Outcome};
 
-/// The stages of a run, in order.
-pub const STAGES: &[&str] = ccci::summary::STAGES;
-
 /// Runs one stage of the Drone build this process belongs to and prints its verdict line,
 /// last; returns the exit status. An error returned here is the caller's to report (see
 /// [`error_verdict`]).
-pub fn drone_stage(cfg: Config, stage: &str) -> Result<u8> {
+pub fn drone_stage(cfg: Config, stage: Stage) -> Result<u8> {
     let run_id = stage::drone_run_id()?;
-    if stage == "prepare" {
+    if stage == Stage::Prepare {
         let params = RunParams::from_lookup(|k| std::env::var(k).ok())?;
         let build: i64 = run_id.parse().unwrap_or(0);
         let (code, verdict) = prepare(cfg, &params, &run_id, build);
@@ -47,7 +44,7 @@ pub fn drone_stage(cfg: Config, stage: &str) -> Result<u8> {
         Ok(c) => c,
         // Teardown of a run that never started, or is already gone, has nothing to deploy to
         // remove: only what a prepare that stopped early left.
-        Err(_) if stage == "teardown" => {
+        Err(_) if stage == Stage::Teardown => {
             if dir.exists()
                 && rundir::Run::load(&dir).is_err()
                 && rundir::Lock::try_take(&dir)?.is_some()
@@ -71,12 +68,12 @@ pub fn drone_stage(cfg: Config, stage: &str) -> Result<u8> {
     };
     let o = stage::run_stage(&mut ctx, stage);
     let mut verdict = o.verdict(stage, &ctx.redactor);
-    if stage == "teardown" {
+    if stage == Stage::Teardown {
         verdict.card = ctx.render_card();
     }
     let redactor = ctx.redactor.clone();
     let code = o.exit_code();
-    if stage == "teardown" && code == 0 {
+    if stage == Stage::Teardown && code == 0 {
         ctx.forget()?;
     }
     say(&redactor, &verdict.line());
@@ -85,7 +82,7 @@ pub fn drone_stage(cfg: Config, stage: &str) -> Result<u8> {
 
 /// The verdict line of a stage that stopped on an error before it could judge anything (bad
 /// configuration, no build number). Such errors never hold secret values.
-pub fn error_verdict(stage: &str, why: &str) -> String {
+pub fn error_verdict(stage: Stage, why: &str) -> String {
     Outcome::error(why)
         .verdict(stage, &Redactor::new([]))
         .line()
@@ -98,8 +95,8 @@ fn prepare(cfg: Config, params: &RunParams, run_id: &str, build: i64) -> (u8, Ve
     match stage::prepare(cfg, params, run_id, build) {
         Ok(ctx) => {
             let o = Outcome::passed();
-            let _ = ctx.record("prepare", started, t.elapsed(), &o);
-            (0, o.verdict("prepare", &ctx.redactor))
+            let _ = ctx.record(Stage::Prepare, started, t.elapsed(), &o);
+            (0, o.verdict(Stage::Prepare, &ctx.redactor))
         }
         Err(e) => {
             let quiet = Redactor::new([]);
@@ -114,7 +111,7 @@ fn prepare(cfg: Config, params: &RunParams, run_id: &str, build: i64) -> (u8, Ve
                 process::kill_all_children();
                 let _ = std::fs::remove_dir_all(&run_dir);
             }
-            (2, Outcome::error(why).verdict("prepare", &quiet))
+            (2, Outcome::error(why).verdict(Stage::Prepare, &quiet))
         }
     }
 }
@@ -135,18 +132,18 @@ pub fn local(mut cfg: Config, params: &RunParams) -> Result<u8> {
     }
     let mut ctx = Ctx::open(cfg, &run_id)?;
     let mut worst = 0;
-    for stage in ["install", "upgrade", "backup", "recipe-tests", "lint"] {
+    for stage in Stage::LADDER {
         let o = stage::run_stage(&mut ctx, stage);
         worst = worst.max(o.exit_code());
         if abort::aborted().is_some() {
             return Ok(2);
         }
         // Later stages need a live app that passed install.
-        if stage == "install" && o.exit_code() != 0 {
+        if stage == Stage::Install && o.exit_code() != 0 {
             break;
         }
     }
-    let o = stage::run_stage(&mut ctx, "teardown");
+    let o = stage::run_stage(&mut ctx, Stage::Teardown);
     ctx.render_card();
     worst = worst.max(o.exit_code());
     if o.exit_code() == 0 {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use ccci::summary::Stage;
 
 const HELP: &str = r#"cc-ci-stage-runner: runs one stage of a cc-ci run (what Drone's exec runner invokes),
 the janitor, or a whole run on your own abra server.
@@ -73,9 +74,7 @@ fn main() -> ExitCode {
     }
     stage_runner::abort::install();
     // Known before parsing, so even a bad argument or configuration ends in a verdict line.
-    let stage = std::env::args()
-        .skip(1)
-        .find(|a| stage_runner::STAGES.contains(&a.as_str()));
+    let stage = std::env::args().skip(1).find_map(|a| Stage::parse(&a));
     match run(args) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -83,7 +82,7 @@ fn main() -> ExitCode {
             let why = format!("{e:#}");
             println!("ERROR stage-runner: {why}");
             if let Some(stage) = stage {
-                println!("{}", stage_runner::error_verdict(&stage, &why));
+                println!("{}", stage_runner::error_verdict(stage, &why));
             }
             ExitCode::from(2)
         }
@@ -130,8 +129,7 @@ fn run(mut args: pico_args::Arguments) -> Result<u8> {
             })?;
             stage_runner::local(cfg, &params)
         }
-        s if stage_runner::STAGES.contains(&s) => stage_runner::drone_stage(cfg, s),
-        other => bail!("unknown stage {other:?} (see --help)"),
+        other => stage_runner::drone_stage(cfg, other.parse::<Stage>().context("see --help")?),
     }
 }
 

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 
 use ccci::run::{app_domain, check_recipe_name, RunParams};
 use ccci::summary::{
-    Check, CheckStatus, Counts, Failure, Skip, StageResult, Status, Summary, SCHEMA,
+    Check, CheckStatus, Counts, Failure, Skip, Stage, StageResult, Status, Summary, SCHEMA,
 };
 use ccci::verdict::Verdict;
 
@@ -166,13 +166,13 @@ impl Outcome {
     /// What the summary records of the stage: every string redacted.
     pub fn result(
         &self,
-        stage: &str,
+        stage: Stage,
         started: i64,
         took: Duration,
         redactor: &Redactor,
     ) -> StageResult {
         StageResult {
-            name: stage.into(),
+            name: stage,
             status: self.status,
             reason: redactor.redact_str(&self.reason),
             started,
@@ -202,7 +202,7 @@ impl Outcome {
 
     /// The line the bridge reads from the step's log: the summary's record of the stage (so
     /// redacted before it is cut).
-    pub fn verdict(&self, stage: &str, redactor: &Redactor) -> Verdict {
+    pub fn verdict(&self, stage: Stage, redactor: &Redactor) -> Verdict {
         let mut v = Verdict::of(&self.result(stage, 0, Duration::ZERO, redactor));
         v.diagnostics = self.diagnostics;
         v
@@ -368,11 +368,11 @@ impl Ctx {
         results_dir(&self.cfg, &self.run.id).join("summary.json")
     }
 
-    pub fn record(&self, stage: &str, started: i64, took: Duration, o: &Outcome) -> Result<()> {
+    pub fn record(&self, stage: Stage, started: i64, took: Duration, o: &Outcome) -> Result<()> {
         let path = self.summary_path();
         let mut s = Summary::load(&path)?;
         s.set_stage(o.result(stage, started, took, &self.redactor));
-        if stage == "teardown" {
+        if stage == Stage::Teardown {
             s.finished = now();
         }
         s.save(&path)
@@ -550,17 +550,17 @@ impl Ctx {
     }
 
     /// A Python process of the harness, with the run described in the CCCI_* environment.
-    fn harness(&self, stage: &str, phase: &str, args: &[&str]) -> Cmd {
+    fn harness(&self, stage: Stage, phase: &str, args: &[&str]) -> Cmd {
         let artifacts = results_dir(&self.cfg, &self.run.id)
             .join("artifacts")
-            .join(stage);
+            .join(stage.as_str());
         Cmd::new(&self.cfg.python, args)
             .timeout(self.cfg.command_timeout())
             .env("PYTHONPATH", self.cfg.tests_dir.display().to_string())
             .env("CCCI_RECIPE", &self.run.recipe)
             .env("CCCI_DOMAIN", &self.run.domain)
             .env("CCCI_BASE_URL", self.base_url())
-            .env("CCCI_STAGE", stage)
+            .env("CCCI_STAGE", stage.as_str())
             .env("CCCI_PHASE", phase)
             .env("CCCI_RESOLVE", self.cfg.resolve.clone().unwrap_or_default())
             .env("CCCI_RUN_DIR", self.dir.display().to_string())
@@ -579,7 +579,7 @@ impl Ctx {
     /// Runs one phase of the recipe's tests against the live app.
     fn pytest(
         &self,
-        stage: &str,
+        stage: Stage,
         phase: &'static str,
         tests: &Path,
         own_tests: bool,
@@ -588,7 +588,7 @@ impl Ctx {
         let _ = std::fs::remove_file(&junit);
         let artifacts = results_dir(&self.cfg, &self.run.id)
             .join("artifacts")
-            .join(stage);
+            .join(stage.as_str());
         std::fs::create_dir_all(&artifacts)?;
         let t = tests.display().to_string();
         let j = junit.display().to_string();
@@ -644,7 +644,7 @@ impl Ctx {
 
     /// One phase of cc-ci's suite for the recipe, `tests/<recipe>/`, where it has one: a
     /// recipe without gets the generic checks alone (the zero-config floor).
-    fn suite_phase(&self, stage: &str, phase: &'static str) -> Result<Phase> {
+    fn suite_phase(&self, stage: Stage, phase: &'static str) -> Result<Phase> {
         let suite = self.suite();
         if !suite.is_dir() {
             return Ok(Phase {
@@ -660,10 +660,10 @@ impl Ctx {
     /// The files a stage's tests left in its artifacts directory, for the run page. Only plain
     /// files in the directory itself: a test that swapped the directory for a symlink, or left
     /// symlinks in it, would otherwise publish files from elsewhere on the host.
-    pub fn artifacts(&self, stage: &str) -> Vec<String> {
+    pub fn artifacts(&self, stage: Stage) -> Vec<String> {
         let dir = results_dir(&self.cfg, &self.run.id)
             .join("artifacts")
-            .join(stage);
+            .join(stage.as_str());
         match std::fs::symlink_metadata(&dir) {
             Ok(m) if m.file_type().is_dir() => {}
             Ok(_) => {
@@ -693,8 +693,8 @@ impl Ctx {
         let mut o = Outcome::passed();
         o.check("head-deployed", Vec::new(), head.unwrap_or_default());
         o.check("answers", Vec::new(), up);
-        o.merge(self.suite_phase("install", "install")?);
-        o.artifacts = self.artifacts("install");
+        o.merge(self.suite_phase(Stage::Install, "install")?);
+        o.artifacts = self.artifacts(Stage::Install);
         Ok(o)
     }
 
@@ -862,7 +862,7 @@ impl Ctx {
     /// Best effort, after a red stage and before teardown: the app's tasks with their errors
     /// and each service's last log lines, redacted, as `artifacts/<stage>/diagnostics.txt`, so
     /// a maintainer can tell why without a shell on the host. Asks the engine abra deploys to.
-    pub fn save_diagnostics(&self, stage: &str, o: &Outcome) -> bool {
+    pub fn save_diagnostics(&self, stage: Stage, o: &Outcome) -> bool {
         if self.run.domain.is_empty() {
             return false;
         }
@@ -919,7 +919,7 @@ impl Ctx {
         }
         let dir = results_dir(&self.cfg, &self.run.id)
             .join("artifacts")
-            .join(stage);
+            .join(stage.as_str());
         let path = dir.join("diagnostics.txt");
         match std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, text)) {
             Ok(()) => {
@@ -941,7 +941,7 @@ impl Ctx {
         let path = self.run.ci.screenshot_path.clone();
         let cmd = self
             .harness(
-                "install",
+                Stage::Install,
                 "install",
                 &[
                     "-m",
@@ -995,7 +995,9 @@ impl Ctx {
         if shot.is_file() {
             args.extend(["--screenshot", &shot_s]);
         }
-        let cmd = self.harness("teardown", "", &args).timeout(CARD_TIMEOUT);
+        let cmd = self
+            .harness(Stage::Teardown, "", &args)
+            .timeout(CARD_TIMEOUT);
         match process::run(cmd, &self.redactor) {
             Ok(r) if r.success() && out.is_file() => {}
             Ok(r) => {
@@ -1007,7 +1009,7 @@ impl Ctx {
                 return false;
             }
         }
-        if let Some(st) = s.stages.iter_mut().find(|st| st.name == "teardown") {
+        if let Some(st) = s.stages.iter_mut().find(|st| st.name == Stage::Teardown) {
             if !st.artifacts.iter().any(|a| a == CARD) {
                 st.artifacts.push(CARD.into());
             }
@@ -1028,10 +1030,10 @@ impl Ctx {
 
     /// Why a stage after install does not run: skipped in `ci.json`, or no live app because
     /// install did not pass.
-    fn precheck(&self, stage: &str) -> Result<Option<Outcome>> {
-        if let Some(why) = self.run.ci.skip.get(stage) {
+    fn precheck(&self, stage: Stage) -> Result<Option<Outcome>> {
+        if let Some(why) = self.run.ci.skip.get(stage.as_str()) {
             let mut o = Outcome::skipped(Skip::Declared, why.clone());
-            if let (Some(base), "upgrade") = (&self.run.upgrade_base, stage) {
+            if let (Some(base), Stage::Upgrade) = (&self.run.upgrade_base, stage) {
                 o.stale = format!(
                     "{base} is an earlier published release now: the upgrade could run (remove the skip from ci.json)"
                 );
@@ -1039,7 +1041,7 @@ impl Ctx {
             return Ok(Some(o));
         }
         let s = Summary::load(&self.summary_path())?;
-        Ok(match s.stage("install").map(|st| st.status) {
+        Ok(match s.stage(Stage::Install).map(|st| st.status) {
             Some(Status::Passed) => None,
             Some(other) => Some(Outcome::skipped(
                 Skip::Blocked,
@@ -1050,7 +1052,7 @@ impl Ctx {
     }
 
     pub fn upgrade(&mut self) -> Result<Outcome> {
-        if let Some(o) = self.precheck("upgrade")? {
+        if let Some(o) = self.precheck(Stage::Upgrade)? {
             return Ok(o);
         }
         let Some(base) = self.run.upgrade_base.clone() else {
@@ -1063,7 +1065,7 @@ impl Ctx {
         self.say(&format!("upgrade: {base} -> {}", &self.run.sha[..10]));
         self.deploy_fresh(Some(&base))?;
         let mut o = Outcome::passed();
-        o.merge(self.suite_phase("upgrade", "pre_upgrade")?);
+        o.merge(self.suite_phase(Stage::Upgrade, "pre_upgrade")?);
         if o.status == Status::Passed {
             self.checkout(&self.run.sha.clone())?;
             self.apply_overlays(false)?;
@@ -1074,9 +1076,9 @@ impl Ctx {
             o.check("head-deployed", Vec::new(), head);
             let up = self.wait_up()?;
             o.check("answers", Vec::new(), up);
-            o.merge(self.suite_phase("upgrade", "post_upgrade")?);
+            o.merge(self.suite_phase(Stage::Upgrade, "post_upgrade")?);
         }
-        o.artifacts = self.artifacts("upgrade");
+        o.artifacts = self.artifacts(Stage::Upgrade);
         Ok(o)
     }
 
@@ -1085,7 +1087,7 @@ impl Ctx {
     /// a bad dump is retried), that snapshot — never the repository's latest, which may be
     /// another run's — is restored, and the probes must be back.
     pub fn backup(&mut self) -> Result<Outcome> {
-        if let Some(o) = self.precheck("backup")? {
+        if let Some(o) = self.precheck(Stage::Backup)? {
             return Ok(o);
         }
         let d = self.run.domain.clone();
@@ -1097,7 +1099,7 @@ impl Ctx {
             ));
         }
         let mut o = Outcome::passed();
-        o.merge(self.suite_phase("backup", "pre_backup")?);
+        o.merge(self.suite_phase(Stage::Backup, "pre_backup")?);
         if o.status != Status::Passed {
             return Ok(o);
         }
@@ -1114,7 +1116,7 @@ impl Ctx {
         else {
             return Ok(o);
         };
-        o.merge(self.suite_phase("backup", "after_backup")?);
+        o.merge(self.suite_phase(Stage::Backup, "after_backup")?);
         if o.status != Status::Passed {
             return Ok(o);
         }
@@ -1164,8 +1166,8 @@ impl Ctx {
             );
             self.probes(&probed, Probe::Remove)?;
         }
-        o.merge(self.suite_phase("backup", "after_restore")?);
-        o.artifacts = self.artifacts("backup");
+        o.merge(self.suite_phase(Stage::Backup, "after_restore")?);
+        o.artifacts = self.artifacts(Stage::Backup);
         Ok(o)
     }
 
@@ -1385,7 +1387,7 @@ impl Ctx {
     }
 
     pub fn recipe_tests(&mut self) -> Result<Outcome> {
-        if let Some(o) = self.precheck("recipe-tests")? {
+        if let Some(o) = self.precheck(Stage::RecipeTests)? {
             return Ok(o);
         }
         let src = self.abra().recipe_dir(&self.run.recipe).join("tests");
@@ -1413,8 +1415,8 @@ impl Ctx {
         let _ = std::fs::remove_dir_all(&dst);
         copy_tree(&src, &dst)?;
         let mut o = Outcome::passed();
-        o.merge(self.pytest("recipe-tests", "install", &dst, true)?);
-        o.artifacts = self.artifacts("recipe-tests");
+        o.merge(self.pytest(Stage::RecipeTests, "install", &dst, true)?);
+        o.artifacts = self.artifacts(Stage::RecipeTests);
         Ok(o)
     }
 
@@ -1605,7 +1607,12 @@ pub fn prepare(cfg: Config, p: &RunParams, run_id: &str, build: i64) -> Result<C
         let path = results.join("summary.json");
         if let Ok(mut s) = Summary::load(&path) {
             let o = Outcome::error(format!("{e:#}"));
-            s.set_stage(o.result("prepare", s.started, started.elapsed(), &Redactor::new([])));
+            s.set_stage(o.result(
+                Stage::Prepare,
+                s.started,
+                started.elapsed(),
+                &Redactor::new([]),
+            ));
             let _ = s.save(&path);
         }
     })
@@ -1760,7 +1767,7 @@ impl Ctx {
 }
 
 /// Runs one stage of an opened run and records it; on abort, tears the run down.
-pub fn run_stage(ctx: &mut Ctx, stage: &str) -> Outcome {
+pub fn run_stage(ctx: &mut Ctx, stage: Stage) -> Outcome {
     let started = now();
     let t = Instant::now();
     process::OUTSIDE_MS.store(0, std::sync::atomic::Ordering::Relaxed);
@@ -1773,7 +1780,7 @@ pub fn run_stage(ctx: &mut Ctx, stage: &str) -> Outcome {
             ..Outcome::passed()
         },
     );
-    if stage != "teardown" {
+    if stage != Stage::Teardown {
         let left = ctx.run.created + ctx.cfg.run_deadline_secs as i64 - now();
         if left <= 0 {
             let o = Outcome::error(format!(
@@ -1787,13 +1794,14 @@ pub fn run_stage(ctx: &mut Ctx, stage: &str) -> Outcome {
         abort::set_deadline(Instant::now() + Duration::from_secs(left as u64));
     }
     let result = match stage {
-        "install" => ctx.install(),
-        "upgrade" => ctx.upgrade(),
-        "backup" => ctx.backup(),
-        "recipe-tests" => ctx.recipe_tests(),
-        "lint" => ctx.lint(),
-        "teardown" => ctx.teardown(),
-        _ => Ok(Outcome::passed()),
+        // prepare runs before a run exists (`prepare`), never through here.
+        Stage::Prepare => Err(anyhow::anyhow!("prepare is not a stage of an opened run")),
+        Stage::Install => ctx.install(),
+        Stage::Upgrade => ctx.upgrade(),
+        Stage::Backup => ctx.backup(),
+        Stage::RecipeTests => ctx.recipe_tests(),
+        Stage::Lint => ctx.lint(),
+        Stage::Teardown => ctx.teardown(),
     };
     let mut o = match result {
         _ if abort::deadline_passed() => Outcome::error(format!(
@@ -1812,7 +1820,7 @@ pub fn run_stage(ctx: &mut Ctx, stage: &str) -> Outcome {
     let red = matches!(o.status, Status::Failed | Status::Error);
     // Lint reads the checkout, not the app: the app has nothing to say about it.
     if red
-        && !matches!(stage, "teardown" | "lint")
+        && !matches!(stage, Stage::Teardown | Stage::Lint)
         && abort::aborted().is_none()
         && ctx.save_diagnostics(stage, &o)
     {
@@ -1863,7 +1871,7 @@ fn abort_teardown(ctx: &mut Ctx) {
         Ok(o) => o,
         Err(e) => Outcome::error(format!("teardown after abort: {e:#}")),
     };
-    let _ = ctx.record("teardown", now(), t.elapsed(), &o);
+    let _ = ctx.record(Stage::Teardown, now(), t.elapsed(), &o);
 }
 
 #[cfg(test)]

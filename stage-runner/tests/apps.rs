@@ -4,6 +4,7 @@
 
 mod world;
 
+use ccci::summary::Stage;
 use world::World;
 
 /// A PR that is the recipe's newest release, run through every stage: each must pass with the
@@ -28,10 +29,10 @@ fn whole_run(
     ]);
     let env = w.params(build);
     let stack = standins::abra::app::stack_name(&format!("{recipe}-{build}.{}", w.base_domain));
-    for stage in stage_runner::STAGES {
+    for stage in Stage::ALL {
         let s = w.stage(stage, &env);
         assert_eq!(s.code, 0, "{stage} failed:\n{}", s.stdout);
-        if *stage == "upgrade" {
+        if stage == Stage::Upgrade {
             let images: Vec<String> = standins::abra::docker::services(&stack)
                 .unwrap()
                 .iter()
@@ -45,7 +46,7 @@ fn whole_run(
     }
     let sum = w.summary(build);
     for (stage, passed) in tests {
-        let st = sum.stage(stage).unwrap();
+        let st = sum.stage(stage.parse().unwrap()).unwrap();
         assert_eq!(st.status.as_str(), "passed", "{stage}: {}", st.reason);
         assert_eq!(st.tests.passed, *passed, "{stage}'s tests");
         assert_eq!(st.tests.failed, 0, "{stage}'s tests");
@@ -154,7 +155,7 @@ fn a_wordpress_backup_that_loses_the_posts_fails_with_what_was_lost() {
         compose_edit("> /var/lib/mysql/dump.sql\"", "> /dev/null\""),
     );
     assert_eq!(code, 1);
-    let b = sum.stage("backup").unwrap();
+    let b = sum.stage(Stage::Backup).unwrap();
     assert_eq!(b.status.as_str(), "failed", "{}", b.reason);
     assert!(
         b.reason.contains("/var/lib/mysql/dump.sql") && b.reason.contains("db"),
@@ -174,7 +175,7 @@ fn a_wordpress_backup_that_loses_the_posts_fails_with_what_was_lost() {
         ),
     );
     assert_eq!(code, 1);
-    let b = sum.stage("backup").unwrap();
+    let b = sum.stage(Stage::Backup).unwrap();
     assert_eq!(b.status.as_str(), "failed", "{}", b.reason);
     assert!(
         b.reason
@@ -213,7 +214,7 @@ fn a_pds_that_exits_at_start_fails_install_with_the_exit() {
         compose_edit("${TIMEOUT:-300}", "${TIMEOUT:-20}")(repo);
     });
     assert_eq!(code, 1);
-    let i = sum.stage("install").unwrap();
+    let i = sum.stage(Stage::Install).unwrap();
     assert_eq!(i.status.as_str(), "failed", "{}", i.reason);
     assert!(i.reason.contains("non-zero exit (1)"), "{}", i.reason);
 }
@@ -231,7 +232,7 @@ fn a_synapse_upgrade_onto_a_renamed_volume_fails_at_the_lost_user() {
         compose_edit("  postgres:\n", "  pgdata:\n")(repo);
     });
     assert_eq!(code, 1);
-    let u = sum.stage("upgrade").unwrap();
+    let u = sum.stage(Stage::Upgrade).unwrap();
     assert_eq!(u.status.as_str(), "failed", "{}", u.reason);
     let failure = u
         .failures
@@ -257,7 +258,7 @@ fn an_n8n_install_passes_on_n8n_and_postgres() {
         assert_eq!(s.code, 0, "{stage} failed:\n{}", s.stdout);
     }
     let i = w.summary(40);
-    let i = i.stage("install").unwrap();
+    let i = i.stage(Stage::Install).unwrap();
     assert_eq!(i.status.as_str(), "passed", "{}", i.reason);
     assert_eq!(i.tests.passed, 4);
     assert_eq!(w.leftovers(), Vec::<String>::new());
@@ -294,7 +295,7 @@ fn an_n8n_upgrade_with_another_encryption_key_fails_with_the_exit() {
         compose_edit("${TIMEOUT:-300}", "${TIMEOUT:-60}")(repo);
     });
     assert_eq!(code, 1);
-    let u = sum.stage("upgrade").unwrap();
+    let u = sum.stage(Stage::Upgrade).unwrap();
     assert_eq!(u.status.as_str(), "failed", "{}", u.reason);
     assert!(u.reason.contains("non-zero exit (1)"), "{}", u.reason);
 }

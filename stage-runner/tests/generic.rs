@@ -4,7 +4,7 @@
 
 mod world;
 
-use ccci::summary::{CheckStatus, Rung, Skip, Summary, STAGES};
+use ccci::summary::{CheckStatus, Rung, Skip, Stage, Summary};
 use world::World;
 
 /// A test tree with the harness and no suite for the recipe: only the generic checks.
@@ -14,7 +14,7 @@ fn bare_tests(name: &str) -> std::path::PathBuf {
     dir
 }
 
-fn check(sum: &Summary, stage: &str, name: &str) -> (CheckStatus, String) {
+fn check(sum: &Summary, stage: Stage, name: &str) -> (CheckStatus, String) {
     let st = sum.stage(stage).unwrap();
     let c = st
         .checks
@@ -49,15 +49,15 @@ fn a_recipe_without_tests_reaches_its_level_by_the_generic_checks() {
     let tests = bare_tests("floor");
     let w = World::with_tests("floor", &tests);
     let env = w.params(41);
-    for &stage in STAGES {
+    for stage in Stage::ALL {
         let s = w.stage(stage, &env);
         assert_eq!(s.code, 0, "{stage}:\n{}", s.stdout);
         // Each stage deploys as often as it needs, never more: install the head, upgrade the
         // base and then the head in place, the others none.
         let deploys = s.stdout.matches("+ abra app deploy ").count();
         let want = match stage {
-            "install" => 1,
-            "upgrade" => 2,
+            Stage::Install => 1,
+            Stage::Upgrade => 2,
             _ => 0,
         };
         assert_eq!(
@@ -67,7 +67,7 @@ fn a_recipe_without_tests_reaches_its_level_by_the_generic_checks() {
         );
     }
     let sum = w.summary(41);
-    let install = sum.stage("install").unwrap();
+    let install = sum.stage(Stage::Install).unwrap();
     assert_eq!(install.status.as_str(), "passed");
     assert_eq!(install.tests.total, 0, "no suite ran");
     assert!(
@@ -78,7 +78,7 @@ fn a_recipe_without_tests_reaches_its_level_by_the_generic_checks() {
         "{:?}",
         install.artifacts
     );
-    for stage in ["install", "upgrade"] {
+    for stage in [Stage::Install, Stage::Upgrade] {
         let (status, detail) = check(&sum, stage, "head-deployed");
         assert_eq!(status, CheckStatus::Passed);
         assert!(detail.contains(&w.sha[..8]), "{detail}");
@@ -86,27 +86,27 @@ fn a_recipe_without_tests_reaches_its_level_by_the_generic_checks() {
         assert_eq!(status, CheckStatus::Passed);
         assert!(detail.starts_with("/ answered HTTP 200"), "{detail}");
     }
-    assert_eq!(sum.stage("upgrade").unwrap().status.as_str(), "passed");
-    assert_eq!(sum.stage("backup").unwrap().status.as_str(), "passed");
-    let (status, detail) = check(&sum, "backup", "backup-data");
+    assert_eq!(sum.stage(Stage::Upgrade).unwrap().status.as_str(), "passed");
+    assert_eq!(sum.stage(Stage::Backup).unwrap().status.as_str(), "passed");
+    let (status, detail) = check(&sum, Stage::Backup, "backup-data");
     assert_eq!(status, CheckStatus::Passed, "{detail}");
     assert!(detail.contains("probe"), "{detail}");
-    let (status, detail) = check(&sum, "backup", "backup-restored");
+    let (status, detail) = check(&sum, Stage::Backup, "backup-restored");
     assert_eq!(status, CheckStatus::Passed, "{detail}");
     assert_eq!(
-        check(&sum, "backup", "backup-dump").1,
+        check(&sum, Stage::Backup, "backup-dump").1,
         "no database dump among the backed-up files"
     );
-    assert_eq!(sum.stage("recipe-tests").unwrap().skip, Some(Skip::Gap));
+    assert_eq!(sum.stage(Stage::RecipeTests).unwrap().skip, Some(Skip::Gap));
     // Lint needs no test tree either: each rule the stand-in abra can check holds, the others
     // are listed as not checked, never as satisfied.
-    assert_eq!(sum.stage("lint").unwrap().status.as_str(), "passed");
+    assert_eq!(sum.stage(Stage::Lint).unwrap().status.as_str(), "passed");
     for (rule, want) in [
         ("R001", CheckStatus::Passed),
         ("R014", CheckStatus::Passed),
         ("R016", CheckStatus::Unknown),
     ] {
-        assert_eq!(check(&sum, "lint", rule).0, want, "{rule}");
+        assert_eq!(check(&sum, Stage::Lint, rule).0, want, "{rule}");
     }
     assert_eq!(sum.level(), 3);
     assert_eq!(w.leftovers(), Vec::<String>::new());
@@ -132,7 +132,7 @@ fn an_empty_database_dump_fails_the_backup_after_bounded_retries() {
     assert_eq!(s.stdout.matches(" saved\n").count(), 3, "{}", s.stdout);
     assert!(s.stdout.contains("backup attempt 2/3"), "{}", s.stdout);
     let sum = w.summary(42);
-    let b = sum.stage("backup").unwrap();
+    let b = sum.stage(Stage::Backup).unwrap();
     assert_eq!(b.status.as_str(), "failed");
     assert!(
         b.reason.contains("backup-dump")
@@ -160,7 +160,7 @@ fn an_empty_database_dump_fails_the_backup_after_bounded_retries() {
         assert_eq!(s.code, 0, "{stage}:\n{}", s.stdout);
     }
     assert_eq!(
-        check(&w.summary(49), "backup", "backup-dump"),
+        check(&w.summary(49), Stage::Backup, "backup-dump"),
         (
             CheckStatus::Off,
             "the dump is written by a tool the check cannot read".to_owned()
@@ -184,7 +184,7 @@ fn a_dump_cut_short_once_passes_on_the_retry() {
         assert_eq!(s.code, 0, "{stage}:\n{}", s.stdout);
     }
     let sum = w.summary(43);
-    let (status, detail) = check(&sum, "backup", "backup-dump");
+    let (status, detail) = check(&sum, Stage::Backup, "backup-dump");
     assert_eq!(status, CheckStatus::Passed, "{detail}");
     assert!(detail.contains("backup attempt 2"), "{detail}");
     assert_eq!(w.stage("teardown", &env).code, 0);
@@ -246,17 +246,17 @@ def test_hold_until_the_other_run_has_backed_up():
     });
     for (n, env) in [(44, &a), (45, &b)] {
         let sum = w.summary(n);
-        let (status, detail) = check(&sum, "backup", "backup-restored");
+        let (status, detail) = check(&sum, Stage::Backup, "backup-restored");
         assert_eq!(status, CheckStatus::Passed, "run {n}: {detail}");
         assert_eq!(w.stage("teardown", env).code, 0);
     }
     // A's restore named its own snapshot, not B's newer one.
     let snap = |n: u32| {
-        let d = check(&w.summary(n), "backup", "backup-data").1;
+        let d = check(&w.summary(n), Stage::Backup, "backup-data").1;
         d.split_whitespace().nth(1).unwrap().to_owned()
     };
     assert_ne!(snap(44), snap(45));
-    assert!(check(&w.summary(44), "backup", "backup-restored")
+    assert!(check(&w.summary(44), Stage::Backup, "backup-restored")
         .1
         .contains(&snap(44)));
     assert_eq!(w.leftovers(), Vec::<String>::new());
@@ -298,7 +298,7 @@ fn a_deadline_ends_a_hung_run_cleanly() {
     );
     assert_eq!(w.stage("teardown", &env).code, 0);
     let sum = w.summary(46);
-    for stage in ["install", "upgrade"] {
+    for stage in [Stage::Install, Stage::Upgrade] {
         let st = sum.stage(stage).unwrap();
         assert_eq!(st.status.as_str(), "error", "{stage}");
         assert!(
@@ -308,11 +308,14 @@ fn a_deadline_ends_a_hung_run_cleanly() {
         );
     }
     assert!(sum
-        .stage("install")
+        .stage(Stage::Install)
         .unwrap()
         .reason
         .contains("40 s deadline passed during install"));
-    assert_eq!(sum.stage("teardown").unwrap().status.as_str(), "passed");
+    assert_eq!(
+        sum.stage(Stage::Teardown).unwrap().status.as_str(),
+        "passed"
+    );
     assert_eq!(w.leftovers(), Vec::<String>::new());
     let _ = std::fs::remove_dir_all(&tests);
 }
@@ -384,8 +387,8 @@ def test_the_head_drops_the_base_overlay(app_run):
         assert_eq!(s.code, 0, "{stage}:\n{}", s.stdout);
     }
     let sum = w.summary(47);
-    assert_eq!(sum.stage("install").unwrap().tests.passed, 1);
-    assert_eq!(sum.stage("upgrade").unwrap().tests.passed, 2);
+    assert_eq!(sum.stage(Stage::Install).unwrap().tests.passed, 1);
+    assert_eq!(sum.stage(Stage::Upgrade).unwrap().tests.passed, 2);
     assert_eq!(
         sum.notes,
         ["ci.json deploy_timeout_secs 5000 is above this host's cap: each deploy waits at most 60 s"]
@@ -418,20 +421,20 @@ fn a_lint_failure_is_a_rung_of_its_own() {
     );
     assert_eq!(w.stage("teardown", &env).code, 0);
     let sum = w.summary(48);
-    assert_eq!(sum.stage("install").unwrap().status.as_str(), "passed");
-    let lint = sum.stage("lint").unwrap();
+    assert_eq!(sum.stage(Stage::Install).unwrap().status.as_str(), "passed");
+    let lint = sum.stage(Stage::Lint).unwrap();
     assert_eq!(lint.rung(), Rung::Fail);
     assert_eq!(
         lint.reason,
         "abra recipe lint: error rules not satisfied: R014 only annotated tags used for recipe version"
     );
-    let (status, detail) = check(&sum, "lint", "R014");
+    let (status, detail) = check(&sum, Stage::Lint, "R014");
     assert_eq!(status, CheckStatus::Failed);
     assert!(
         detail.contains("(error): replace lightweight tag with annotated tag"),
         "{detail}"
     );
-    assert_eq!(check(&sum, "lint", "R001").0, CheckStatus::Passed);
+    assert_eq!(check(&sum, Stage::Lint, "R001").0, CheckStatus::Passed);
     assert_eq!(lint.artifacts, ["artifacts/lint/lint.txt"]);
     let table = std::fs::read_to_string(w.dir.join("results/48/artifacts/lint/lint.txt")).unwrap();
     assert!(table.contains("│ R014 │"), "{table}");

@@ -4,15 +4,17 @@
 
 mod world;
 
+use ccci::summary::Stage;
 use world::World;
 
-const STAGES: [&str; 6] = [
-    "prepare",
-    "install",
-    "upgrade",
-    "backup",
-    "recipe-tests",
-    "teardown",
+/// The stages these runs go through: all but lint.
+const STAGES: [Stage; 6] = [
+    Stage::Prepare,
+    Stage::Install,
+    Stage::Upgrade,
+    Stage::Backup,
+    Stage::RecipeTests,
+    Stage::Teardown,
 ];
 
 #[test]
@@ -24,29 +26,33 @@ fn a_whole_run_passes_and_leaves_nothing_behind() {
         assert_eq!(s.code, 0, "{stage} failed:\n{}", s.stdout);
     }
     let sum = w.summary(7);
-    let status = |n: &str| sum.stage(n).map(|s| s.status.as_str()).unwrap_or("missing");
+    let status = |n: &str| {
+        sum.stage(n.parse().unwrap())
+            .map(|s| s.status.as_str())
+            .unwrap_or("missing")
+    };
     assert_eq!(status("prepare"), "passed");
     assert_eq!(status("install"), "passed");
     assert_eq!(status("upgrade"), "passed");
     assert_eq!(status("backup"), "passed");
     assert_eq!(status("recipe-tests"), "skipped");
-    let rt = sum.stage("recipe-tests").unwrap();
+    let rt = sum.stage(Stage::RecipeTests).unwrap();
     assert!(rt.reason.contains("no tests/"));
     // Nobody said why there is nothing to run: a coverage gap, which stops the climb.
     assert_eq!(rt.skip, Some(ccci::summary::Skip::Gap));
     assert_eq!(sum.level(), 3);
     assert_eq!(status("teardown"), "passed");
-    assert!(sum.stage("install").unwrap().tests.passed >= 3);
+    assert!(sum.stage(Stage::Install).unwrap().tests.passed >= 3);
     assert_eq!(sum.upgrade_base, "1.1.0+1.27.2");
     assert_eq!(sum.version, "1.1.0+1.27.2");
     assert_eq!(sum.domain, format!("custom-html-7.{}", w.base_domain));
     assert!(sum.finished > 0);
     assert!(
-        !sum.stage("install").unwrap().artifacts.is_empty(),
+        !sum.stage(Stage::Install).unwrap().artifacts.is_empty(),
         "the install tests keep a screenshot"
     );
     // The landing page before any test, and the card that shows it, listed for the site.
-    let install = sum.stage("install").unwrap();
+    let install = sum.stage(Stage::Install).unwrap();
     assert!(
         install
             .artifacts
@@ -55,7 +61,7 @@ fn a_whole_run_passes_and_leaves_nothing_behind() {
         "{:?}",
         install.artifacts
     );
-    let teardown = sum.stage("teardown").unwrap();
+    let teardown = sum.stage(Stage::Teardown).unwrap();
     assert_eq!(teardown.artifacts, ["artifacts/card.png"]);
     let card = std::fs::read(w.dir.join("results/7/artifacts/card.png")).unwrap();
     assert!(card.starts_with(b"\x89PNG"), "a PNG");
@@ -93,7 +99,7 @@ fn a_recipe_s_own_tests_run_only_when_the_operator_trusts_the_recipe() {
     assert!(!ran.exists(), "the PR's test code ran:\n{log}");
     assert!(!log.contains("--- recipe-tests: phase"), "{log}");
     let sum = w.summary(15);
-    let rt = sum.stage("recipe-tests").unwrap();
+    let rt = sum.stage(Stage::RecipeTests).unwrap();
     assert_eq!(rt.status.as_str(), "skipped");
     assert_eq!(rt.skip, Some(ccci::summary::Skip::Declared));
     assert!(
@@ -140,7 +146,7 @@ def test_swaps_the_artifacts_dir():
         log.push_str(&s.stdout);
     }
     let sum = w.summary(16);
-    let rt = sum.stage("recipe-tests").unwrap();
+    let rt = sum.stage(Stage::RecipeTests).unwrap();
     assert_eq!(rt.status.as_str(), "passed", "{log}");
     assert_eq!(rt.artifacts, Vec::<String>::new());
     assert!(
@@ -182,18 +188,21 @@ fn declared_skips_are_climbed_past_and_a_stale_one_is_flagged() {
         assert_eq!(s.code, 0, "{stage}:\n{}", s.stdout);
     }
     let sum = w.summary(14);
-    let skip = |n: &str| sum.stage(n).unwrap().skip;
+    let skip = |n: &str| sum.stage(n.parse().unwrap()).unwrap().skip;
     assert_eq!(skip("backup"), Some(ccci::summary::Skip::Declared));
     assert_eq!(skip("upgrade"), Some(ccci::summary::Skip::Declared));
     assert!(
-        sum.stage("upgrade")
+        sum.stage(Stage::Upgrade)
             .unwrap()
             .stale
             .starts_with("1.1.0+1.27.2 is an earlier published release now"),
         "{:?}",
-        sum.stage("upgrade").unwrap().stale
+        sum.stage(Stage::Upgrade).unwrap().stale
     );
-    assert_eq!(sum.stage("recipe-tests").unwrap().status.as_str(), "passed");
+    assert_eq!(
+        sum.stage(Stage::RecipeTests).unwrap().status.as_str(),
+        "passed"
+    );
     assert_eq!(sum.level(), 4);
     assert_eq!(w.leftovers(), Vec::<String>::new());
     let _ = std::fs::remove_dir_all(&tests);
@@ -294,7 +303,7 @@ fn a_failing_install_test_fails_the_stage_with_its_message() {
     assert_eq!(up.code, 0);
     assert_eq!(w.stage("teardown", &env).code, 0);
     let sum = w.summary(8);
-    let install = sum.stage("install").unwrap();
+    let install = sum.stage(Stage::Install).unwrap();
     assert_eq!(install.status.as_str(), "failed");
     let f = install
         .failures
@@ -306,7 +315,7 @@ fn a_failing_install_test_fails_the_stage_with_its_message() {
         "{}",
         f.message
     );
-    let upgrade = sum.stage("upgrade").unwrap();
+    let upgrade = sum.stage(Stage::Upgrade).unwrap();
     assert_eq!(upgrade.status.as_str(), "skipped");
     assert_eq!(upgrade.reason, "install failed");
     assert_eq!(upgrade.skip, Some(ccci::summary::Skip::Blocked));
@@ -326,7 +335,7 @@ fn a_recipe_with_no_earlier_release_skips_upgrade_with_the_reason() {
         assert_eq!(w.stage(stage, &env).code, 0, "{stage}");
     }
     let sum = w.summary(9);
-    let up = sum.stage("upgrade").unwrap();
+    let up = sum.stage(Stage::Upgrade).unwrap();
     assert_eq!(up.status.as_str(), "skipped", "never reported passed");
     assert_eq!(
         up.reason,
@@ -359,7 +368,7 @@ fn an_upgrade_that_deployed_another_checkout_errors_with_both_commits() {
         &["rev-parse", &format!("{}~1", w.sha)],
     );
     let sum = w.summary(17);
-    let up = sum.stage("upgrade").unwrap();
+    let up = sum.stage(Stage::Upgrade).unwrap();
     assert_eq!(up.status.as_str(), "error");
     assert!(
         up.reason
@@ -393,7 +402,7 @@ fn a_failing_restore_fails_the_backup_stage() {
     let s = w.stage("backup", &env);
     assert_eq!(s.code, 1, "{}", s.stdout);
     let b = w.summary(10);
-    let b = b.stage("backup").unwrap();
+    let b = b.stage(Stage::Backup).unwrap();
     assert_eq!(b.status.as_str(), "failed");
     assert!(b.reason.contains("restore"), "{}", b.reason);
     std::fs::remove_file(&w.faults).unwrap();
@@ -820,7 +829,7 @@ def test_no_ci_credentials_and_the_app_answers(http):
         assert_eq!(s.code, 0, "{stage}: {}", s.stdout);
     }
     let sum = w.summary(13);
-    let rt = sum.stage("recipe-tests").unwrap();
+    let rt = sum.stage(Stage::RecipeTests).unwrap();
     assert_eq!(rt.status.as_str(), "passed", "{}", rt.reason);
     assert_eq!(rt.tests.passed, 1);
     assert_eq!(w.leftovers(), Vec::<String>::new());
@@ -896,7 +905,7 @@ fn a_recipe_that_does_not_deploy_fails_install_with_the_engine_s_reason() {
             s.stdout
         );
         let sum = w.summary(build);
-        let install = sum.stage("install").unwrap();
+        let install = sum.stage(Stage::Install).unwrap();
         assert_eq!(
             install.status.as_str(),
             status,
@@ -931,7 +940,7 @@ fn a_secret_version_already_on_the_engine_errors_install_with_docker_s_reason() 
     .unwrap();
     let s = w.stage("install", &env);
     assert_eq!(s.code, 2, "{}", s.stdout);
-    let install = w.summary(45).stage("install").cloned().unwrap();
+    let install = w.summary(45).stage(Stage::Install).cloned().unwrap();
     assert_eq!(install.status.as_str(), "error");
     assert!(
         install.reason.contains(&planted) && install.reason.contains("already exists"),

@@ -221,7 +221,7 @@ impl World {
 
 pub fn stage(name: &str, status: Status) -> StageResult {
     StageResult {
-        name: name.into(),
+        name: name.parse().unwrap(),
         status,
         reason: String::new(),
         started: 1_700_000_000,

@@ -198,7 +198,8 @@ impl World {
         c
     }
 
-    pub fn stage(&self, stage: &str, env: &[(String, String)]) -> Stage {
+    pub fn stage(&self, stage: impl AsRef<str>, env: &[(String, String)]) -> Stage {
+        let stage = stage.as_ref();
         let out: Output = self.command(stage, env).output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned()
             + &String::from_utf8_lossy(&out.stderr);
