@@ -1,7 +1,6 @@
 //! Times as the site shows them: UTC dates from Unix seconds (no timezone database, and the
 //! same page for every visitor), RFC 3339 for `<time datetime>` and Atom, short durations.
 
-use ccci::clock::parts;
 pub use ccci::clock::{now, rfc3339};
 
 /// `2024-05-01 12:03 UTC`, or `–` for an unknown time.
@@ -9,8 +8,7 @@ pub fn display(secs: i64) -> String {
     if secs <= 0 {
         return "–".into();
     }
-    let (y, mo, d, h, mi, _) = parts(secs);
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02} UTC")
+    ccci::clock::minute(secs)
 }
 
 /// `4m 12s`, `1h 02m`, `850ms`.

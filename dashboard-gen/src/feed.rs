@@ -110,7 +110,7 @@ pub fn atom(
             out,
             "<entry><title>{}</title><id>{}</id><link href=\"{}\"/><updated>{}</updated><summary>{}</summary></entry>",
             xml(&format!("This week on cc-ci: {text}")),
-            xml(&format!("{link}#week-{}", crate::clock::rfc3339(week_start).get(..10).unwrap_or(""))),
+            xml(&format!("{link}#week-{}", ccci::clock::date(week_start))),
             xml(&link),
             rfc3339(w.latest),
             xml(&text)
