@@ -588,9 +588,9 @@ impl Engine {
         let params = RunParams {
             recipe: intent.recipe.clone(),
             sha: intent.sha.clone(),
-            pr: intent.pr as u64,
+            pr: intent.pr,
             src: intent.src.clone(),
-            comment: id as u64,
+            comment: id,
             schedule: String::new(),
         }
         .to_pairs();

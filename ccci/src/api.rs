@@ -211,12 +211,20 @@ fn describe(e: &ureq::Error) -> String {
 
 /// Percent-encodes one query or path component (RFC 3986 unreserved kept).
 pub fn encode(s: &str) -> String {
+    percent(s, b"", false)
+}
+
+/// Percent-encodes with RFC 3986's unreserved characters kept, and those in `keep`; `plus`
+/// writes a space as `+` (an HTML form).
+pub fn percent(s: &str, keep: &[u8], plus: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
                 out.push(b as char)
             }
+            b' ' if plus => out.push('+'),
+            b if keep.contains(&b) => out.push(b as char),
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }

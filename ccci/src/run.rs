@@ -28,9 +28,10 @@ pub const PARAM_SCHEDULE: &str = "SCHEDULE";
 pub struct RunParams {
     pub recipe: String,
     pub sha: String,
-    pub pr: u64,
+    /// Gitea's ids and numbers are int64, as everywhere else cc-ci holds them.
+    pub pr: i64,
     pub src: String,
-    pub comment: u64,
+    pub comment: i64,
     /// The sweep slot of a scheduled run; empty for a PR run.
     pub schedule: String,
 }
@@ -73,10 +74,10 @@ impl RunParams {
             check_slot(&schedule)?;
         }
         let pr = need(PARAM_PR)?;
-        let pr: u64 = pr
+        let pr: i64 = pr
             .parse()
             .ok()
-            .filter(|n| *n > 0 || !schedule.is_empty())
+            .filter(|n| *n > 0 || (*n == 0 && !schedule.is_empty()))
             .ok_or_else(|| anyhow::anyhow!("parameter {PARAM_PR} must be a positive number"))?;
         if pr != 0 && !schedule.is_empty() {
             bail!("parameter {PARAM_SCHEDULE} is for runs of the default branch: {PARAM_PR} must be 0");
@@ -84,8 +85,10 @@ impl RunParams {
         let src = need(PARAM_SRC)?;
         let comment = match get(PARAM_COMMENT) {
             Some(c) if !c.is_empty() => c
-                .parse()
-                .map_err(|_| anyhow::anyhow!("parameter {PARAM_COMMENT} must be a number"))?,
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| anyhow::anyhow!("parameter {PARAM_COMMENT} must be a number"))?,
             _ => 0,
         };
         Ok(RunParams {
@@ -270,6 +273,7 @@ mod tests {
             ("REF", "main"),
             ("REF", &SHA[..39]),
             ("PR", "0"),
+            ("PR", "-3"),
             ("PR", "4; rm"),
         ] {
             let pairs: Vec<(&str, &str)> = base
@@ -288,6 +292,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("PR is missing"), "{err}");
+        let negative = [base.as_slice(), &[("COMMENT", "-1")]].concat();
+        let err = RunParams::from_lookup(lookup(&negative))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("COMMENT must be a number"), "{err}");
     }
 
     #[test]

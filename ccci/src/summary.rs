@@ -209,7 +209,7 @@ pub struct Summary {
     /// Full sha tested.
     #[serde(rename = "ref")]
     pub sha: String,
-    pub pr: u64,
+    pub pr: i64,
     pub src: String,
     /// The app domain the run deployed to.
     pub domain: String,

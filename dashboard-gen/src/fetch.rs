@@ -53,10 +53,10 @@ pub struct CachedBuild {
     pub recipe: String,
     #[serde(rename = "ref")]
     pub sha: String,
-    pub pr: u64,
+    pub pr: i64,
     pub src: String,
     #[serde(default)]
-    pub comment: u64,
+    pub comment: i64,
     /// The re-test slot of a scheduled run of the default branch; empty for a PR run.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub schedule: String,

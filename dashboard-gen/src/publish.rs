@@ -301,13 +301,10 @@ impl Staging {
 
     /// Swaps `current` to the new site with one rename.
     pub fn publish(self) -> Result<Published> {
-        let tmp = self
-            .out_dir
-            .join(format!(".{CURRENT}.tmp.{}", std::process::id()));
-        let _ = fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(&self.name, &tmp)
-            .with_context(|| format!("creating symlink {}", tmp.display()))?;
-        fs::rename(&tmp, self.out_dir.join(CURRENT)).with_context(|| {
+        replace_with(&self.out_dir.join(CURRENT), |tmp| {
+            std::os::unix::fs::symlink(&self.name, tmp)
+        })
+        .with_context(|| {
             format!(
                 "publishing {} as {}/current",
                 self.name,

@@ -23,7 +23,7 @@ pub struct Links<'a> {
 }
 
 impl Links<'_> {
-    pub fn pr(&self, r: &Recipe, pr: u64) -> String {
+    pub fn pr(&self, r: &Recipe, pr: i64) -> String {
         format!("{}/{}/pulls/{pr}", self.cfg.gitea_url, r.repo.full())
     }
     pub fn repo(&self, r: &Recipe) -> String {

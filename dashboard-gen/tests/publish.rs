@@ -234,7 +234,7 @@ fn killed_mid_write_leaves_the_published_site_whole() {
     let mut last = 0;
     for i in 0..1200 {
         let r = &recipes[i % recipes.len()];
-        last = w.start(r, SHA, 1 + i as u64 % 7, None, &[]);
+        last = w.start(r, SHA, 1 + i as i64 % 7, None, &[]);
     }
     w.wait(last);
     w.drone.wait_idle(WAIT).unwrap();

@@ -54,23 +54,6 @@ fn base64_core(value: &[u8], prefix: usize) -> String {
     out
 }
 
-/// Percent-encoding of `value` with `keep` left as is (`/` by encoders of URL paths), and
-/// space as `+` where `plus` (HTML forms). Hex digits in upper case; matching ignores case.
-fn percent(value: &str, keep: &[u8], plus: bool) -> String {
-    let mut out = String::new();
-    for b in value.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(b as char)
-            }
-            b' ' if plus => out.push('+'),
-            b if keep.contains(&b) => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 /// A JSON string's inside: `"`, `\\` and controls escaped (every encoder), plus `<>&` as
 /// `\u00XX` (Go's HTML-safe default) and `/` as `\/` (PHP's, and some others') where asked.
 fn json(value: &str, html: bool, slash: bool) -> String {
@@ -114,9 +97,9 @@ pub fn forms(value: &str) -> Vec<String> {
             f.push(core);
         }
     }
-    f.push(percent(value, b"", false));
-    f.push(percent(value, b"/", false));
-    f.push(percent(value, b"", true));
+    f.push(ccci::api::percent(value, b"", false));
+    f.push(ccci::api::percent(value, b"/", false));
+    f.push(ccci::api::percent(value, b"", true));
     f.push(value.bytes().map(|b| format!("{b:02x}")).collect());
     for (html, slash) in [(false, false), (true, false), (false, true), (true, true)] {
         f.push(json(value, html, slash));

@@ -31,7 +31,7 @@ pub struct Run {
     pub recipe: String,
     #[serde(rename = "ref")]
     pub sha: String,
-    pub pr: u64,
+    pub pr: i64,
     pub src: String,
     pub domain: String,
     /// The newest release at or before the head (what `abra` would call its version).

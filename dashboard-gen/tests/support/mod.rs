@@ -134,7 +134,7 @@ impl World {
         &self,
         recipe: &str,
         sha: &str,
-        pr: u64,
+        pr: i64,
         branch: Option<&str>,
         extra: &[(&str, &str)],
     ) -> i64 {
@@ -163,7 +163,7 @@ impl World {
     }
 
     /// Starts and finishes a build; returns its number.
-    pub fn run(&self, recipe: &str, sha: &str, pr: u64, fail: Option<&str>) -> i64 {
+    pub fn run(&self, recipe: &str, sha: &str, pr: i64, fail: Option<&str>) -> i64 {
         let extra: Vec<(&str, &str)> = fail.map(|f| vec![("FAIL", f)]).unwrap_or_default();
         let n = self.start(recipe, sha, pr, None, &extra);
         self.wait(n);
@@ -243,7 +243,7 @@ pub fn failure(name: &str, message: &str) -> Failure {
 }
 
 /// A summary for build `n` with the given stages (prepare and teardown added as passed).
-pub fn summary(n: i64, recipe: &str, sha: &str, pr: u64, stages: Vec<StageResult>) -> Summary {
+pub fn summary(n: i64, recipe: &str, sha: &str, pr: i64, stages: Vec<StageResult>) -> Summary {
     let mut s = Summary {
         schema: SCHEMA,
         build: n,
