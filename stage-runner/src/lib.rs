@@ -92,7 +92,8 @@ fn prepare(cfg: Config, params: &RunParams, run_id: &str, build: i64) -> (u8, Ve
     let started = stage::now();
     let t = std::time::Instant::now();
     let run_dir = rundir::dir(&cfg.state_dir, run_id);
-    match stage::prepare(cfg, params, run_id, build) {
+    let ready = stage::validate(&cfg, params).and_then(|()| janitor::sweep(&cfg).map(drop));
+    match ready.and_then(|()| stage::prepare(cfg, params, run_id, build)) {
         Ok(ctx) => {
             let o = Outcome::passed();
             let _ = ctx.record(Stage::Prepare, started, t.elapsed(), &o);

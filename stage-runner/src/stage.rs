@@ -1568,11 +1568,9 @@ pub fn release_key(tag: &str) -> Option<(u64, u64, u64)> {
     p.next().is_none().then_some(v)
 }
 
-/// `prepare`: validate, reap, create the run, fetch the recipe at the PR head, decide the
-/// upgrade base. Returns the opened run.
+/// `prepare`, once the params are valid ([`validate`]) and the janitor has reaped: create
+/// the run, fetch the recipe at the PR head, decide the upgrade base. Returns the opened run.
 pub fn prepare(cfg: Config, p: &RunParams, run_id: &str, build: i64) -> Result<Ctx> {
-    validate(&cfg, p)?;
-    crate::janitor::sweep(&cfg)?;
     let dir = rundir::dir(&cfg.state_dir, run_id);
     if dir.exists() {
         bail!("run {run_id} already exists at {}", dir.display());

@@ -10,21 +10,9 @@ use serde_json::json;
 
 use super::digest::{go_html_escape, hex, hmac_sha1, hmac_sha256, uuid};
 use super::render;
-use super::{Parts, State};
+use super::{HookVersion, Parts, State};
 
 const DELIVER_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Which Gitea's payload and headers a hook mimics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum HookVersion {
-    /// No `pull_request` in `IssueCommentPayload` (added in 1.23, #26178), no `draft` or
-    /// `html_url` in the issue's `pull_request` meta, no installation-target header.
-    #[serde(rename = "1.21", alias = "V1_21", alias = "v1.21")]
-    V1_21,
-    #[default]
-    #[serde(rename = "1.24", alias = "V1_24", alias = "v1.24")]
-    V1_24,
-}
 
 /// One delivery attempt as the stand-in made it.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -28,7 +28,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::{FaultRule, Logged, Request, Response, Server};
 
-pub use hooks::{Delivery, HookVersion};
+pub use hooks::Delivery;
+
+/// Which Gitea's payload and headers a hook mimics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HookVersion {
+    /// No `pull_request` in `IssueCommentPayload` (added in 1.23, #26178), no `draft` or
+    /// `html_url` in the issue's `pull_request` meta, no installation-target header.
+    #[serde(rename = "1.21", alias = "V1_21", alias = "v1.21")]
+    V1_21,
+    #[default]
+    #[serde(rename = "1.24", alias = "V1_24", alias = "v1.24")]
+    V1_24,
+}
 
 /// `[ui] REACTIONS` default (`modules/setting/ui.go`).
 pub const DEFAULT_REACTIONS: &[&str] = &[

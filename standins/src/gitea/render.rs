@@ -5,8 +5,7 @@
 
 use serde_json::{json, Value};
 
-use super::hooks::HookVersion;
-use super::{Comment, Issue, Notification, Reaction, Repo, State, User};
+use super::{Comment, HookVersion, Issue, Notification, Reaction, Repo, State, User};
 
 /// `example.org` out of `https://example.org:3000/sub/`: the host without port.
 pub fn domain(root: &str) -> &str {
