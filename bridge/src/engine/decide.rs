@@ -123,13 +123,7 @@ impl Engine {
 
     /// Carries a decision out: the one place that logs it, marks the comment handled, saves
     /// the state and replies on the PR.
-    fn apply(
-        &mut self,
-        repo: &Repo,
-        c: &Comment,
-        source: &str,
-        decision: Decision,
-    ) -> Outcome {
+    fn apply(&mut self, repo: &Repo, c: &Comment, source: &str, decision: Decision) -> Outcome {
         let id = c.id;
         let log_decision = |d: &str, pr: i64, reason: &str| {
             log(

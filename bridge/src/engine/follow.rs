@@ -53,12 +53,7 @@ impl Engine {
 
     /// The bot's comment carrying the run's marker. An error is not "none": posting a second
     /// comment because the search failed is exactly the duplicate the marker is there to stop.
-    fn find_status_comment(
-        &self,
-        repo: &Repo,
-        pr: i64,
-        build: i64,
-    ) -> Result<Option<i64>> {
+    fn find_status_comment(&self, repo: &Repo, pr: i64, build: i64) -> Result<Option<i64>> {
         let mark = comment::marker(build);
         let comments = self
             .gitea
@@ -127,13 +122,7 @@ impl Engine {
     /// Sets the run's commit status if it changed; false when Gitea failed and it must be
     /// tried again. A refusal (the bot may not set statuses) is logged once per repository
     /// and not asked again: the comment carries the verdict alone.
-    fn set_status(
-        &mut self,
-        number: i64,
-        repo: &Repo,
-        state: &str,
-        description: String,
-    ) -> bool {
+    fn set_status(&mut self, number: i64, repo: &Repo, state: &str, description: String) -> bool {
         let Some(run) = self.state.runs.get(&number) else {
             return true;
         };

@@ -83,12 +83,7 @@ impl Engine {
     }
 
     /// The comment's place in the retry schedule, made on its first failure.
-    fn retry_entry(
-        &mut self,
-        id: i64,
-        repo: &Repo,
-        c: Option<&Comment>,
-    ) -> &mut Retrying {
+    fn retry_entry(&mut self, id: i64, repo: &Repo, c: Option<&Comment>) -> &mut Retrying {
         self.retrying.entry(id).or_insert_with(|| Retrying {
             attempts: 0,
             next_at: Instant::now(),
