@@ -65,72 +65,108 @@ pub fn dispatch(args: &[String]) -> Result<i32> {
         print!("{HELP}");
         return Ok(0);
     }
-    let (key, cmd, rest): (&str, &str, &[String]) = match words.as_slice() {
-        ["app" | "a", "secret" | "s", sub, ..] => {
-            let key = match *sub {
-                "generate" | "g" => "secret-generate",
-                "insert" | "i" => "secret-insert",
-                "remove" | "rm" => "secret-remove",
-                other => bail!("unknown command \"{other}\" for \"abra app secret\""),
-            };
-            (key, key, &args[3..])
-        }
-        ["app" | "a", "volume" | "vl", sub, ..] => match *sub {
-            "remove" | "rm" => ("volume", "volume-remove", &args[3..]),
-            other => bail!("unknown command \"{other}\" for \"abra app volume\""),
-        },
-        ["app" | "a", "backup" | "b", sub, ..] => match *sub {
-            "create" | "c" => ("backup", "backup-create", &args[3..]),
-            "download" | "d" => ("backup", "backup-download", &args[3..]),
-            "remove" | "rm" => ("backup", "backup-remove", &args[3..]),
-            other => bail!("unknown command \"{other}\" for \"abra app backup\""),
-        },
-        ["app" | "a", sub, ..] => {
-            let key = match *sub {
-                "new" | "n" => "new",
-                "deploy" | "d" => "deploy",
-                "undeploy" | "un" => "undeploy",
-                "ls" | "list" => "ls",
-                "ps" => "ps",
-                "run" => "run",
-                "cmd" => "cmd",
-                "logs" => "logs",
-                "restore" | "rs" => "restore",
-                other => bail!("unknown command \"{other}\" for \"abra app\""),
-            };
-            (key, key, &args[2..])
-        }
-        ["recipe" | "r", "fetch" | "f", ..] => ("recipe-fetch", "recipe-fetch", &args[2..]),
-        ["recipe" | "r", "lint" | "l", ..] => ("recipe-lint", "recipe-lint", &args[2..]),
-        ["server" | "s", "add" | "a", ..] => ("server-add", "server-add", &args[2..]),
-        [other, ..] => bail!("unknown command \"{other}\" for \"abra\""),
-        [] => unreachable!("empty args handled above"),
-    };
+    let (path, key, run) = find_command(&words)?;
     let ctx = Ctx::from_env()?;
     if ctx.fault(&format!("hang:{key}")) {
         std::thread::sleep(HANG_FOR);
     }
-    match cmd {
-        "new" => app_new(&ctx, rest),
-        "deploy" => app_deploy(&ctx, rest),
-        "undeploy" => app_undeploy(&ctx, rest),
-        "ls" => app_ls(&ctx, rest),
-        "ps" => app_ps(&ctx, rest),
-        "run" => app_run(&ctx, rest),
-        "cmd" => app_cmd(&ctx, rest),
-        "logs" => app_logs(&ctx, rest),
-        "restore" => app_restore(&ctx, rest),
-        "backup-create" => app_backup_create(&ctx, rest),
-        "backup-download" => app_backup_download(&ctx, rest),
-        "backup-remove" => app_backup_remove(&ctx, rest),
-        "volume-remove" => app_volume_remove(&ctx, rest),
-        "secret-generate" => app_secret_generate(&ctx, rest),
-        "secret-insert" => app_secret_insert(&ctx, rest),
-        "secret-remove" => app_secret_remove(&ctx, rest),
-        "recipe-fetch" => recipe_fetch(&ctx, rest),
-        "recipe-lint" => recipe_lint(&ctx, rest),
-        "server-add" => server_add(&ctx, rest),
-        _ => unreachable!("every key is dispatched"),
+    run(&ctx, &args[path..])
+}
+
+type Run = fn(&Ctx, &[String]) -> Result<i32>;
+
+/// The commands the stand-in has: each word of the path with its aliases (the first is the
+/// name), the key its `hang:` fault is named by, and what runs it.
+const COMMANDS: &[(&[&[&str]], &str, Run)] = &[
+    (&[APP_WORD, &["new", "n"]], "new", app_new),
+    (&[APP_WORD, &["deploy", "d"]], "deploy", app_deploy),
+    (&[APP_WORD, &["undeploy", "un"]], "undeploy", app_undeploy),
+    (&[APP_WORD, &["ls", "list"]], "ls", app_ls),
+    (&[APP_WORD, &["ps"]], "ps", app_ps),
+    (&[APP_WORD, &["run"]], "run", app_run),
+    (&[APP_WORD, &["cmd"]], "cmd", app_cmd),
+    (&[APP_WORD, &["logs"]], "logs", app_logs),
+    (&[APP_WORD, &["restore", "rs"]], "restore", app_restore),
+    (
+        &[APP_WORD, BACKUP_WORD, &["create", "c"]],
+        "backup",
+        app_backup_create,
+    ),
+    (
+        &[APP_WORD, BACKUP_WORD, &["download", "d"]],
+        "backup",
+        app_backup_download,
+    ),
+    (
+        &[APP_WORD, BACKUP_WORD, &["remove", "rm"]],
+        "backup",
+        app_backup_remove,
+    ),
+    (
+        &[APP_WORD, &["volume", "vl"], &["remove", "rm"]],
+        "volume",
+        app_volume_remove,
+    ),
+    (
+        &[APP_WORD, SECRET_WORD, &["generate", "g"]],
+        "secret-generate",
+        app_secret_generate,
+    ),
+    (
+        &[APP_WORD, SECRET_WORD, &["insert", "i"]],
+        "secret-insert",
+        app_secret_insert,
+    ),
+    (
+        &[APP_WORD, SECRET_WORD, &["remove", "rm"]],
+        "secret-remove",
+        app_secret_remove,
+    ),
+    (
+        &[&["recipe", "r"], &["fetch", "f"]],
+        "recipe-fetch",
+        recipe_fetch,
+    ),
+    (
+        &[&["recipe", "r"], &["lint", "l"]],
+        "recipe-lint",
+        recipe_lint,
+    ),
+    (&[&["server", "s"], &["add", "a"]], "server-add", server_add),
+];
+const APP_WORD: &[&str] = &["app", "a"];
+const BACKUP_WORD: &[&str] = &["backup", "b"];
+const SECRET_WORD: &[&str] = &["secret", "s"];
+
+/// The command `words` name, and how many words its path took; else cobra's error for the
+/// first word no command continues with.
+fn find_command(words: &[&str]) -> Result<(usize, &'static str, Run)> {
+    let matched = |path: &[&[&str]]| {
+        path.iter()
+            .zip(words)
+            .take_while(|(aliases, w)| aliases.contains(w))
+            .count()
+    };
+    if let Some((path, key, run)) = COMMANDS
+        .iter()
+        .find(|(path, ..)| matched(path) == path.len())
+    {
+        return Ok((path.len(), key, *run));
+    }
+    let (path, depth) = COMMANDS
+        .iter()
+        .map(|(path, ..)| (*path, matched(path)))
+        .max_by_key(|(_, d)| *d)
+        .expect("COMMANDS is not empty");
+    let parent: Vec<&str> = std::iter::once("abra")
+        .chain(path[..depth].iter().map(|a| a[0]))
+        .collect();
+    match words.get(depth) {
+        Some(other) => bail!("unknown command \"{other}\" for \"{}\"", parent.join(" ")),
+        None => bail!(
+            "\"{}\" needs a subcommand (see abra --help)",
+            parent.join(" ")
+        ),
     }
 }
 
@@ -1678,5 +1714,32 @@ fn purge_stack(stack: &str) {
                 let _ = docker::call(&["secret", "rm", &s]);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_found_by_any_alias_and_unknown_ones_named_as_cobra_does() {
+        let found = |w: &[&str]| find_command(w).map(|(n, key, _)| (n, key));
+        assert_eq!(found(&["app", "deploy", "x.test"]).unwrap(), (2, "deploy"));
+        assert_eq!(
+            found(&["a", "s", "i", "x.test"]).unwrap(),
+            (3, "secret-insert")
+        );
+        assert_eq!(found(&["app", "b", "d"]).unwrap(), (3, "backup"));
+        let err = |w: &[&str]| find_command(w).map(|_| ()).unwrap_err().to_string();
+        assert_eq!(err(&["bogus"]), "unknown command \"bogus\" for \"abra\"");
+        assert_eq!(
+            err(&["app", "bogus"]),
+            "unknown command \"bogus\" for \"abra app\""
+        );
+        assert_eq!(
+            err(&["app", "secret", "x"]),
+            "unknown command \"x\" for \"abra app secret\""
+        );
+        assert!(err(&["app", "secret"]).contains("needs a subcommand"));
     }
 }
