@@ -101,6 +101,11 @@ in
           default = 120;
           description = "Seconds between full sweeps of every enrolled repository; bounds how late a missed hint is found.";
         };
+        follow_interval_secs = mkOption {
+          type = types.ints.between 1 3600;
+          default = 5;
+          description = "Seconds between checks of the runs being followed in Drone (one request per run in flight).";
+        };
         request_timeout_secs = mkOption {
           type = types.ints.between 1 3600;
           default = cfg.timeouts.request;

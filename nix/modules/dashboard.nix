@@ -96,6 +96,11 @@ in
             default = 50;
             description = "Runs shown per recipe page.";
           };
+          max_pages = mkOption {
+            type = types.ints.positive;
+            default = 120;
+            description = "Pages of 100 Drone builds read at most per generation.";
+          };
           request_timeout_secs = mkOption {
             type = types.ints.positive;
             default = cfg.timeouts.request;

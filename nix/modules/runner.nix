@@ -229,6 +229,11 @@ in
             to the gateway in front of the host, which few gateways route back in (hairpin NAT).
           '';
         };
+        abra_env = mkOption {
+          type = types.attrsOf types.str;
+          default = { };
+          description = "Extra environment for abra and the engine questions stage-runner asks beside it (e.g. `DOCKER_HOST`); empty on a host whose engine is the default one.";
+        };
         trusted_recipes = mkOption {
           type = types.listOf (types.strMatching "[a-z][a-z0-9-]*");
           default = [ ];

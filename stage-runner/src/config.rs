@@ -63,7 +63,8 @@ pub struct Config {
     /// and host and start with the same path segments (compared as URL parts, not text), e.g.
     /// `https://git.coopcloud.tech/`.
     pub allowed_src: Vec<String>,
-    /// Extra environment for abra (e.g. `STANDIN_SWARM_DIR` against the stand-ins).
+    /// Extra environment for abra and the engine questions asked beside it (e.g. `DOCKER_HOST`
+    /// for an engine that is not the default one).
     #[serde(default)]
     pub abra_env: std::collections::BTreeMap<String, String>,
     /// Recipes whose own `tests/` may run on this host: that code comes with the PR, and the

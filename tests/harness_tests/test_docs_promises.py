@@ -61,3 +61,25 @@ def test_the_re_test_docs_name_what_the_code_has():
     assert "services.cc-ci.bridge.retest.onCalendar" in section and "onCalendar = mkOption" in module
     for path in ("retest.json", "retest.lock"):
         assert path in section and path in (REPO / "bridge" / "src" / "retest.rs").read_text()
+
+
+def struct_keys(path: Path, struct: str) -> set[str]:
+    """The fields of a `#[serde(deny_unknown_fields)]` config struct: the keys its file takes."""
+    text = path.read_text()
+    body = text.split(f"pub struct {struct} {{", 1)[1].split("\n}\n", 1)[0]
+    return set(re.findall(r"^    pub ([a-z_]+):", body, re.M))
+
+
+def test_the_nix_modules_declare_every_config_key():
+    """Each key a binary's config file takes is an option of its NixOS module (the reverse,
+    that the module renders only keys the binary takes, is dev/nix-eval's --check-config)."""
+    for crate, struct, module in [
+        ("bridge", "File", "bridge.nix"),
+        ("dashboard-gen", "File", "dashboard.nix"),
+        ("stage-runner", "Config", "runner.nix"),
+    ]:
+        keys = struct_keys(REPO / crate / "src" / "config.rs", struct)
+        assert len(keys) > 5, (crate, keys)
+        nix = (REPO / "nix" / "modules" / module).read_text()
+        declared = set(re.findall(r"^ +([a-z_]+) = mkOption", nix, re.M))
+        assert keys <= declared, f"{crate}: not in nix/modules/{module}: {sorted(keys - declared)}"
