@@ -9,6 +9,7 @@ pub mod config;
 pub mod janitor;
 pub mod junit;
 pub mod lint;
+pub mod phase;
 pub mod process;
 pub mod redact;
 pub mod resolve;

@@ -20,6 +20,7 @@ use crate::ci::CiSettings;
 use crate::config::Config;
 use crate::junit;
 use crate::lint;
+use crate::phase::TestPhase;
 use crate::process::{self, say, Cmd};
 use crate::redact::Redactor;
 use crate::rundir::{self, Lock, Run};
@@ -580,7 +581,7 @@ impl Ctx {
     fn pytest(
         &self,
         stage: Stage,
-        phase: &'static str,
+        phase: TestPhase,
         tests: &Path,
         own_tests: bool,
     ) -> Result<Phase> {
@@ -603,10 +604,10 @@ impl Ctx {
             j.as_str(),
         ];
         if !own_tests {
-            args.extend(["-m", phase]);
+            args.extend(["-m", phase.as_str()]);
         }
         args.extend(["-p", "ccci_harness.plugin"]);
-        let mut cmd = self.harness(stage, phase, &args);
+        let mut cmd = self.harness(stage, phase.as_str(), &args);
         if own_tests {
             // A recipe's own tests see no CI credential: only what the contract names.
             cmd = cmd.clear_env();
@@ -620,13 +621,13 @@ impl Ctx {
         match out.code {
             // 5: no test selected for this phase — the suite has nothing to say here.
             Some(0) | Some(5) => Ok(Phase {
-                name: phase,
+                name: phase.as_str(),
                 counts,
                 failures,
                 failed: false,
             }),
             Some(1) => Ok(Phase {
-                name: phase,
+                name: phase.as_str(),
                 counts,
                 failures,
                 failed: true,
@@ -644,17 +645,17 @@ impl Ctx {
 
     /// One phase of cc-ci's suite for the recipe, `tests/<recipe>/`, where it has one: a
     /// recipe without gets the generic checks alone (the zero-config floor).
-    fn suite_phase(&self, stage: Stage, phase: &'static str) -> Result<Phase> {
+    fn suite_phase(&self, phase: TestPhase) -> Result<Phase> {
         let suite = self.suite();
         if !suite.is_dir() {
             return Ok(Phase {
-                name: phase,
+                name: phase.as_str(),
                 counts: Counts::default(),
                 failures: Vec::new(),
                 failed: false,
             });
         }
-        self.pytest(stage, phase, &suite, false)
+        self.pytest(phase.stage(), phase, &suite, false)
     }
 
     /// The files a stage's tests left in its artifacts directory, for the run page. Only plain
@@ -693,7 +694,7 @@ impl Ctx {
         let mut o = Outcome::passed();
         o.check("head-deployed", Vec::new(), head.unwrap_or_default());
         o.check("answers", Vec::new(), up);
-        o.merge(self.suite_phase(Stage::Install, "install")?);
+        o.merge(self.suite_phase(TestPhase::Install)?);
         o.artifacts = self.artifacts(Stage::Install);
         Ok(o)
     }
@@ -1065,7 +1066,7 @@ impl Ctx {
         self.say(&format!("upgrade: {base} -> {}", &self.run.sha[..10]));
         self.deploy_fresh(Some(&base))?;
         let mut o = Outcome::passed();
-        o.merge(self.suite_phase(Stage::Upgrade, "pre_upgrade")?);
+        o.merge(self.suite_phase(TestPhase::PreUpgrade)?);
         if o.status == Status::Passed {
             self.checkout(&self.run.sha.clone())?;
             self.apply_overlays(false)?;
@@ -1076,7 +1077,7 @@ impl Ctx {
             o.check("head-deployed", Vec::new(), head);
             let up = self.wait_up()?;
             o.check("answers", Vec::new(), up);
-            o.merge(self.suite_phase(Stage::Upgrade, "post_upgrade")?);
+            o.merge(self.suite_phase(TestPhase::PostUpgrade)?);
         }
         o.artifacts = self.artifacts(Stage::Upgrade);
         Ok(o)
@@ -1099,7 +1100,7 @@ impl Ctx {
             ));
         }
         let mut o = Outcome::passed();
-        o.merge(self.suite_phase(Stage::Backup, "pre_backup")?);
+        o.merge(self.suite_phase(TestPhase::PreBackup)?);
         if o.status != Status::Passed {
             return Ok(o);
         }
@@ -1116,7 +1117,7 @@ impl Ctx {
         else {
             return Ok(o);
         };
-        o.merge(self.suite_phase(Stage::Backup, "after_backup")?);
+        o.merge(self.suite_phase(TestPhase::AfterBackup)?);
         if o.status != Status::Passed {
             return Ok(o);
         }
@@ -1166,7 +1167,7 @@ impl Ctx {
             );
             self.probes(&probed, Probe::Remove)?;
         }
-        o.merge(self.suite_phase(Stage::Backup, "after_restore")?);
+        o.merge(self.suite_phase(TestPhase::AfterRestore)?);
         o.artifacts = self.artifacts(Stage::Backup);
         Ok(o)
     }
@@ -1415,7 +1416,7 @@ impl Ctx {
         let _ = std::fs::remove_dir_all(&dst);
         copy_tree(&src, &dst)?;
         let mut o = Outcome::passed();
-        o.merge(self.pytest(Stage::RecipeTests, "install", &dst, true)?);
+        o.merge(self.pytest(Stage::RecipeTests, TestPhase::Install, &dst, true)?);
         o.artifacts = self.artifacts(Stage::RecipeTests);
         Ok(o)
     }
