@@ -242,6 +242,11 @@ def test_images_decode_and_layout_fits(site, browser):
     # The click navigates: wait for the run page and its images before counting them.
     with page.expect_navigation(wait_until="load"):
         page.click("table.rs tbody tr >> nth=0 >> th a")
+    # The screenshots load lazily, so not by the load event: bring the first into view and
+    # give it a bounded while to decode.
+    page.locator("img").first.scroll_into_view_if_needed(timeout=10_000)
+    page.wait_for_function("[...document.images].some(i => i.complete && i.naturalWidth > 0)",
+                           timeout=10_000)
     n = page.eval_on_selector_all("img", "imgs => imgs.filter(i => i.naturalWidth > 0).length")
     assert n >= 1, "the run's screenshot is shown"
     ctx.close()
