@@ -199,6 +199,19 @@ in
       ++ map (n: "${n}.timer") (lib.attrNames (c.systemd.timers or { }))
       ++ map (n: "${n}.target") (lib.attrNames (c.systemd.targets or { }));
     cc = c.services.cc-ci;
+    # The directories the host has: the units' state and cache directories, tmpfiles', and
+    # the absolute paths in the binaries' config files.
+    dirs =
+      let
+        units = lib.attrValues c.systemd.services;
+        named = key: root: lib.concatMap (u: map (d: "${root}/${d}") (lib.toList (u.serviceConfig.${key} or [ ]))) units;
+        configs = lib.concatMap (v: lib.filter (x: lib.isString x && lib.hasPrefix "/" x) (lib.attrValues (builtins.fromJSON (builtins.unsafeDiscardStringContext v.source.json))))
+          (lib.attrValues (lib.filterAttrs (_: v: v.source ? json) c.environment.etc));
+      in
+      named "StateDirectory" "/var/lib" ++ named "CacheDirectory" "/var/cache"
+      ++ lib.concatMap lib.attrNames (lib.attrValues (c.systemd.tmpfiles.settings or { })) ++ configs
+      # The age key sops-nix decrypts with, put on the host by hand.
+      ++ lib.optionals (c.sops.age.keyFile or null != null) [ c.sops.age.keyFile (dirOf c.sops.age.keyFile) ];
   };
   # The config files the modules render for the binaries, by /etc path.
   configs = lib.mapAttrs (_: v: v.source.json) (lib.filterAttrs (_: v: v.source ? json) c.environment.etc);
