@@ -10,35 +10,40 @@ rec {
   # so secrets never pass through the Nix store, argv or the environment.
   credentialPath = unit: name: "/run/credentials/${unit}.service/${name}";
 
-  # The sandbox of a long-running cc-ci service that needs nothing but the network and its own
-  # state (the bridge, dashboard-gen). Units extend it with their state directories.
-  serviceHardening = {
-    UMask = "0077";
+  # What every cc-ci unit's sandbox has: no new privileges or capabilities, a read-only
+  # system, a private /tmp, no kernel or clock changes, native syscalls only.
+  baseHardening = {
     NoNewPrivileges = true;
     ProtectSystem = "strict";
     ProtectHome = true;
     PrivateTmp = true;
-    PrivateDevices = true;
-    PrivateUsers = true;
     ProtectClock = true;
     ProtectHostname = true;
     ProtectKernelTunables = true;
     ProtectKernelModules = true;
     ProtectKernelLogs = true;
     ProtectControlGroups = true;
+    RestrictRealtime = true;
+    RestrictSUIDSGID = true;
+    LockPersonality = true;
+    CapabilityBoundingSet = "";
+    SystemCallArchitectures = "native";
+  };
+
+  # The sandbox of a long-running cc-ci service that needs nothing but the network and its own
+  # state (the bridge, dashboard-gen). Units extend it with their state directories.
+  serviceHardening = baseHardening // {
+    UMask = "0077";
+    PrivateDevices = true;
+    PrivateUsers = true;
     ProtectProc = "invisible";
     ProcSubset = "pid";
     RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" ];
     RestrictNamespaces = true;
-    RestrictRealtime = true;
-    RestrictSUIDSGID = true;
-    LockPersonality = true;
     MemoryDenyWriteExecute = true;
     RemoveIPC = true;
-    CapabilityBoundingSet = "";
     AmbientCapabilities = "";
     DevicePolicy = "closed";
-    SystemCallArchitectures = "native";
     SystemCallFilter = [ "@system-service" "~@privileged" "~@resources" ];
     SystemCallErrorNumber = "EPERM";
   };
@@ -46,25 +51,10 @@ rec {
   # The sandbox of the reconcile oneshots. They run as root because they drive the Docker
   # socket and abra's state; they get no capabilities, a read-only system, and only the
   # syscalls of an ordinary service.
-  reconcileHardening = {
+  reconcileHardening = baseHardening // {
     UMask = "0077";
-    NoNewPrivileges = true;
-    ProtectSystem = "strict";
-    ProtectHome = true;
-    PrivateTmp = true;
-    ProtectClock = true;
-    ProtectHostname = true;
-    ProtectKernelTunables = true;
-    ProtectKernelModules = true;
-    ProtectKernelLogs = true;
-    ProtectControlGroups = true;
     RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" "AF_NETLINK" ];
     RestrictNamespaces = true;
-    RestrictRealtime = true;
-    RestrictSUIDSGID = true;
-    LockPersonality = true;
-    CapabilityBoundingSet = "";
-    SystemCallArchitectures = "native";
     SystemCallFilter = [ "@system-service" ];
   };
 
@@ -79,27 +69,12 @@ rec {
 
   # The sandbox of everything that runs as the runner user (the runner, its steps, the janitor);
   # nix/modules/runner.nix says why it is looser than serviceHardening.
-  runnerSandbox = { resultsDir }: runnerUser // {
+  runnerSandbox = { resultsDir }: baseHardening // runnerUser // {
     ReadWritePaths = [ resultsDir ];
     # Run directories are 0700 (stage-runner); results are group-readable for dashboard-gen.
     UMask = "0027";
-    NoNewPrivileges = true;
-    ProtectSystem = "strict";
-    ProtectHome = true;
-    PrivateTmp = true;
     PrivateDevices = true;
-    ProtectClock = true;
-    ProtectHostname = true;
-    ProtectKernelTunables = true;
-    ProtectKernelModules = true;
-    ProtectKernelLogs = true;
-    ProtectControlGroups = true;
     RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" "AF_NETLINK" ];
-    RestrictRealtime = true;
-    RestrictSUIDSGID = true;
-    LockPersonality = true;
-    CapabilityBoundingSet = "";
-    SystemCallArchitectures = "native";
     SystemCallFilter = [ "~@clock" "~@cpu-emulation" "~@module" "~@obsolete" "~@raw-io" "~@reboot" "~@swap" ];
   };
 
