@@ -429,16 +429,7 @@ fn app_new(ctx: &Ctx, args: &[String]) -> Result<i32> {
         // keep this output out of logs.
         println!();
         println!("NEW APP SECRETS (shown once, keep them safe)");
-        print!(
-            "{}",
-            table(
-                &["NAME", "VALUE"],
-                &generated
-                    .iter()
-                    .map(|(n, v)| vec![n.clone(), v.clone()])
-                    .collect::<Vec<_>>()
-            )
-        );
+        print!("{}", secrets_table(&generated));
     }
     Ok(0)
 }

@@ -85,16 +85,7 @@ pub(super) fn app_secret_generate(ctx: &Ctx, args: &[String]) -> Result<i32> {
             .collect();
         println!("{}", serde_json::Value::Array(v));
     } else {
-        print!(
-            "{}",
-            table(
-                &["NAME", "VALUE"],
-                &generated
-                    .iter()
-                    .map(|(n, v)| vec![n.clone(), v.clone()])
-                    .collect::<Vec<_>>()
-            )
-        );
+        print!("{}", secrets_table(&generated));
     }
     Ok(0)
 }
@@ -177,4 +168,13 @@ pub(super) fn app_secret_remove(ctx: &Ctx, args: &[String]) -> Result<i32> {
         eprintln!("INFO removed secret {t}");
     }
     Ok(0)
+}
+
+/// Generated secrets as abra prints them: a NAME / VALUE table.
+pub(super) fn secrets_table(generated: &[(String, String)]) -> String {
+    let rows: Vec<Vec<String>> = generated
+        .iter()
+        .map(|(n, v)| vec![n.clone(), v.clone()])
+        .collect();
+    table(&["NAME", "VALUE"], &rows)
 }
