@@ -12,9 +12,6 @@ let
   # import that surfaces later as an unrelated fileSystems assertion.
   machine = "${dir}/machine.nix";
   isServer = cfg.role == "server";
-  # A changed secret restarts the bridge (sops-nix's restartUnits). The reconcile units and the
-  # runner are left out: they pick it up when the chain re-runs after the switch (the runner
-  # once idle), so no switch waits on a deploy.
   path = key: config.sops.secrets."cc-ci/${key}".path;
   # Keys of webhook secrets, oldest first; empty: no webhook endpoint (docs/secrets.md).
   webhookKeys = [ ];
@@ -34,6 +31,9 @@ in
     defaultSopsFile = "${dir}/secrets.yaml";
     # The age key that decrypts the secrets is the one thing put on the host by hand.
     age.keyFile = "/var/lib/sops-nix/key.txt";
+    # A changed secret restarts the bridge (sops-nix's restartUnits). The reconcile units and the
+    # runner are left out: they pick it up when the chain re-runs after the switch (the runner
+    # once idle), so no switch waits on a deploy.
     secrets = lib.mkMerge [
       {
         "cc-ci/drone-rpc-secret" = { };

@@ -55,20 +55,12 @@ let
 
   sandbox = cclib.runnerSandbox { inherit resultsDir; };
 
-  # drone-runner-exec reads its settings from the environment, or from the env file named on
-  # its command line: the RPC secret reaches it in such a file, written from the unit's
-  # credential into its private runtime directory. Beside it, the generation the runner was
-  # started as (its unit file and the secret's digest), which cc-ci-runner-update compares.
+  # Writes the runner's env file and generation, then runs it (nix/scripts/runner-start.sh).
   runnerStart = pkgs.writeShellApplication {
     name = "cc-ci-runner-start";
     runtimeInputs = [ pkgs.coreutils ];
-    text = ''
-      umask 077
-      printf 'DRONE_RPC_SECRET=%s\n' "$(<"$CREDENTIALS_DIRECTORY/rpc-secret")" >"$RUNTIME_DIRECTORY/runner.env"
-      printf '%s %s\n' "$(readlink -f /etc/systemd/system/cc-ci-runner.service)" \
-        "$(sha256sum <"$CREDENTIALS_DIRECTORY/rpc-secret" | cut -d' ' -f1)" >"$RUNTIME_DIRECTORY/generation"
-      exec ${lib.getExe rcfg.package} daemon "$RUNTIME_DIRECTORY/runner.env"
-    '';
+    text = "RUNNER_EXE=${lib.escapeShellArg (lib.getExe rcfg.package)}\n"
+      + builtins.readFile ../scripts/common.sh + builtins.readFile ../scripts/runner-start.sh;
   };
 in
 {

@@ -52,3 +52,9 @@ wait_converged() {
     sleep 2
   done
 }
+
+# The generation a runner runs: its unit file's store path and the RPC secret's digest. Written
+# by cc-ci-runner-start when the runner starts, compared by cc-ci-runner-update.
+runner_generation() { # unit secret-file
+  printf '%s %s\n' "$(readlink -f "/etc/systemd/system/$1")" "$(sha256sum <"$2" | cut -d' ' -f1)"
+}

@@ -13,10 +13,6 @@ secret="${CREDENTIALS_DIRECTORY:-/nonexistent}/rpc-secret"
 [ -r "$secret" ] || die "credential rpc-secret is missing"
 record="/run/${RUNNER_UNIT%.service}/generation"
 
-current() {
-  printf '%s %s\n' "$(readlink -f "/etc/systemd/system/$RUNNER_UNIT")" "$(sha256sum <"$secret" | cut -d' ' -f1)"
-}
-
 # Builds in flight: run directories, or processes of the unit besides the runner itself.
 in_flight() {
   local runs procs main cgroup
@@ -35,7 +31,7 @@ if ! systemctl is-active --quiet "$RUNNER_UNIT"; then
   systemctl start "$RUNNER_UNIT"
   exit 0
 fi
-if [ -r "$record" ] && [ "$(<"$record")" = "$(current)" ]; then
+if [ -r "$record" ] && [ "$(<"$record")" = "$(runner_generation "$RUNNER_UNIT" "$secret")" ]; then
   info "the runner runs its current definition unit=$RUNNER_UNIT"
   exit 0
 fi
