@@ -129,7 +129,7 @@ fn run(mut args: pico_args::Arguments) -> Result<u8> {
             })?;
             stage_runner::local(cfg, &params)
         }
-        other => stage_runner::drone_stage(cfg, other.parse::<Stage>().context("see --help")?),
+        other => stage_runner::drone_stage(cfg, other.parse::<Stage>()?),
     }
 }
 

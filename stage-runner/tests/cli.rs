@@ -112,3 +112,35 @@ fn the_help_s_example_config_is_valid_and_complete() {
         assert!(example.get(key).is_some(), "--help's example lacks {key}");
     }
 }
+
+#[test]
+fn an_unknown_stage_is_named_with_the_stages_there_are() {
+    let dir = std::env::temp_dir().join(format!("sr-cli-stage-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("c.json");
+    let cfg = serde_json::json!({
+        "base_domain": "ci.coopcloud.tech",
+        "recipes": ["custom-html"],
+        "state_dir": dir.join("state"),
+        "results_dir": dir.join("results"),
+        "tests_dir": "/etc/cc-ci/tests",
+        "abra_dir": dir.join("abra"),
+        "allowed_src": ["https://git.coopcloud.tech/"],
+    });
+    std::fs::write(&config, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cc-ci-stage-runner"))
+        .arg("deploy")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("ERROR stage-runner: unknown stage \"deploy\": the stages are prepare, install, upgrade, backup, recipe-tests, lint, teardown"),
+        "{stdout}"
+    );
+    // No stage to speak for, so no verdict line.
+    assert!(!stdout.contains("cc-ci verdict:"), "{stdout}");
+}
