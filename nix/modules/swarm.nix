@@ -81,7 +81,8 @@ in
       wantedBy = [ "multi-user.target" ];
       # One element holding them all: the list itself then stays lazy in what it derives from.
       restartTriggers = [ (builtins.toJSON (map (n: { inherit (config.systemd.services.${n}) environment serviceConfig; }) reconcileUnits)) ];
-      environment = statusEnvironment // { UNIT_NAME = "cc-ci-reconcile"; };
+      # The unit lists are in the script itself (cc-ci-status runs from a shell too).
+      environment.UNIT_NAME = "cc-ci-reconcile";
       serviceConfig = cclib.reconcileHardening // {
         Type = "exec";
         ExecStart = "${lib.getExe status} --reconcile";
