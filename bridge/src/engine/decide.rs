@@ -20,7 +20,7 @@ impl Engine {
     }
 
     /// What to do with a comment: from the comment, the state and, for a command, the forge.
-    /// Nothing is changed here; [`Engine::apply`] carries it out.
+    /// Nothing but the API error counters is changed here; [`Engine::apply`] carries it out.
     fn decide(&self, repo: &Repo, c: &Comment) -> Decision {
         let login = login_of(c);
         let Some(pr) = c.pull_number() else {
