@@ -7,14 +7,15 @@
 //! thread for a few seconds and nobody else anything. Accepted comments go to the worker's
 //! bounded queue; a full queue answers 503 (polling still finds the comment).
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ccci::gitea::parse_issue_comment_payload;
+use ccci::http::{self, Body, Head, Unread};
 use ccci::log::{emit, Level};
 use ccci::secret::Secret;
 
@@ -63,110 +64,11 @@ fn text(status: u16, body: &str) -> Reply {
     }
 }
 
-struct Head {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-}
-
-impl Head {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Why a request could not be read.
-enum Unread {
-    /// The client was too slow: 408.
-    Slow,
-    /// Too large: 431 for a head, 413 for a body.
-    Large,
-    /// Not HTTP/1.x: 400.
-    Garbled,
-    /// Gone: nothing to answer.
-    Gone,
-}
-
-/// Reads until `complete` says the bytes are whole, `max` is passed or the deadline is: each
-/// read waits at most what is left of it, so a client trickling bytes gains nothing.
-fn read_until(
-    s: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    deadline: Instant,
-    max: usize,
-    complete: impl Fn(&[u8]) -> bool,
-) -> Result<(), Unread> {
-    let mut chunk = [0u8; 8192];
-    while !complete(buf) {
-        if buf.len() > max {
-            return Err(Unread::Large);
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Unread::Slow);
-        }
-        s.set_read_timeout(Some(left)).map_err(|_| Unread::Gone)?;
-        match s.read(&mut chunk) {
-            Ok(0) => return Err(Unread::Gone),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(Unread::Slow)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return Err(Unread::Gone),
-        }
-    }
-    Ok(())
-}
-
-fn head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n")
-}
-
-/// The request line and headers; what was read past them is the body's start.
-fn read_head(s: &mut TcpStream) -> Result<(Head, Vec<u8>), Unread> {
-    let mut buf = Vec::with_capacity(1024);
-    let deadline = Instant::now() + HEAD_DEADLINE;
-    read_until(s, &mut buf, deadline, MAX_HEAD, |b| head_end(b).is_some())?;
-    let end = head_end(&buf).expect("complete");
-    let text = std::str::from_utf8(&buf[..end]).map_err(|_| Unread::Garbled)?;
-    let mut lines = text.split("\r\n");
-    let mut first = lines.next().unwrap_or_default().split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (first.next(), first.next(), first.next(), first.next())
-    else {
-        return Err(Unread::Garbled);
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Err(Unread::Garbled);
-    }
-    let mut headers = Vec::new();
-    for l in lines {
-        let (k, v) = l.split_once(':').ok_or(Unread::Garbled)?;
-        headers.push((k.trim().to_owned(), v.trim().to_owned()));
-    }
-    let head = Head {
-        method: method.to_owned(),
-        // A query string changes nothing here.
-        path: target.split('?').next().unwrap_or_default().to_owned(),
-        headers,
-    };
-    Ok((head, buf[end + 4..].to_vec()))
-}
-
 impl Http {
     /// What to answer: the cheap refusals first (path, method, event, size), the body read
     /// only when one may be needed, the signature checked before anything else looks at it.
-    fn respond(&self, head: &Head, mut body: Vec<u8>, s: &mut TcpStream) -> Reply {
-        match (head.method.as_str(), head.path.as_str()) {
+    fn respond(&self, head: &Head, mut body: Body) -> Reply {
+        match (head.method.as_str(), head.path()) {
             ("GET", "/healthz") => self.healthz(),
             ("GET", "/metrics") => Reply {
                 status: 200,
@@ -181,10 +83,7 @@ impl Http {
                 if head.header("Transfer-Encoding").is_some() {
                     return self.reject(411, "a Content-Length is required");
                 }
-                let Some(len) = head
-                    .header("Content-Length")
-                    .and_then(|v| v.parse::<u64>().ok())
-                else {
+                let Ok(Some(len)) = head.content_length() else {
                     return self.reject(411, "a Content-Length is required");
                 };
                 if len > MAX_HOOK_BODY {
@@ -197,15 +96,12 @@ impl Http {
                         .fetch_add(1, Ordering::Relaxed);
                     return text(204, "");
                 }
-                let len = len as usize;
-                let deadline = Instant::now() + BODY_DEADLINE;
-                match read_until(s, &mut body, deadline, len, |b| b.len() >= len) {
-                    Ok(()) => {}
-                    Err(Unread::Slow) => return self.reject(408, "body too slow"),
-                    Err(_) => return self.reject(400, "unreadable body"),
+                body.deadline(Instant::now() + BODY_DEADLINE);
+                match body.read(len, MAX_HOOK_BODY) {
+                    Ok(body) => self.hook(head, &body),
+                    Err(Unread::Slow) => self.reject(408, "body too slow"),
+                    Err(_) => self.reject(400, "unreadable body"),
                 }
-                body.truncate(len);
-                self.hook(head, &body)
             }
             // Without a secret the endpoint does not exist: unsigned events are never accepted.
             _ => text(404, "not found\n"),
@@ -271,8 +167,8 @@ impl Http {
 
     fn connection(&self, mut s: TcpStream) {
         let _ = s.set_write_timeout(Some(WRITE_TIMEOUT));
-        let reply = match read_head(&mut s) {
-            Ok((head, rest)) => self.respond(&head, rest, &mut s),
+        let reply = match http::read_head(&mut s, Instant::now() + HEAD_DEADLINE, MAX_HEAD) {
+            Ok((head, body)) => self.respond(&head, body),
             Err(Unread::Gone) => return,
             Err(Unread::Slow) => text(408, "request head too slow\n"),
             Err(Unread::Large) => text(431, "request head too large\n"),
@@ -282,50 +178,12 @@ impl Http {
     }
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        202 => "Accepted",
-        204 => "No Content",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        408 => "Request Timeout",
-        411 => "Length Required",
-        413 => "Content Too Large",
-        431 => "Request Header Fields Too Large",
-        503 => "Service Unavailable",
-        _ => "",
-    }
-}
-
 /// Answers and closes. Unread input (a refused body) is drained a little first, so the client
 /// reads the answer instead of a reset.
 fn write_reply(s: &mut TcpStream, r: &Reply) {
-    let body = if r.status == 204 { "" } else { r.body.as_str() };
-    let out = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        r.status,
-        reason(r.status),
-        r.content_type,
-        body.len()
-    );
-    if s.write_all(out.as_bytes()).is_err() {
-        return;
-    }
-    let _ = s.shutdown(Shutdown::Write);
-    let until = Instant::now() + Duration::from_secs(1);
-    let mut sink = [0u8; 8192];
-    let mut drained = 0;
-    while drained < 2 * MAX_HOOK_BODY as usize {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
-            break;
-        }
-        match s.read(&mut sink) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => drained += n,
-        }
+    let headers = [("Content-Type".to_owned(), r.content_type.to_owned())];
+    if http::write_response(s, r.status, &headers, r.body.as_bytes(), None).is_ok() {
+        http::drain_and_close(s, 2 * MAX_HOOK_BODY as usize, Duration::from_secs(1));
     }
 }
 
@@ -378,6 +236,7 @@ pub fn serve(http: Http, listener: TcpListener, max_connections: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     fn get(addr: std::net::SocketAddr, path: &str) -> String {
         let mut s = TcpStream::connect(addr).unwrap();

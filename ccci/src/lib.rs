@@ -7,6 +7,7 @@ pub mod config;
 pub mod drone;
 pub mod fsx;
 pub mod gitea;
+pub mod http;
 pub mod log;
 pub mod run;
 pub mod secret;

@@ -10,17 +10,21 @@
 //! that path): `GET /_standin/requests`, `DELETE /_standin/requests`, `POST /_standin/faults`
 //! (a [`FaultRule`] as JSON), `DELETE /_standin/faults`. The stand-in adds its own controls.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Read;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ccci::http::{self as wire, Unread};
 use serde::{Deserialize, Serialize};
 
 /// Requests larger than this are refused with 413; real servers cap bodies too.
 const MAX_REQUEST_BODY: usize = 32 * 1024 * 1024;
+/// A request's head, and then its body, must have arrived within this.
+const READ_LIMIT: Duration = Duration::from_secs(30);
+const MAX_HEAD: usize = 64 * 1024;
 /// How long a `hang` fault holds a connection at most, so a stand-in never leaks threads.
 const HANG_LIMIT: Duration = Duration::from_secs(120);
 
@@ -290,8 +294,7 @@ fn now_ms() -> u64 {
 }
 
 fn serve(mut stream: TcpStream, shared: &Shared, handler: &Handler) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let req = match read_request(&stream) {
+    let req = match read_request(&mut stream) {
         Ok(Some(r)) => r,
         Ok(None) => return,
         Err(status) => {
@@ -433,83 +436,38 @@ fn control(req: &Request, shared: &Shared) -> Option<Response> {
     })
 }
 
-/// Reads one request. `Ok(None)`: the client connected and left without a request.
-fn read_request(stream: &TcpStream) -> Result<Option<Request>, u16> {
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    match reader.read_line(&mut line) {
-        Ok(0) => return Ok(None),
-        Ok(_) => {}
-        Err(_) => return Ok(None),
-    }
-    let mut parts = line.split_whitespace();
-    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
-        return Err(400);
+/// Reads one request within [`READ_LIMIT`]. `Ok(None)`: the client left without one.
+fn read_request(stream: &mut TcpStream) -> Result<Option<Request>, u16> {
+    let deadline = std::time::Instant::now() + READ_LIMIT;
+    let (head, mut body) = match wire::read_head(stream, deadline, MAX_HEAD) {
+        Ok(r) => r,
+        Err(Unread::Gone) => return Ok(None),
+        Err(Unread::Slow) => return Err(408),
+        Err(Unread::Large) => return Err(431),
+        Err(Unread::Garbled) => return Err(400),
     };
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).map_err(|_| 400u16)? == 0 {
-            return Err(400);
-        }
-        let h = h.trim_end_matches(['\r', '\n']);
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':').ok_or(400u16)?;
-        headers.push((k.trim().to_owned(), v.trim().to_owned()));
-        if headers.len() > 200 {
-            return Err(431);
-        }
-    }
-    let len = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .map(|(_, v)| v.parse::<usize>().map_err(|_| 400u16))
-        .transpose()?
-        .unwrap_or(0);
-    let chunked = headers.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
-    });
-    let body = if chunked {
-        read_chunked(&mut reader)?
+    let read = if head.chunked() {
+        body.read_chunked(MAX_REQUEST_BODY)
     } else {
-        if len > MAX_REQUEST_BODY {
-            return Err(413);
+        match head.content_length() {
+            Ok(len) => body.read(len.unwrap_or(0), MAX_REQUEST_BODY as u64),
+            Err(e) => Err(e),
         }
-        let mut body = vec![0u8; len];
-        reader.read_exact(&mut body).map_err(|_| 400u16)?;
-        body
     };
-    let (raw_path, raw_query) = target.split_once('?').unwrap_or((target, ""));
+    let body = match read {
+        Ok(b) => b,
+        Err(Unread::Gone) => return Ok(None),
+        Err(Unread::Slow) => return Err(408),
+        Err(Unread::Large) => return Err(413),
+        Err(Unread::Garbled) => return Err(400),
+    };
     Ok(Some(Request {
-        method: method.to_owned(),
-        path: percent_decode(raw_path, false),
-        query: parse_query(raw_query),
-        headers,
+        method: head.method.clone(),
+        path: percent_decode(head.path(), false),
+        query: parse_query(head.query()),
+        headers: head.headers,
         body,
     }))
-}
-
-fn read_chunked(reader: &mut impl BufRead) -> Result<Vec<u8>, u16> {
-    let mut body = Vec::new();
-    loop {
-        let mut size = String::new();
-        reader.read_line(&mut size).map_err(|_| 400u16)?;
-        let size = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16)
-            .map_err(|_| 400u16)?;
-        if body.len() + size > MAX_REQUEST_BODY {
-            return Err(413);
-        }
-        let start = body.len();
-        body.resize(start + size, 0);
-        reader.read_exact(&mut body[start..]).map_err(|_| 400u16)?;
-        let mut crlf = String::new();
-        reader.read_line(&mut crlf).map_err(|_| 400u16)?;
-        if size == 0 {
-            return Ok(body);
-        }
-    }
 }
 
 pub fn parse_query(q: &str) -> Vec<(String, String)> {
@@ -547,55 +505,12 @@ pub fn percent_decode(s: &str, plus_is_space: bool) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        303 => "See Other",
-        307 => "Temporary Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        413 => "Payload Too Large",
-        422 => "Unprocessable Entity",
-        423 => "Locked",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        _ => "Status",
-    }
-}
-
-/// Writes the response; `cut` sends only that many body bytes while still announcing the full
-/// length, which is what a connection dropped mid-body looks like to the client.
 fn write_response(
     stream: &mut TcpStream,
     resp: &Response,
     cut: Option<usize>,
 ) -> std::io::Result<()> {
-    let mut head = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
-    for (k, v) in &resp.headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    // 204 and 304 carry no body and no length, per RFC 9110.
-    if resp.status != 204 && resp.status != 304 {
-        head.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
-    }
-    head.push_str("Connection: close\r\n\r\n");
-    stream.write_all(head.as_bytes())?;
-    let body = match cut {
-        Some(n) => &resp.body[..n.min(resp.body.len())],
-        None => &resp.body[..],
-    };
-    stream.write_all(body)?;
-    stream.flush()
+    wire::write_response(stream, resp.status, &resp.headers, &resp.body, cut)
 }
 
 mod body_text {
