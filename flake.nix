@@ -91,6 +91,22 @@
           touch "$out"
         '';
 
+        # .drone.yml's concurrency.limit caps running builds across every runner: below the
+        # total capacity (the server's and each of its runnerHosts'), runners idle while builds
+        # queue. dev/nix-eval checks the same where nix cannot evaluate nixpkgs.
+        concurrency =
+          let
+            m = builtins.match ".*\nconcurrency:\n  limit: ([0-9]+)\n.*" (builtins.readFile ./.drone.yml);
+            limit = if m == null then throw ".drone.yml has no `concurrency:\n  limit: N`" else lib.toInt (builtins.head m);
+            server = hosts.cc-ci.config.services.cc-ci;
+            runners = lib.filter (h: lib.elem h.runner.name server.runnerHosts)
+              (map (h: h.config.services.cc-ci) (lib.attrValues hosts));
+            total = server.maxConcurrentTests + lib.foldl' (n: h: n + h.maxConcurrentTests) 0 runners;
+          in
+          assert lib.assertMsg (limit >= total)
+            ".drone.yml's concurrency.limit (${toString limit}) is below the runners' total capacity (${toString total}: services.cc-ci.maxConcurrentTests of the server and of each of its runnerHosts); raise it (docs/install.md, \"A second runner host\").";
+          pkgs.runCommand "cc-ci-concurrency" { } "touch $out";
+
         reconcile-scripts = pkgs.runCommand "cc-ci-reconcile-scripts"
           {
             nativeBuildInputs = [ pkgs.shellcheck ];

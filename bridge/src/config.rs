@@ -80,6 +80,22 @@ pub struct File {
     /// bot's token to have `write:issue` (it has, for comments).
     #[serde(default)]
     pub retest_open_issues: bool,
+    /// Where results shipped by runners on other hosts are stored: the results directory
+    /// dashboard-gen reads. Without it (or without `runner_token_files`) `PUT /results/…`
+    /// answers 404.
+    #[serde(default)]
+    pub results_dir: Option<PathBuf>,
+    /// Runner name (`DRONE_RUNNER_NAME`, Drone's `stage.machine`) → the file holding the token
+    /// that runner ships its results with. A token writes only builds Drone ran on that runner.
+    #[serde(default)]
+    pub runner_token_files: BTreeMap<String, PathBuf>,
+    /// Results of a build are taken this many seconds after it finished, no later.
+    #[serde(default = "default_results_accept")]
+    pub results_accept_secs: u64,
+}
+
+fn default_results_accept() -> u64 {
+    3600
 }
 
 fn default_retest_every() -> u64 {
@@ -141,6 +157,17 @@ pub struct Config {
     pub dashboard_url: String,
     pub status_context: String,
     pub retest: Retest,
+    /// Results shipped by other runner hosts, when enabled.
+    pub results: Option<Results>,
+}
+
+/// What `PUT /results/…` needs (`results_*` and `runner_token_files` keys).
+#[derive(Debug, Clone)]
+pub struct Results {
+    pub dir: PathBuf,
+    /// Runner name → its token.
+    pub runners: Vec<(String, Secret)>,
+    pub accept_secs: i64,
 }
 
 /// The scheduled re-tests' settings (`retest_*` keys).
@@ -203,6 +230,43 @@ impl Config {
                 f.retest_every_days
             );
         }
+        let results = match (&f.results_dir, f.runner_token_files.is_empty()) {
+            (None, true) => None,
+            (None, false) => bail!(
+                "runner_token_files is set but results_dir is not: where would the results go?"
+            ),
+            (Some(_), true) => bail!(
+                "results_dir is set but runner_token_files is empty: no runner could ship results"
+            ),
+            (Some(dir), false) => {
+                if !dir.is_dir() {
+                    bail!("results_dir {} is not a directory", dir.display());
+                }
+                if f.results_accept_secs == 0 || f.results_accept_secs > 7 * 86400 {
+                    bail!(
+                        "results_accept_secs must be between 1 and 604800 (a week), got {}",
+                        f.results_accept_secs
+                    );
+                }
+                let mut runners = Vec::new();
+                for (name, file) in &f.runner_token_files {
+                    if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+                        bail!("runner_token_files: {name:?} is not a runner name");
+                    }
+                    let token = Secret::from_file(file)
+                        .with_context(|| format!("runner_token_files.{name}"))?;
+                    if token.expose().len() < 16 {
+                        bail!("runner_token_files.{name}: the token in {} is shorter than 16 characters", file.display());
+                    }
+                    runners.push((name.clone(), token));
+                }
+                Some(Results {
+                    dir: dir.clone(),
+                    runners,
+                    accept_secs: f.results_accept_secs as i64,
+                })
+            }
+        };
         let listen = f
             .listen
             .parse()
@@ -234,6 +298,7 @@ impl Config {
                 queue_limit: f.retest_queue_limit,
                 open_issues: f.retest_open_issues,
             },
+            results,
         })
     }
 
@@ -242,6 +307,15 @@ impl Config {
         ccci::gitea::GiteaClient::new(
             &format!("{}/api/v1", self.gitea_url),
             self.gitea_token.clone(),
+            self.request_timeout,
+        )
+    }
+
+    /// The bot's Drone client.
+    pub fn drone(&self) -> ccci::drone::DroneClient {
+        ccci::drone::DroneClient::new(
+            &self.drone_url,
+            self.drone_token.clone(),
             self.request_timeout,
         )
     }

@@ -8,6 +8,7 @@ pub mod comment;
 pub mod config;
 pub mod engine;
 pub mod metrics;
+pub mod results;
 pub mod retest;
 pub mod server;
 pub mod state;
@@ -105,6 +106,14 @@ pub fn run(cfg: config::Config) -> Result<()> {
         store: state::Store::new(&cfg.state_dir),
         stale_after_secs: (cfg.sweep_interval.max(cfg.poll_interval).as_secs() * 3) as i64,
         enrolled: cfg.recipes.values().cloned().collect(),
+        results: match &cfg.results {
+            Some(r) => Some(results::Intake::new(
+                r.clone(),
+                cfg.drone(),
+                cfg.drone_repo.clone(),
+            )?),
+            None => None,
+        },
     };
     emit(
         Level::Info,
@@ -114,6 +123,10 @@ pub fn run(cfg: config::Config) -> Result<()> {
             ("listen", &cfg.listen),
             ("recipes", &cfg.recipes.len()),
             ("webhook", &!cfg.webhook_secrets.is_empty()),
+            (
+                "shipped_results",
+                &cfg.results.as_ref().map_or(0, |r| r.runners.len()),
+            ),
             ("state", &cfg.state_dir.display()),
         ],
     );

@@ -39,7 +39,7 @@ CONFIGURATION (JSON; every setting lives here, tokens only in files):
       "sweep_interval_secs": 120,                   (full sweep of every repository)
       "follow_interval_secs": 5,                    (how often runs are checked in Drone)
       "request_timeout_secs": 10,
-      "listen": "127.0.0.1:8088",                   (/hook, /healthz, /metrics)
+      "listen": "127.0.0.1:8088",                   (/hook, /results, /healthz, /metrics)
       "webhook_secret_files": ["/run/credentials/cc-ci-bridge.service/webhook-secret"],
       "state_dir": "/var/lib/cc-ci-bridge",
       "dashboard_url": "https://ci.coopcloud.tech",
@@ -48,9 +48,17 @@ CONFIGURATION (JSON; every setting lives here, tokens only in files):
       "retest_unchanged_days": 7,                   (unchanged since green: weekly)
       "retest_batch": 4,                            (builds started per --retest)
       "retest_queue_limit": 2,                      (none while this many are queued/running)
-      "retest_open_issues": false                   (an issue on the recipe per regression)
+      "retest_open_issues": false,                  (an issue on the recipe per regression)
+      "results_dir": "/var/lib/cc-ci-results",      (runs of other runner hosts land here)
+      "runner_token_files": {"cc-ci-runner": "/run/credentials/cc-ci-bridge.service/runner-cc-ci-runner"},
+                                                    (runner name → its token for PUT /results)
+      "results_accept_secs": 3600                   (a build's results are taken until this
+                                                     long after it finished)
     }
-    With no webhook secret, /hook answers 404 and polling alone finds comments.
+    With no webhook secret, /hook answers 404 and polling alone finds comments. Without
+    results_dir and runner_token_files, PUT /results/... answers 404 (one-host installs: the
+    runner writes results_dir itself). A runner's token writes only results of builds Drone
+    says ran on that runner (docs/architecture.md, "Runs on other hosts").
     Commit statuses need the bot to have write access to each recipe's code (and a token with
     write:repository); without it the bridge says so once in its log and comments only.
 

@@ -19,6 +19,9 @@ pub struct Metrics {
     pub http_open: AtomicU64,
     /// HTTP connections answered 503 unread: [`crate::server::MAX_CONNECTIONS`] were open.
     pub http_refused: AtomicU64,
+    /// Result files taken from runners on other hosts (`PUT /results/…`), and refused.
+    pub results_stored: AtomicU64,
+    pub results_refused: AtomicU64,
     /// Last poll duration in milliseconds.
     pub poll_ms: AtomicU64,
     /// Unix seconds of the last poll that succeeded; 0 = none yet.
@@ -83,6 +86,18 @@ impl Metrics {
             "ccci_bridge_webhooks_rejected_total",
             "Webhook deliveries refused.",
             get(&self.webhooks_rejected),
+        );
+        counter(
+            &mut s,
+            "ccci_bridge_results_stored_total",
+            "Result files runners on other hosts shipped that were taken (or were already here).",
+            get(&self.results_stored),
+        );
+        counter(
+            &mut s,
+            "ccci_bridge_results_refused_total",
+            "Result uploads refused (token, build, size, hash, or a summary ahead of its files).",
+            get(&self.results_refused),
         );
         counter(
             &mut s,

@@ -109,7 +109,7 @@ pub fn run(cfg: &Config, now: i64) -> Result<Report> {
     let mut state = load(&path)?;
     let mut sweep = Sweep {
         cfg,
-        drone: DroneClient::new(&cfg.drone_url, cfg.drone_token.clone(), cfg.request_timeout),
+        drone: cfg.drone(),
         gitea: cfg.gitea(),
         path,
         report: Report {

@@ -48,6 +48,8 @@ pub struct Http {
     pub stale_after_secs: i64,
     /// Repositories whose events are accepted.
     pub enrolled: Vec<Repo>,
+    /// `PUT /results/…`, when runners on other hosts ship their results here.
+    pub results: Option<crate::results::Intake>,
 }
 
 struct Reply {
@@ -102,6 +104,17 @@ impl Http {
                     Err(Unread::Slow) => self.reject(408, "body too slow"),
                     Err(_) => self.reject(400, "unreadable body"),
                 }
+            }
+            ("PUT", p) if p.starts_with("/results/") && self.results.is_some() => {
+                let intake = self.results.as_ref().expect("checked");
+                let a = intake.put(head, &mut body, p);
+                let counter = if a.status < 300 {
+                    &self.metrics.results_stored
+                } else {
+                    &self.metrics.results_refused
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                text(a.status, &format!("{}\n", a.text))
             }
             // Without a secret the endpoint does not exist: unsigned events are never accepted.
             _ => text(404, "not found\n"),
@@ -261,6 +274,7 @@ mod tests {
             store: Store::new(&dir),
             stale_after_secs: 60,
             enrolled: Vec::new(),
+            results: None,
         };
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();

@@ -350,6 +350,23 @@ impl DroneClient {
         Ok(b)
     }
 
+    /// [`DroneClient::get_build`], `None` when Drone has no such build (404).
+    pub fn find_build_number(&self, owner: &str, name: &str, number: i64) -> Result<Option<Build>> {
+        let path = format!("{}/builds/{number}", repo_path(owner, name));
+        let reply = self.api.expect("GET", &path, None, &[200, 404])?;
+        if reply.status == 404 {
+            return Ok(None);
+        }
+        let b = serde_json::from_slice(&reply.body).with_context(|| {
+            format!(
+                "drone GET {}: malformed JSON: {}",
+                route(&path),
+                reply.excerpt()
+            )
+        })?;
+        Ok(Some(b))
+    }
+
     /// `GET …/builds/latest?branch=`: the newest build on the branch (the repo's default when
     /// `None`), with stages; `None` when there is none (404).
     pub fn latest(&self, owner: &str, name: &str, branch: Option<&str>) -> Result<Option<Build>> {

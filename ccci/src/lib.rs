@@ -9,6 +9,7 @@ pub mod fsx;
 pub mod gitea;
 pub mod http;
 pub mod log;
+pub mod results;
 pub mod run;
 pub mod secret;
 pub mod stage;

@@ -285,9 +285,38 @@ impl Summary {
     }
 }
 
+/// An artifact path a run's summary may list (and the site copy and link, the server accept):
+/// `artifacts/…`, plain components only.
+pub fn artifact_path_ok(p: &str) -> bool {
+    let mut parts = p.split('/');
+    parts.next() == Some("artifacts")
+        && p.len() <= 200
+        && p.split('/').skip(1).count() >= 1
+        && p.split('/').skip(1).all(|c| {
+            !c.is_empty()
+                && c != "."
+                && c != ".."
+                && !c.starts_with('.')
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn artifact_paths_stay_inside() {
+        assert!(artifact_path_ok("artifacts/install/index.png"));
+        assert!(!artifact_path_ok("artifacts/../../etc/passwd"));
+        assert!(!artifact_path_ok("/etc/passwd"));
+        assert!(!artifact_path_ok("artifacts/"));
+        assert!(!artifact_path_ok("artifacts/a b.png"));
+        assert!(!artifact_path_ok("artifacts/.hidden"));
+        assert!(!artifact_path_ok("summary.json"));
+        assert!(!artifact_path_ok("artifacts/x\"><script>.png"));
+    }
 
     fn stage(name: Stage, status: Status) -> StageResult {
         StageResult {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use ccci::drone::{self, DroneClient, MAX_PER_PAGE};
 use ccci::log::{emit, Level};
 use ccci::run::RunParams;
-use ccci::summary::{Stage, Status as StageStatus, Summary};
+use ccci::summary::{artifact_path_ok, Stage, Status as StageStatus, Summary};
 
 use crate::config::Config;
 use crate::escape::truncate;
@@ -375,6 +375,10 @@ pub struct Refresh {
     pub changed: BTreeSet<i64>,
 }
 
+/// How long after a build ended its summary may still change (the bridge's default
+/// `results_accept_secs`).
+const SETTLE_SECS: i64 = 3600;
+
 /// Brings `cache` up to date with Drone and the results directory. Any Drone error (down,
 /// refused, garbage) fails the whole refresh: the caller keeps the old site.
 pub fn refresh(client: &DroneClient, cfg: &Config, cache: &mut Cache) -> Result<Refresh> {
@@ -453,7 +457,11 @@ pub fn refresh(client: &DroneClient, cfg: &Config, cache: &mut Cache) -> Result<
         let full = load_summary(&cfg.results_dir, b);
         b.summary_hash = full.as_ref().map(|(_, h)| *h).unwrap_or(0);
         b.summary = full.as_ref().map(|(s, _)| Digest::of(s));
-        b.settled = b.is_done();
+        // A run on another runner host ships its last stage's details as that stage ends,
+        // but a retry may land a little after Drone calls the build done: wait for teardown's
+        // record, or for the server's acceptance window to pass.
+        let complete = full.as_ref().is_some_and(|(s, _)| s.finished > 0);
+        b.settled = b.is_done() && (complete || ccci::clock::now() - b.finished > SETTLE_SECS);
         b.restamp();
         if b.stamp != before {
             out.changed.insert(b.number);
@@ -545,37 +553,4 @@ fn load_summary(results_dir: &Path, b: &CachedBuild) -> Option<(Summary, u64)> {
         *field = truncate(field, MAX_NAME).into_owned();
     }
     Some((s, hash))
-}
-
-/// An artifact path the site may copy and link: `artifacts/…`, plain components only.
-pub fn artifact_path_ok(p: &str) -> bool {
-    let mut parts = p.split('/');
-    parts.next() == Some("artifacts")
-        && p.len() <= 200
-        && p.split('/').skip(1).count() >= 1
-        && p.split('/').skip(1).all(|c| {
-            !c.is_empty()
-                && c != "."
-                && c != ".."
-                && !c.starts_with('.')
-                && c.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn artifact_paths_stay_inside() {
-        assert!(artifact_path_ok("artifacts/install/index.png"));
-        assert!(!artifact_path_ok("artifacts/../../etc/passwd"));
-        assert!(!artifact_path_ok("/etc/passwd"));
-        assert!(!artifact_path_ok("artifacts/"));
-        assert!(!artifact_path_ok("artifacts/a b.png"));
-        assert!(!artifact_path_ok("artifacts/.hidden"));
-        assert!(!artifact_path_ok("summary.json"));
-        assert!(!artifact_path_ok("artifacts/x\"><script>.png"));
-    }
 }

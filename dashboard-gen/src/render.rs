@@ -471,8 +471,13 @@ pub fn run_page(
         let _ = write!(body, "<p class=note>Note: {}</p>", esc(note));
     }
     body.push_str("<h2>Stages</h2>");
-    if summary.is_none() {
-        body.push_str("<p class=empty>No run summary was written for this build: the run ended before its first stage reported. The Drone logs below say why.</p>");
+    match summary {
+        None => body.push_str("<p class=empty>No run summary reached the dashboard for this build: the run ended before its first stage reported, or it ran on another runner host that could not ship its results. The Drone logs below say which.</p>"),
+        Some(s) if b.is_done() && s.finished == 0 => {
+            let last = s.stages.last().map_or("none".into(), |st| st.name.to_string());
+            let _ = write!(body, "<p class=partial>The stages below after <b>{last}</b> did not report their details here: the run was stopped, or the runner host it ran on went away or could not ship them. Drone's logs still have what it ran.</p>");
+        }
+        Some(_) => {}
     }
     body.push_str("<table class=stages><thead><tr><th scope=col>Stage</th><th scope=col>Result</th><th scope=col>Duration</th><th scope=col>Tests</th><th scope=col>Why</th><th scope=col>Log</th></tr></thead><tbody>");
     for stage in Stage::ALL {
@@ -550,7 +555,7 @@ pub fn run_page(
     if !artifacts.is_empty() {
         body.push_str("<h2>Screenshots and artifacts</h2><div class=shots>");
         for (stage, a) in &artifacts {
-            // Artifact paths passed `fetch::artifact_path_ok`: plain components only.
+            // Artifact paths passed `ccci::summary::artifact_path_ok`: plain components only.
             let a = esc(a);
             let stage = esc(stage.as_str());
             let href = format!("{n}/{a}");
@@ -664,6 +669,7 @@ small{color:var(--mute)}
 .crumbs{margin:0;color:var(--mute)}
 .meta img{vertical-align:middle}
 .empty{padding:1rem;background:var(--soft);border:1px dashed var(--line);border-radius:.4rem}
+.partial{padding:.6rem 1rem;border:1px solid var(--line);border-left:4px solid #b58900;border-radius:.4rem}
 .err{color:var(--f)}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}
 dl.facts dt{color:var(--mute)}dl.facts dd{margin:0;overflow-wrap:anywhere}

@@ -45,7 +45,9 @@ in
         "cc-ci/drone-token".restartUnits = [ "cc-ci-bridge.service" ];
         "cc-ci/gitea-oauth-client-id" = { };
         "cc-ci/gitea-oauth-client-secret" = { };
-      } // lib.genAttrs (map (k: "cc-ci/${k}") webhookKeys) (_: { restartUnits = [ "cc-ci-bridge.service" ]; })))
+      } // lib.genAttrs (map (k: "cc-ci/${k}") webhookKeys) (_: { restartUnits = [ "cc-ci-bridge.service" ]; })
+      // lib.genAttrs (map (h: "cc-ci/runner-token-${h}") cfg.runnerHosts) (_: { restartUnits = [ "cc-ci-bridge.service" ]; })))
+      (lib.mkIf (!isServer) { "cc-ci/results-token" = { }; })
     ];
   };
 
@@ -58,6 +60,8 @@ in
     giteaOauthClientIdFile = lib.mkIf isServer (path "gitea-oauth-client-id");
     giteaOauthClientSecretFile = lib.mkIf isServer (path "gitea-oauth-client-secret");
     webhookSecretFiles = lib.mkIf isServer (map path webhookKeys);
+    runnerTokenFiles = lib.mkIf isServer (lib.genAttrs cfg.runnerHosts (h: path "runner-token-${h}"));
+    resultsTokenFile = lib.mkIf (!isServer) (path "results-token");
   };
 
   services.cc-ci.proxy.openFirewall = true;

@@ -11,6 +11,9 @@ let
   unit = "cc-ci-bridge";
   credential = cclib.credentialPath unit;
   webhookCredentials = lib.imap1 (i: file: { name = "webhook-secret-${toString i}"; inherit file; }) cfg.secrets.webhookSecretFiles;
+  runnerCredentials = lib.mapAttrsToList (name: file: { inherit name file; }) cfg.secrets.runnerTokenFiles;
+  takesResults = runnerCredentials != [ ];
+  resultsDir = "/var/lib/cc-ci-results";
   configFile = json.generate "bridge.json" bcfg.settings;
   # The re-test unit reads the same settings with its own credentials' paths (a unit sees only
   # its own under /run/credentials), and serves no webhook.
@@ -19,6 +22,8 @@ let
     gitea_token_file = retestCredential "gitea-token";
     drone_token_file = retestCredential "drone-token";
     webhook_secret_files = [ ];
+    runner_token_files = { };
+    results_dir = null;
   });
   # Both units (the bridge and its re-test timer's) talk to Gitea and Drone as the bot.
   tokenCredentials = [
@@ -126,6 +131,25 @@ in
           default = map (w: credential w.name) webhookCredentials;
           readOnly = true;
           description = "The webhook secrets (services.cc-ci.secrets.webhookSecretFiles) as the unit's credentials.";
+        };
+        results_dir = mkOption {
+          type = types.nullOr types.str;
+          default = if takesResults then resultsDir else null;
+          defaultText = literalExpression ''"/var/lib/cc-ci-results" when services.cc-ci.runnerHosts is not empty, else null'';
+          readOnly = true;
+          description = "Where results shipped by the runner hosts are stored: the results directory dashboard-gen reads.";
+        };
+        runner_token_files = mkOption {
+          type = types.attrsOf types.str;
+          default = lib.mapAttrs (name: _: credential "runner-${name}") cfg.secrets.runnerTokenFiles;
+          defaultText = literalExpression "one credential per services.cc-ci.secrets.runnerTokenFiles";
+          readOnly = true;
+          description = "Each runner host's results token (services.cc-ci.secrets.runnerTokenFiles) as the unit's credential.";
+        };
+        results_accept_secs = mkOption {
+          type = types.ints.between 1 604800;
+          default = 3600;
+          description = "A build's results are taken until this many seconds after it finished (a retry after a network hiccup); later uploads are refused.";
         };
         state_dir = mkOption {
           type = types.str;
@@ -239,11 +263,19 @@ in
         DynamicUser = true;
         User = unit;
         ExecStart = "${lib.getExe' cfg.package "cc-ci-bridge"} --config /etc/cc-ci/bridge.json";
-        LoadCredential = tokenCredentials ++ map (w: "${w.name}:${w.file}") webhookCredentials;
+        LoadCredential = tokenCredentials ++ map (w: "${w.name}:${w.file}") webhookCredentials
+          ++ map (r: "runner-${r.name}:${r.file}") runnerCredentials;
         StateDirectory = unit;
         StateDirectoryMode = "0700";
         Restart = "always";
         RestartSec = 5;
+      } // lib.optionalAttrs takesResults {
+        # Results shipped by the runner hosts land beside the local runner's (group-writable
+        # for this reason, nix/modules/runner.nix).
+        SupplementaryGroups = [ "cc-ci-results" ];
+        ReadWritePaths = [ resultsDir ];
+        UMask = "0027";
+      } // {
         # Room for the bridge's 1,024 connections at once (server.rs MAX_CONNECTIONS) and its
         # own requests: systemd's default soft limit is 1,024.
         LimitNOFILE = 4096;

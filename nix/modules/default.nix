@@ -159,6 +159,30 @@ in
       description = "Branch of the Drone repository to build; null: its default branch.";
     };
 
+    runnerHosts = mkOption {
+      type = types.listOf (types.strMatching "[A-Za-z0-9][A-Za-z0-9._-]*");
+      default = [ ];
+      example = [ "cc-ci-runner" ];
+      description = ''
+        The runner hosts besides the server, by runner name (`services.cc-ci.runner.name` on
+        each, its hostName by default; Drone shows it as the machine a build ran on). The
+        server takes each one's results (`PUT /results/…` on the bridge) with that host's own
+        token (`secrets.runnerTokenFiles`), and only for builds Drone says ran there.
+      '';
+    };
+
+    resultsUrl = mkOption {
+      type = types.nullOr (types.strMatching "https?://[^/ ]+");
+      default = null;
+      example = "http://10.0.0.1:8088";
+      description = ''
+        Runner hosts: where this host ships its runs' results, the server's bridge as it
+        reaches it (the bridge's `listen`; docs/install.md, "A second runner host"). Required
+        on a runner host, unused on the server (its runner writes the results directory
+        itself).
+      '';
+    };
+
     maxConcurrentTests = mkOption {
       type = types.ints.positive;
       default = 2;

@@ -21,6 +21,9 @@ let
   stateDir = "/var/lib/cc-ci-runner";
   resultsDir = "/var/lib/cc-ci-results";
   stageRunnerConfig = json.generate "stage-runner.json" cfg.stageRunner.settings;
+  isServer = cfg.role == "server";
+  # The server's bridge writes the runner hosts' shipped results beside this runner's.
+  bridgeWritesResults = isServer && cfg.runnerHosts != [ ];
 
   # Drone's exec runner hands its steps only PATH (DRONE_RUNNER_PATH) and USER from the host.
   stepPackages = [
@@ -226,6 +229,19 @@ in
           default = { };
           description = "Extra environment for abra and the engine questions stage-runner asks beside it (e.g. `DOCKER_HOST`); empty on a host whose engine is the default one.";
         };
+        results_url = mkOption {
+          type = types.nullOr types.str;
+          default = if isServer then null else cfg.resultsUrl;
+          defaultText = literalExpression "null on the server, services.cc-ci.resultsUrl on a runner host";
+          description = "Where each stage ships the run's results (the server's bridge); null on the server, whose dashboard reads `results_dir` itself.";
+        };
+        results_token_file = mkOption {
+          type = types.nullOr types.str;
+          default = if isServer then null else cclib.credentialPath "cc-ci-runner" "results-token";
+          defaultText = literalExpression "the runner unit's credential results-token, on a runner host";
+          readOnly = true;
+          description = "This host's results token (services.cc-ci.secrets.resultsTokenFile), as the runner unit's credential its steps read.";
+        };
         trusted_recipes = mkOption {
           type = types.listOf (types.strMatching "[a-z][a-z0-9-]*");
           default = [ ];
@@ -262,7 +278,7 @@ in
     systemd.tmpfiles.settings."10-cc-ci".${resultsDir}.d = {
       user = "cc-ci-runner";
       group = "cc-ci-results";
-      mode = "2750";
+      mode = if bridgeWritesResults then "2770" else "2750";
     };
 
     environment.etc."cc-ci/stage-runner.json".source = stageRunnerConfig;
@@ -309,7 +325,8 @@ in
 
       serviceConfig = sandbox // {
         ExecStart = lib.getExe runnerStart;
-        LoadCredential = [ "rpc-secret:${cfg.secrets.droneRpcSecretFile}" ];
+        LoadCredential = [ "rpc-secret:${cfg.secrets.droneRpcSecretFile}" ]
+          ++ lib.optional (!isServer) "results-token:${cfg.secrets.resultsTokenFile}";
         RuntimeDirectory = "cc-ci-runner";
         RuntimeDirectoryMode = "0700";
         Restart = "always";
@@ -336,7 +353,8 @@ in
         DRAIN_SECS = toString (cfg.timeouts.build * 60);
       };
       serviceConfig = {
-        LoadCredential = [ "rpc-secret:${cfg.secrets.droneRpcSecretFile}" ];
+        LoadCredential = [ "rpc-secret:${cfg.secrets.droneRpcSecretFile}" ]
+          ++ lib.optional (!isServer) "results-token:${cfg.secrets.resultsTokenFile}";
         # Root without capabilities could not look into the runner's private directories.
         CapabilityBoundingSet = [ "CAP_DAC_READ_SEARCH" ];
         RestrictAddressFamilies = [ "AF_UNIX" ];

@@ -26,7 +26,9 @@ let
 
   # Which secrets each role needs, by option name.
   required = [ "droneRpcSecretFile" "wildcardCertFile" "wildcardKeyFile" ]
-    ++ lib.optionals isServer [ "giteaTokenFile" "droneTokenFile" "giteaOauthClientIdFile" "giteaOauthClientSecretFile" ];
+    ++ lib.optionals isServer [ "giteaTokenFile" "droneTokenFile" "giteaOauthClientIdFile" "giteaOauthClientSecretFile" ]
+    ++ lib.optionals (!isServer) [ "resultsTokenFile" ];
+  tokenNames = lib.attrNames scfg.runnerTokenFiles;
   missing = builtins.filter (n: scfg.${n} == null) required;
 in
 {
@@ -38,6 +40,19 @@ in
     giteaOauthClientSecretFile = secretFile "the client secret of Drone's OAuth application in Gitea";
     wildcardCertFile = secretFile "the wildcard certificate (PEM, full chain)";
     wildcardKeyFile = secretFile "the wildcard certificate's private key (PEM)";
+
+    resultsTokenFile = secretFile "this runner host's token for shipping results to the server";
+
+    runnerTokenFiles = mkOption {
+      type = types.attrsOf secretPath;
+      default = { };
+      example = { cc-ci-runner = "/run/secrets/cc-ci/runner-token-cc-ci-runner"; };
+      description = ''
+        The server: for each of `services.cc-ci.runnerHosts`, the file holding that host's
+        results token (the same value as its `resultsTokenFile`). A token lets its host write
+        results of its own builds only.
+      '';
+    };
 
     webhookSecretFiles = mkOption {
       type = types.listOf secretPath;
@@ -53,9 +68,19 @@ in
   };
 
   config = lib.mkIf cfg.enable {
-    assertions = [{
-      assertion = missing == [ ];
-      message = "services.cc-ci.secrets: a ${cfg.role} host needs ${lib.concatMapStringsSep ", " (n: "secrets.${n}") missing} (paths of files holding them; docs/secrets.md).";
-    }];
+    assertions = [
+      {
+        assertion = missing == [ ];
+        message = "services.cc-ci.secrets: a ${cfg.role} host needs ${lib.concatMapStringsSep ", " (n: "secrets.${n}") missing} (paths of files holding them; docs/secrets.md).";
+      }
+      {
+        assertion = !isServer || lib.sort lib.lessThan tokenNames == lib.sort lib.lessThan cfg.runnerHosts;
+        message = "services.cc-ci.secrets.runnerTokenFiles names ${builtins.toJSON tokenNames} but services.cc-ci.runnerHosts is ${builtins.toJSON cfg.runnerHosts}: the server needs one token per runner host, and none for any other.";
+      }
+      {
+        assertion = isServer || cfg.resultsUrl != null;
+        message = "services.cc-ci.resultsUrl: a runner host ships its runs' results to the server's bridge; set where it reaches it (docs/install.md, \"A second runner host\").";
+      }
+    ];
   };
 }

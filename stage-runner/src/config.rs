@@ -71,6 +71,15 @@ pub struct Config {
     /// runner can reach the docker socket. Empty (the default): nobody's; no wildcard.
     #[serde(default)]
     pub trusted_recipes: Vec<String>,
+    /// A runner on another host than the server: the server's bridge, where each stage ships
+    /// the run's results (`<url>/results/<build>/…`, e.g. `https://hook.ci.coopcloud.tech`).
+    /// None: the server reads `results_dir` itself (one host).
+    #[serde(default)]
+    pub results_url: Option<String>,
+    /// The file holding this runner's token for `results_url` (the server's
+    /// `runner_token_files` holds the same under this runner's name).
+    #[serde(default)]
+    pub results_token_file: Option<PathBuf>,
 }
 
 fn default_server() -> String {
@@ -165,6 +174,14 @@ impl Config {
         }
         for r in &self.recipes {
             ccci::run::check_recipe_name(r).with_context(|| format!("recipes: {r:?}"))?;
+        }
+        match (&self.results_url, &self.results_token_file) {
+            (None, None) => {}
+            (Some(u), Some(_)) => {
+                ccci::config::http_url("results_url", u)?;
+            }
+            (Some(_), None) => bail!("results_url is set but results_token_file is not"),
+            (None, Some(_)) => bail!("results_token_file is set but results_url is not"),
         }
         for r in &self.trusted_recipes {
             ccci::run::check_recipe_name(r).with_context(|| {

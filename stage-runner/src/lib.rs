@@ -14,6 +14,7 @@ pub mod process;
 pub mod redact;
 pub mod resolve;
 pub mod rundir;
+pub mod ship;
 pub mod stage;
 pub mod wait;
 
@@ -36,7 +37,8 @@ pub fn drone_stage(cfg: Config, stage: Stage) -> Result<u8> {
     if stage == Stage::Prepare {
         let params = RunParams::from_lookup(|k| std::env::var(k).ok())?;
         let build: i64 = run_id.parse().unwrap_or(0);
-        let (code, verdict) = prepare(cfg, &params, &run_id, build);
+        let (code, verdict) = prepare(cfg.clone(), &params, &run_id, build);
+        ship_results(&cfg, build, &Redactor::new([]));
         say(&Redactor::new([]), &verdict.line());
         return Ok(code);
     }
@@ -73,12 +75,39 @@ pub fn drone_stage(cfg: Config, stage: Stage) -> Result<u8> {
         verdict.card = ctx.render_card();
     }
     let redactor = ctx.redactor.clone();
+    ship_results(&cfg, run_id.parse().unwrap_or(0), &redactor);
     let code = o.exit_code();
     if stage == Stage::Teardown && code == 0 {
         ctx.forget()?;
     }
     say(&redactor, &verdict.line());
     Ok(code)
+}
+
+/// Ships the run's results when this runner is on another host than the server, and says in
+/// the step log what crossed (or why nothing did).
+fn ship_results(cfg: &Config, build: i64, redactor: &Redactor) {
+    match ship::ship(cfg, build) {
+        Ok(None) => {}
+        Ok(Some(s)) => say(
+            redactor,
+            &format!(
+                "results: shipped files={} bytes={} requests={}{}",
+                s.files,
+                s.bytes,
+                s.requests,
+                if s.refused.is_empty() {
+                    String::new()
+                } else {
+                    format!(" refused={}", s.refused.join(","))
+                }
+            ),
+        ),
+        Err(e) => say(
+            redactor,
+            &format!("WARN results: not shipped (a later stage tries again): {e:#}"),
+        ),
+    }
 }
 
 /// The verdict line of a stage that stopped on an error before it could judge anything (bad

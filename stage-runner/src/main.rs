@@ -48,13 +48,16 @@ OPTIONS:
          "command_timeout_secs": 1800, "run_deadline_secs": 3600,
          "janitor_max_age_secs": 21600,
          "allowed_src": ["https://git.coopcloud.tech/"], "abra_env": {},
-         "trusted_recipes": []}
+         "trusted_recipes": [], "results_url": null, "results_token_file": null}
                           recipes: the enrolled recipes, the only ones a run may be for
                           (tests/<recipe>/ in tests_dir adds checks; none is needed)
                           run_deadline_secs: a whole run's bound; past it the stage is
                           stopped, the app torn down, later stages error "deadline"
                           trusted_recipes: recipes whose own tests/ (code from the PR) may
                           run here; empty by default, no wildcard
+                          results_url, results_token_file: on a runner host other than
+                          the server, its bridge and this host's token; each stage ships
+                          the run's new results there (null: the server reads results_dir)
     --SETTING VALUE       any setting above, e.g. --janitor-max-age-secs 0
     --ref SHA             (local) the full commit sha to test
     --src URL             (local) where to fetch it (default: the Co-op Cloud recipe repo)

@@ -53,6 +53,28 @@ pub struct Setup {
     /// The enrolled recipes, each from the stand-in catalogue with a demo PR of its own; the
     /// first is the one [`World::pr`] and the one-recipe methods are about.
     pub recipes: Vec<String>,
+    /// A second runner host beside the server's runner (real upstreams only): its own exec
+    /// runner ([`RUNNER_2`], `capacity` runs), stage-runner config, state, results and abra
+    /// directories and app domain, shipping its results to the bridge as a host that shares
+    /// no disk with the server does ([`SecondHost`]).
+    pub second_runner: bool,
+}
+
+/// The second runner host's `DRONE_RUNNER_NAME`.
+pub const RUNNER_2: &str = "cc-ci-runner-2";
+/// The server's own runner's.
+pub const RUNNER_1: &str = "cc-ci-test-runner";
+
+/// What a world's second runner host is made of.
+pub struct SecondHost {
+    pub runner: RealRunner,
+    /// Its stage-runner config: each stage reads it afresh, so a test may repoint
+    /// `results_url` between runs.
+    pub config: PathBuf,
+    /// Where its runs' results are written before they are shipped.
+    pub results: PathBuf,
+    pub abra_dir: PathBuf,
+    pub base_domain: String,
 }
 
 impl Setup {
@@ -193,6 +215,8 @@ pub struct World {
     bridge: Option<Child>,
     dashboard: Option<std::thread::JoinHandle<()>>,
     stop_dashboard: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The second runner host, when [`Setup::second_runner`].
+    pub second: Option<SecondHost>,
     /// Held while dashboard-gen runs: the timer's generation and an asked-for one would
     /// otherwise meet at the site's lock, and the second would publish nothing.
     generating: std::sync::Arc<std::sync::Mutex<()>>,
@@ -306,6 +330,12 @@ impl World {
                 "webhook_secret_files": if setup.webhooks { vec![config_dir.join("webhook-secret")] } else { vec![] },
                 "state_dir": d.join("bridge-state"),
                 "dashboard_url": site_url,
+                "results_dir": if setup.second_runner { json!(results) } else { json!(null) },
+                "runner_token_files": if setup.second_runner {
+                    json!({ RUNNER_2: config_dir.join("runner-2-token") })
+                } else {
+                    json!({})
+                },
             })
             .to_string(),
         )?;
@@ -325,6 +355,21 @@ impl World {
             .to_string(),
         )?;
         std::fs::create_dir_all(d.join("bridge-state"))?;
+        std::fs::create_dir_all(&results)?;
+        let second = if setup.second_runner {
+            let LocalDrone::Real(real) = &drone else {
+                bail!("a second runner host needs the real Drone and exec runner (Setup::real)");
+            };
+            Some(second_host(
+                &setup,
+                &real.0,
+                &stage_cfg,
+                &bridge_listen,
+                &ground,
+            )?)
+        } else {
+            None
+        };
         for r in setup.recipes.iter().filter(|_| setup.webhooks) {
             // Gitea files PR comments under `pull_request_comment`; a hook on `issue_comment`
             // alone only hears comments on issues.
@@ -347,6 +392,7 @@ impl World {
             bridge_listen,
             site_server,
             bridge: None,
+            second,
             dashboard: None,
             stop_dashboard: Default::default(),
             generating: Default::default(),
@@ -637,10 +683,57 @@ impl Drop for World {
         self.kill_bridge();
         self.drone.wait_idle(Duration::from_secs(60));
         crate::abra::app::purge(&self.setup.dir.join("abra"));
+        if let Some(h) = &self.second {
+            crate::abra::app::purge(&h.abra_dir);
+        }
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.setup.dir);
         }
     }
+}
+
+/// The second runner host: its config is the server runner's with its own directories, app
+/// domain and `results_url` (the bridge) and token; its runner is named [`RUNNER_2`].
+fn second_host(
+    setup: &Setup,
+    drone: &RealDrone,
+    stage_cfg: &Path,
+    bridge_listen: &str,
+    ground: &Ground,
+) -> Result<SecondHost> {
+    let d = setup.dir.join("host-2");
+    let abra_dir = d.join("abra");
+    let out = Command::new(setup.bin.join("abra"))
+        .args(["server", "add", "--local"])
+        .env("ABRA_DIR", &abra_dir)
+        .output()
+        .context("abra server add on the second host")?;
+    if !out.status.success() {
+        bail!("abra server add: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let token = format!("r2-{}", crate::runner::random_id(32));
+    write(&setup.dir.join("etc/runner-2-token"), &token)?;
+    write(&d.join("runner-token"), &token)?;
+    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(stage_cfg)?)?;
+    let results = d.join("results");
+    let base_domain = ground.world_domain();
+    cfg["state_dir"] = json!(d.join("state"));
+    cfg["results_dir"] = json!(results);
+    cfg["abra_dir"] = json!(abra_dir);
+    cfg["base_domain"] = json!(base_domain);
+    cfg["results_url"] = json!(format!("http://{bridge_listen}"));
+    cfg["results_token_file"] = json!(d.join("runner-token"));
+    let config = d.join("stage-runner.json");
+    write(&config, &cfg.to_string())?;
+    let environ = BTreeMap::from([("CCCI_CONFIG".to_owned(), config.display().to_string())]);
+    let runner = drone.start_runner_named(RUNNER_2, setup.capacity, &step_path(setup), &environ)?;
+    Ok(SecondHost {
+        runner,
+        config,
+        results,
+        abra_dir,
+        base_domain,
+    })
 }
 
 struct Upstreams {

@@ -59,6 +59,7 @@ fn setup(name: &str, webhooks: bool, poll_secs: u64, real: bool) -> Setup {
         real,
         base_domain: standins::ground::Ground::from_env().unwrap().world_domain(),
         recipes: vec![standins::local::RECIPE.into()],
+        second_runner: false,
     }
 }
 
@@ -765,4 +766,343 @@ fn an_image_changed_under_an_unchanged_commit_is_a_regression_on_the_site() {
         )),
         "{week}"
     );
+}
+
+/// A TCP relay on 127.0.0.1 in front of the bridge, standing for the network between a
+/// runner host and the server: it passes everything, or, once armed, holds the first upload
+/// of an artifact after half its body, as a host that dies mid-upload leaves it.
+struct Relay {
+    addr: std::net::SocketAddr,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    held: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    release: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    fn start(upstream: String) -> Relay {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let (armed, held, release) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (a, h, r) = (armed.clone(), held.clone(), release.clone());
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(mut c) = c else { continue };
+                let Ok(mut up) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (a, h, r) = (a.clone(), h.clone(), r.clone());
+                std::thread::spawn(move || {
+                    let _ = c.set_read_timeout(Some(Duration::from_secs(60)));
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
+                        if c.read(&mut b).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(b[0]);
+                    }
+                    let text = String::from_utf8_lossy(&head).into_owned();
+                    let hold = text.contains("/artifacts/")
+                        && a.load(Ordering::SeqCst)
+                        && !h.swap(true, Ordering::SeqCst);
+                    if up.write_all(&head).is_err() {
+                        return;
+                    }
+                    if hold {
+                        let len: usize = text
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().to_owned())
+                            })
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0);
+                        let mut half = vec![0u8; len / 2];
+                        if c.read_exact(&mut half).is_ok() {
+                            let _ = up.write_all(&half);
+                        }
+                        let end = Instant::now() + Duration::from_secs(300);
+                        while !r.load(Ordering::SeqCst) && Instant::now() < end {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        // The host is gone: its connection ends mid-body.
+                        let _ = up.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                    let mut back = up.try_clone().unwrap();
+                    let mut front = c.try_clone().unwrap();
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut back, &mut front);
+                        let _ = front.shutdown(std::net::Shutdown::Write);
+                    });
+                    let _ = std::io::copy(&mut c, &mut up);
+                    let _ = up.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        Relay {
+            addr,
+            armed,
+            held,
+            release,
+        }
+    }
+}
+
+/// The figures a runner host's step logs give of its shipping: (files, bytes, requests).
+fn shipped(w: &World, build: i64) -> (u64, u64, u64) {
+    let b = w.drone.build("coop-cloud", "cc-ci", build).unwrap();
+    let mut t = (0, 0, 0);
+    for step in &b.stages[0].steps {
+        let log = w
+            .drone
+            .step_log("coop-cloud", "cc-ci", build, 1, step.number)
+            .unwrap_or_default();
+        for l in log {
+            let Some(rest) = l.out.trim().strip_prefix("results: shipped ") else {
+                continue;
+            };
+            let field = |k: &str| {
+                rest.split_whitespace()
+                    .find_map(|f| f.strip_prefix(k))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            t.0 += field("files=");
+            t.1 += field("bytes=");
+            t.2 += field("requests=");
+        }
+    }
+    t
+}
+
+fn machine(w: &World, build: i64) -> String {
+    w.drone.build("coop-cloud", "cc-ci", build).unwrap().stages[0]
+        .machine
+        .clone()
+}
+
+/// Two runner hosts on the real Drone: the server's runner, which writes the results
+/// directory itself, and a second host that shares no disk with the server and ships each
+/// stage's results to the bridge. A burst of runs spreads over both, and every run's page has
+/// its details, card and screenshot; then the second host dies in the middle of an upload,
+/// and its run shows what arrived and says what did not, with the server's runs untouched.
+#[test]
+fn real_two_runner_hosts_ship_every_run_and_a_dead_host_loses_only_its_own() {
+    use standins::local::{RUNNER_1, RUNNER_2};
+    use std::sync::atomic::Ordering;
+    let mut w = World::start(Setup {
+        capacity: 1,
+        second_runner: true,
+        ..setup("hosts", false, 2, true)
+    })
+    .unwrap();
+    let mut prs = vec![w.pr];
+    for i in 1..3 {
+        let (pr, _) = w
+            .open_pr(&format!("burst-{i}"), &format!("Burst {i}"), |dir| {
+                let readme = dir.join("README.md");
+                let text = std::fs::read_to_string(&readme)?;
+                std::fs::write(&readme, format!("{text}\nBurst {i}.\n"))?;
+                Ok(())
+            })
+            .unwrap();
+        prs.push(pr);
+    }
+    for pr in &prs {
+        w.comment_on(w.recipe(), *pr, MAINTAINER, "!testme")
+            .unwrap();
+    }
+    wait("a build per PR", Duration::from_secs(30), || {
+        (w.builds().len() >= prs.len()).then_some(())
+    });
+    let mut runs = Vec::new();
+    for pr in &prs {
+        let b = wait("the PR's build", Duration::from_secs(30), || {
+            w.builds()
+                .into_iter()
+                .filter(|b| b.params["PR"] == pr.to_string())
+                .max_by_key(|b| b.number)
+        });
+        let body = final_comment(&w, *pr, b.number);
+        assert!(
+            body.contains("**passed**"),
+            "{body}\n{}",
+            failed_logs(&w, b.number)
+        );
+        runs.push(b.number);
+    }
+    let machines: std::collections::BTreeSet<String> =
+        runs.iter().map(|n| machine(&w, *n)).collect();
+    assert_eq!(
+        machines,
+        [RUNNER_1.to_owned(), RUNNER_2.to_owned()].into(),
+        "the burst ran on both hosts"
+    );
+    w.generate_dashboard().unwrap();
+    let site = w.site();
+    let host2 = w.second.as_ref().unwrap();
+    for n in &runs {
+        let page = read(&site.join(format!("runs/{n}.html")));
+        for stage in ["install", "upgrade", "backup"] {
+            assert!(
+                page.contains(&format!(
+                    "<tr id=stage-{stage}><th scope=row>{stage}</th><td><i class=p>"
+                )),
+                "run {n} on {}: {stage} has no details\n{page}",
+                machine(&w, *n)
+            );
+        }
+        assert!(
+            page.contains("alt=\"the run's summary card\""),
+            "run {n}: no card"
+        );
+        assert!(page.contains("landing.png"), "run {n}: no screenshot");
+        let card = std::fs::read(site.join(format!("runs/{n}/artifacts/card.png"))).unwrap();
+        assert!(card.starts_with(b"\x89PNG"));
+        if machine(&w, *n) == RUNNER_2 {
+            // What the dashboard shows came over the wire: the second host's own copy is
+            // elsewhere, and the server's is the one it shipped.
+            assert!(host2.results.join(format!("{n}/summary.json")).is_file());
+            let (files, bytes, requests) = shipped(&w, *n);
+            let b = w.drone.build("coop-cloud", "cc-ci", *n).unwrap();
+            let arrived = std::fs::metadata(w.setup.dir.join(format!("results/{n}/summary.json")))
+                .unwrap()
+                .modified()
+                .unwrap()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64;
+            eprintln!(
+                "shipping run {n}: files={files} bytes={bytes} requests={requests}; last summary arrived {} s before the build's end",
+                b.finished - arrived
+            );
+            assert!(files > 0 && requests >= files);
+            assert!(
+                arrived <= b.finished,
+                "the details were there when the build ended"
+            );
+        }
+    }
+
+    // The second host dies in the middle of an upload.
+    let relay = Relay::start(w.bridge_listen.clone());
+    let cfg_path = host2.config.clone();
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    cfg["results_url"] = format!("http://{}", relay.addr).into();
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    relay.armed.store(true, Ordering::SeqCst);
+    let before = w.builds().len();
+    for pr in &prs[..2] {
+        w.comment_on(w.recipe(), *pr, MAINTAINER, "!testme")
+            .unwrap();
+    }
+    let pair = wait("two more builds", Duration::from_secs(30), || {
+        let b = w.builds();
+        (b.len() >= before + 2).then_some(b)
+    });
+    let mut new: Vec<i64> = pair
+        .iter()
+        .map(|b| b.number)
+        .filter(|n| !runs.contains(n))
+        .collect();
+    new.sort();
+    wait("an upload held mid-body", Duration::from_secs(300), || {
+        relay.held.load(Ordering::SeqCst).then_some(())
+    });
+    w.second.as_mut().unwrap().runner.kill_host();
+    relay.release.store(true, Ordering::SeqCst);
+    let dead = *new
+        .iter()
+        .find(|n| machine(&w, **n) == RUNNER_2)
+        .expect("a run on host 2");
+    let alive = *new
+        .iter()
+        .find(|n| machine(&w, **n) == RUNNER_1)
+        .expect("a run on host 1");
+    wait(
+        "the bridge to see the cut upload",
+        Duration::from_secs(30),
+        || {
+            w.bridge_log()
+                .lines()
+                .any(|l| l.contains(&format!("build={dead} ")) && l.contains("status=400"))
+                .then_some(())
+        },
+    );
+    // Its builds stay "running" in Drone until someone cancels them, as on a real host loss.
+    if let standins::local::LocalDrone::Real(r) = &w.drone {
+        let _ = r.0.call(
+            "DELETE",
+            &format!("/api/repos/coop-cloud/cc-ci/builds/{dead}"),
+        );
+    }
+    let alive_pr: i64 = w.drone.build("coop-cloud", "cc-ci", alive).unwrap().params["PR"]
+        .parse()
+        .unwrap();
+    let body = final_comment(&w, alive_pr, alive);
+    assert!(
+        body.contains("**passed**"),
+        "{body}\n{}",
+        failed_logs(&w, alive)
+    );
+    wait(
+        "the cancelled build to end",
+        Duration::from_secs(60),
+        || {
+            w.drone
+                .build("coop-cloud", "cc-ci", dead)
+                .is_some_and(|b| b.status != "running" && b.status != "pending")
+                .then_some(())
+        },
+    );
+    // Nothing half-received shows anywhere: the dead run has at most whole files from its
+    // stages before the cut, and a summary that lists only what arrived.
+    let results = w.setup.dir.join("results");
+    assert_eq!(
+        std::fs::read_dir(results.join(".incoming"))
+            .unwrap()
+            .count(),
+        0,
+        "no half-received file left"
+    );
+    let sum: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(results.join(format!("{dead}/summary.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sum["finished"], 0, "{sum}");
+    for st in sum["stages"].as_array().unwrap() {
+        for a in st["artifacts"].as_array().unwrap() {
+            let p = results.join(format!("{dead}/{}", a.as_str().unwrap()));
+            assert!(
+                p.is_file(),
+                "the summary lists {} which is not whole here",
+                p.display()
+            );
+        }
+    }
+    w.generate_dashboard().unwrap();
+    let page = read(&site.join(format!("runs/{dead}.html")));
+    assert!(page.contains("did not report their details here"), "{page}");
+    let page = read(&site.join(format!("runs/{alive}.html")));
+    assert!(
+        page.contains("<tr id=stage-backup><th scope=row>backup</th><td><i class=p>"),
+        "{page}"
+    );
+    for n in &runs {
+        let page = read(&site.join(format!("runs/{n}.html")));
+        assert!(
+            page.contains("alt=\"the run's summary card\""),
+            "run {n} lost its card"
+        );
+    }
 }

@@ -107,7 +107,7 @@ impl Engine {
         }
         store.save(&state)?;
         let gitea = cfg.gitea();
-        let drone = DroneClient::new(&cfg.drone_url, cfg.drone_token.clone(), cfg.request_timeout);
+        let drone = cfg.drone();
         metrics
             .followed_runs
             .store(state.runs.len() as u64, Ordering::Relaxed);

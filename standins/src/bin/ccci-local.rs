@@ -90,6 +90,7 @@ fn run(mut args: pico_args::Arguments) -> Result<bool> {
         real,
         base_domain: standins::ground::Ground::from_env()?.base_domain,
         recipes,
+        second_runner: false,
     })?;
     clock.say(&format!(
         "up: {} {}  Drone {}  apps at https://*.{} (Traefik on 127.0.0.1)  bridge {}",

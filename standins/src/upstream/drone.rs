@@ -138,7 +138,18 @@ impl RealDrone {
         path: &str,
         environ: &BTreeMap<String, String>,
     ) -> Result<RealRunner> {
-        RealRunner::start(self, capacity, path, environ)
+        RealRunner::start(self, crate::local::RUNNER_1, capacity, path, environ)
+    }
+
+    /// [`RealDrone::start_runner`] as `DRONE_RUNNER_NAME` `name`: another runner host.
+    pub fn start_runner_named(
+        &self,
+        name: &str,
+        capacity: usize,
+        path: &str,
+        environ: &BTreeMap<String, String>,
+    ) -> Result<RealRunner> {
+        RealRunner::start(self, name, capacity, path, environ)
     }
 }
 
@@ -151,6 +162,7 @@ pub struct RealRunner {
 impl RealRunner {
     fn start(
         drone: &RealDrone,
+        name: &str,
         capacity: usize,
         path: &str,
         environ: &BTreeMap<String, String>,
@@ -173,7 +185,7 @@ impl RealRunner {
             .env("DRONE_RPC_HOST", format!("127.0.0.1:{}", drone.port))
             .env("DRONE_RPC_PROTO", "http")
             .env("DRONE_RPC_SECRET", &drone.rpc_secret)
-            .env("DRONE_RUNNER_NAME", "cc-ci-test-runner")
+            .env("DRONE_RUNNER_NAME", name)
             .env("DRONE_RUNNER_CAPACITY", capacity.to_string())
             .env("DRONE_RUNNER_ROOT", &root)
             // Its status page would listen on every address (:3000) by default.
@@ -188,5 +200,37 @@ impl RealRunner {
 
     pub fn log_tail(&self, n: usize) -> String {
         self.proc.log_tail(n)
+    }
+
+    /// SIGKILL to the runner and every process under it, at once, as a host that loses its
+    /// power: no step finishes, no stage-runner tears down or ships anything more.
+    pub fn kill_host(&mut self) {
+        let mut tree = vec![self.proc.child.id()];
+        let mut i = 0;
+        // Bounded: a process tree of a few hundred at most.
+        while i < tree.len() && tree.len() < 10_000 {
+            let parent = tree[i];
+            for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                    continue;
+                };
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                // `pid (comm) state ppid …`; comm may hold spaces, so read after the last ')'.
+                let ppid = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                    .and_then(|p| p.parse::<u32>().ok());
+                if ppid == Some(parent) && !tree.contains(&pid) {
+                    tree.push(pid);
+                }
+            }
+            i += 1;
+        }
+        for pid in &tree {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        let _ = self.proc.child.wait();
     }
 }

@@ -16,6 +16,8 @@
     adminKeys = [ "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFakeFakeFakeFakeFakeFakeFake fake@cc-ci" ];
     network = "static";
     droneAddress = "192.0.2.10";
+    # The server's bridge on the hosts' shared network (its listen, opened to this host).
+    resultsUrl = "http://192.0.2.10:8088";
   };
 
   system.stateVersion = "26.05";

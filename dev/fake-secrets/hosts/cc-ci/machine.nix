@@ -11,6 +11,8 @@
     # Root's keys, from /root/.ssh/authorized_keys (a throwaway key here).
     adminKeys = [ "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFakeFakeFakeFakeFakeFakeFake fake@cc-ci" ];
     network = "dhcp";
+    # The instance's runner hosts, each shipping its results with its own token.
+    runnerHosts = [ "cc-ci-runner" ];
   };
 
   # The release the host was first installed with; never change it on an installed host.
