@@ -3,19 +3,23 @@ mutation gone."""
 
 import pytest
 
+from ccci_harness import fill_me_in
+
 KEY = "template_backup_seed"
 
 
 @pytest.mark.pre_backup
 def test_seed_before_backup(http, kv):
-    kv[KEY] = "seed"  # create real data here
+    fill_me_in("create real data that the backup must keep")
+    kv[KEY] = "seed"
 
 
 @pytest.mark.after_backup
 def test_mutate_after_backup(http, kv):
-    pass  # change or delete the seed, add something new; assert the change is live
+    fill_me_in("change or delete the seed, add something new; assert the change is live")
 
 
 @pytest.mark.after_restore
 def test_restore_brings_seed_back(http, kv):
-    assert kv[KEY]  # the seed is back, the mutation gone
+    fill_me_in("assert the seed is back and the mutation gone")
+    assert kv[KEY]

@@ -349,3 +349,45 @@ def test_steady_steps_retries_only_what_the_network_change_broke():
     with pytest.raises(TimeoutError):
         steady_steps(page, always_moving, tries=3)
     assert len(runs) == 3
+
+
+def test_a_copied_template_fails_until_filled_in(tmp_path):
+    """docs/enroll-recipe.md's first step copies tests/_template: against an app that answers
+    everything with 200, every one of its tests must fail, saying "fill me in"."""
+
+    class Ok(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            body = b"<html><body>any app</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        env = _clean_env()
+        env.update({
+            "CCCI_DOMAIN": "template.invalid",
+            "CCCI_BASE_URL": f"http://127.0.0.1:{srv.server_address[1]}",
+            "CCCI_RUN_DIR": str(tmp_path),
+            "CCCI_TLS_VERIFY": "0",
+        })
+        junit = tmp_path / "junit.xml"
+        p = _collect(["-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
+                      str(TESTS_DIR / "_template")], env)
+        assert p.returncode == 1, p.stdout + p.stderr
+        import xml.etree.ElementTree as ET
+        cases = ET.parse(junit).getroot().iter("testcase")
+        results = {c.get("name"): [e.get("message", "") for e in c if e.tag == "failure"]
+                   for c in cases}
+        assert len(results) == 7, results
+        for name, failures in results.items():
+            assert failures and "fill me in" in failures[0], (name, failures, p.stdout)
+    finally:
+        srv.shutdown()
+        srv.server_close()
