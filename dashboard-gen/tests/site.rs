@@ -381,7 +381,10 @@ fn every_status_mark_level_and_outside_string() {
         "{run_c}"
     );
     let run_f = w.read(&format!("runs/{f}.html"));
-    assert!(run_f.contains("No run summary reached the dashboard"), "{run_f}");
+    assert!(
+        run_f.contains("No run summary reached the dashboard"),
+        "{run_f}"
+    );
 
     // Recipe pages: history newest first, sparkline, badge snippet.
     let page_b = w.read("recipes/bravo.html");

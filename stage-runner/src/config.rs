@@ -163,6 +163,22 @@ impl Config {
         {
             bail!("base_domain {:?} is not a domain", self.base_domain);
         }
+        for (key, v) in [
+            ("deploy_timeout_secs", self.deploy_timeout_secs),
+            ("command_timeout_secs", self.command_timeout_secs),
+            ("run_deadline_secs", self.run_deadline_secs),
+            // 0 would reap every run at every prepare, the ones in flight on other slots too.
+            ("janitor_max_age_secs", self.janitor_max_age_secs),
+        ] {
+            if v == 0 {
+                bail!("{key} must be at least 1 second, got 0");
+            }
+        }
+        for (key, dir) in [("tests_dir", &self.tests_dir), ("abra_dir", &self.abra_dir)] {
+            if !dir.is_dir() {
+                bail!("{key} {} is not a directory", dir.display());
+            }
+        }
         if !matches!(self.scheme.as_str(), "http" | "https") {
             bail!("scheme must be http or https");
         }

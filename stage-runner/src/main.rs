@@ -58,7 +58,7 @@ OPTIONS:
                           results_url, results_token_file: on a runner host other than
                           the server, its bridge and this host's token; each stage ships
                           the run's new results there (null: the server reads results_dir)
-    --SETTING VALUE       any setting above, e.g. --janitor-max-age-secs 0
+    --SETTING VALUE       any setting above, e.g. --deploy-timeout-secs 300
     --ref SHA             (local) the full commit sha to test
     --src URL             (local) where to fetch it (default: the Co-op Cloud recipe repo)
     --check-config        validate the configuration, then exit

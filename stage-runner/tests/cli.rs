@@ -32,8 +32,8 @@ fn check_config_accepts_a_good_config_and_names_what_is_wrong_with_a_bad_one() {
         "recipes": ["custom-html"],
         "state_dir": "/var/lib/cc-ci-runner/state",
         "results_dir": "/var/lib/cc-ci-results",
-        "tests_dir": "/etc/cc-ci/tests",
-        "abra_dir": "/var/lib/cc-ci-runner/abra",
+        "tests_dir": concat!(env!("CARGO_MANIFEST_DIR"), "/../tests"),
+        "abra_dir": std::env::temp_dir(),
         "allowed_src": ["https://git.coopcloud.tech/"],
         "resolve": null,
     });
@@ -68,6 +68,46 @@ fn check_config_accepts_a_good_config_and_names_what_is_wrong_with_a_bad_one() {
     assert!(!ok);
     assert!(out.contains("missing field `recipes`"), "{out}");
 
+    // What would fail at the first stage fails here, saying why.
+    for (key, value, says) in [
+        (
+            "deploy_timeout_secs",
+            serde_json::json!(0),
+            "deploy_timeout_secs must be at least 1 second",
+        ),
+        (
+            "janitor_max_age_secs",
+            serde_json::json!(0),
+            "janitor_max_age_secs must be at least 1 second",
+        ),
+        (
+            "run_deadline_secs",
+            serde_json::json!(0),
+            "run_deadline_secs must be at least 1 second",
+        ),
+        (
+            "tests_dir",
+            serde_json::json!("/nonexistent/tests"),
+            "tests_dir /nonexistent/tests is not a directory",
+        ),
+        (
+            "abra_dir",
+            serde_json::json!("/nonexistent/abra"),
+            "abra_dir /nonexistent/abra is not a directory",
+        ),
+        (
+            "results_url",
+            serde_json::json!("https://r.example.org"),
+            "results_url is set but results_token_file is not",
+        ),
+    ] {
+        let mut bad = good.clone();
+        bad[key] = value;
+        let (ok, out) = check(&bad, &[]);
+        assert!(!ok, "{key}: accepted");
+        assert!(out.contains(says), "{key}: {out}");
+    }
+
     // Overrides are checked too.
     let (ok, out) = check(&good, &["--scheme", "ftp"]);
     assert!(!ok);
@@ -100,7 +140,11 @@ fn the_help_s_example_config_is_valid_and_complete() {
             .0
         + 1;
     let example: serde_json::Value = serde_json::from_str(&help[start..end]).unwrap();
-    let (ok, out) = check(&example, &[]);
+    // Its directories are a host's; here, ones that exist stand in for them.
+    let mut here = example.clone();
+    here["tests_dir"] = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests").into();
+    here["abra_dir"] = std::env::temp_dir().display().to_string().into();
+    let (ok, out) = check(&here, &[]);
     assert!(ok, "{out}");
     let cfg: stage_runner::config::Config = serde_json::from_value(example.clone()).unwrap();
     for key in serde_json::to_value(&cfg)
@@ -123,8 +167,8 @@ fn an_unknown_stage_is_named_with_the_stages_there_are() {
         "recipes": ["custom-html"],
         "state_dir": dir.join("state"),
         "results_dir": dir.join("results"),
-        "tests_dir": "/etc/cc-ci/tests",
-        "abra_dir": dir.join("abra"),
+        "tests_dir": concat!(env!("CARGO_MANIFEST_DIR"), "/../tests"),
+        "abra_dir": dir,
         "allowed_src": ["https://git.coopcloud.tech/"],
     });
     std::fs::write(&config, serde_json::to_vec(&cfg).unwrap()).unwrap();
