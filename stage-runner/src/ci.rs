@@ -92,6 +92,35 @@ pub const SWITCHABLE: &[&str] = &["backup-data", "backup-dump"];
 /// What `{…}` in an `env` value may name.
 const PLACEHOLDERS: &[&str] = &["domain", "app", "base_domain"];
 
+/// `check-suite DIR…`: each recipe suite's `ci.json` read exactly as a run reads it (the one
+/// validator: the local check, `.ci/run` and prepare all say the same). 0 when all are valid.
+pub fn check_suites(dirs: &[std::path::PathBuf]) -> u8 {
+    let mut worst = 0;
+    for d in dirs {
+        let name = d.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let named = if name.starts_with('_') {
+            Ok(())
+        } else {
+            ccci::run::check_recipe_name(name)
+                .map_err(|e| anyhow::anyhow!("the folder is named after the recipe: {e:#}"))
+        };
+        let checked = named.and_then(|()| {
+            if !d.join("ci.json").is_file() {
+                bail!("{} has no ci.json", d.display());
+            }
+            CiSettings::load(d).map(drop)
+        });
+        match checked {
+            Ok(()) => println!("{}: ci.json is valid", d.display()),
+            Err(e) => {
+                println!("ERROR {}: {e:#}", d.display());
+                worst = 2;
+            }
+        }
+    }
+    worst
+}
+
 impl CiSettings {
     /// `tests/<recipe>/ci.json`; a recipe without one (or without a test tree) gets the
     /// defaults: the generic checks alone.

@@ -15,6 +15,7 @@ USAGE:
     cc-ci-stage-runner janitor --config FILE
     cc-ci-stage-runner local <RECIPE> --ref SHA [--src URL] --config FILE
     cc-ci-stage-runner --check-config --config FILE
+    cc-ci-stage-runner check-suite DIR...
 
 STAGES (in order; each reads the run from the state directory):
     prepare        validate RECIPE/REF/PR/SRC, reap old runs, fetch the recipe at REF,
@@ -32,6 +33,9 @@ STAGES (in order; each reads the run from the state directory):
                    rule not satisfied fails the stage; no deploy needed)
     teardown       remove the app, its volumes, secrets and backups, and the run's state;
                    idempotent
+
+check-suite DIR... reads each tests/<recipe>/ci.json exactly as prepare does and says what
+is wrong with it (no config needed): e.g. cc-ci-stage-runner check-suite tests/my-recipe
 
 ENVIRONMENT (from the Drone build):
     RECIPE, REF, PR, SRC, COMMENT   the run's params (prepare)
@@ -93,6 +97,14 @@ fn main() -> ExitCode {
 }
 
 fn run(mut args: pico_args::Arguments) -> Result<u8> {
+    if std::env::args().nth(1).as_deref() == Some("check-suite") {
+        let _ = args.subcommand()?;
+        let dirs: Vec<PathBuf> = args.finish().into_iter().map(PathBuf::from).collect();
+        if dirs.is_empty() {
+            bail!("check-suite: name the suite folders, e.g. tests/custom-html");
+        }
+        return Ok(stage_runner::ci::check_suites(&dirs));
+    }
     let config: PathBuf = args.value_from_str(["-c", "--config"])?;
     if args.contains("--check-config") {
         let overrides = setting_overrides(args.finish())?;

@@ -5,6 +5,7 @@ every ci.json has the contract's keys, the suites are collected and skipped with
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -20,12 +21,10 @@ from ccci_harness.browser import artifact_name, chromium_args
 from ccci_harness.context import Resolve
 from ccci_harness.http import AppSession
 from ccci_harness.wait import WaitTimeout
-from standin_world import TESTS_DIR
+from standin_world import REPO, TESTS_DIR, target_dir
 
 SUITES = sorted(d.name for d in TESTS_DIR.iterdir()
                 if (d / "ci.json").is_file() and not d.name.startswith("_"))
-CI_KEYS = {"health_path", "deploy_timeout_secs", "env", "secrets", "values", "upgrade_base",
-           "skip"}
 
 
 def test_kv_persists_across_instances(tmp_path):
@@ -118,21 +117,40 @@ def _suite_tests():
             yield f
 
 
+def _check_suites(*dirs):
+    """stage-runner's own ci.json validator (`check-suite`), what prepare runs on the suite."""
+    exe = target_dir() / "debug" / "cc-ci-stage-runner"
+    if not exe.exists():
+        subprocess.run(["cargo", "build", "-q", "-p", "cc-ci-stage-runner"], cwd=REPO,
+                       check=True, timeout=900)
+    return subprocess.run([str(exe), "check-suite", *map(str, dirs)], capture_output=True,
+                          text=True, timeout=60)
+
+
 def test_every_suite_has_ci_json_readme_and_tests():
+    p = _check_suites(*(TESTS_DIR / s for s in SUITES + ["_template"]))
+    assert p.returncode == 0, p.stdout + p.stderr
     for suite in SUITES + ["_template"]:
         d = TESTS_DIR / suite
-        ci = json.loads((d / "ci.json").read_text())
-        assert CI_KEYS <= set(ci), f"{suite}/ci.json lacks {CI_KEYS - set(ci)}"
-        assert ci["health_path"].startswith("/")
-        assert isinstance(ci["deploy_timeout_secs"], int) and ci["deploy_timeout_secs"] > 0
-        assert all(isinstance(v, str) for v in ci["env"].values())
-        for name, spec in ci["secrets"].items():
-            assert spec.get("version", "").startswith("v"), (suite, name)
-            assert spec.get("generate") is True or spec.get("value_from") in ci["values"], \
-                (suite, name, "value_from must name a generated value")
-        assert set(ci["skip"]) <= {"upgrade", "backup", "recipe-tests", "lint"}
         assert (d / "README.md").read_text().strip()
         assert list(d.glob("test_*.py")), suite
+
+
+def test_the_suite_check_refuses_what_a_run_refuses(tmp_path):
+    """The local check is prepare's: a typo'd key, a stage that cannot be skipped."""
+    for name, edit, says in [
+        ("typo", lambda ci: ci.update(helth_path="/"), "unknown field `helth_path`"),
+        ("skip", lambda ci: ci.update(skip={"install": "no"}), "install"),
+    ]:
+        d = tmp_path / name / "my-recipe"
+        shutil.copytree(TESTS_DIR / "_template", d)
+        ci = json.loads((d / "ci.json").read_text())
+        edit(ci)
+        (d / "ci.json").write_text(json.dumps(ci))
+        p = _check_suites(d)
+        assert p.returncode == 2 and says in p.stdout, (name, p.stdout)
+    p = _check_suites(tmp_path / "Not_A_Recipe")
+    assert p.returncode == 2 and "not a catalogue name" in p.stdout, p.stdout
 
 
 def _collect(args, env):
