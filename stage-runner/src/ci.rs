@@ -68,10 +68,8 @@ pub struct SecretSpec {
     /// Version to insert at, e.g. `v2` (abra's generated ones are `v1`).
     #[serde(default = "default_version")]
     pub version: String,
-    /// Generate it with abra (the default) rather than insert one of ours.
-    #[serde(default)]
-    pub generate: bool,
-    /// Insert the run's generated value of this name.
+    /// Insert the run's generated value of this name; without it abra generates the secret
+    /// (its value reaches the tests as `values["secret_<name>"]`).
     #[serde(default)]
     pub value_from: Option<String>,
 }
@@ -306,6 +304,9 @@ mod tests {
         assert!(checked(r#"{"health_codes": [99]}"#).contains("99 is no HTTP status"));
         assert!(checked(r#"{"health_path": "x"}"#).contains("must start with /"));
         assert!(checked(r#"{"secrets": {"a": {"value_from": "p"}}}"#).contains("not in values"));
+        // Once documented, never read: refused rather than silently ignored.
+        assert!(checked(r#"{"secrets": {"a": {"generate": true}}}"#)
+            .contains("unknown field `generate`"));
     }
 
     #[test]
