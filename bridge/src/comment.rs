@@ -64,6 +64,9 @@ pub struct RunView<'a> {
     pub dashboard: &'a str,
     pub recipe: &'a str,
     pub sha: &'a str,
+    /// Where the PR head is fetched from (the build's `SRC`: a fork's clone URL for a PR
+    /// from a fork).
+    pub src: &'a str,
     /// Seconds from the `!testme` to reading the head tested.
     pub head_lag_secs: i64,
     /// Older builds still waiting for a runner.
@@ -354,11 +357,42 @@ pub fn status(build: &Build, v: &RunView, now: i64) -> String {
         }
         s.push_str(&format!(
             "[Run page with screenshots]({}) · [Logs in Drone]({}) · [All recipes]({})\n\n\
-             Reproduce on your own abra server: `cc-ci-stage-runner local {} --ref {}`\n",
-            v.dashboard_run, v.build_link, v.dashboard, v.recipe, v.sha
+             Reproduce on your own abra server (once: write a `stage-runner.json` for it, \
+             cc-ci's docs/runbook.md \"Reproduce\"): `{}`\n",
+            v.dashboard_run,
+            v.build_link,
+            v.dashboard,
+            reproduce(v)
         ));
     }
     s
+}
+
+/// The command that runs the same stages on a maintainer's machine, pasteable as is once
+/// their config is at the path it names (docs/runbook.md, "Reproduce").
+pub fn reproduce(v: &RunView) -> String {
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b":/._@+-=,%~".contains(&b))
+    };
+    let quoted = |s: &str| {
+        if plain(s) {
+            s.to_owned()
+        } else {
+            format!("'{}'", s.replace('\'', "'\\''"))
+        }
+    };
+    let src = if v.src.is_empty() {
+        String::new()
+    } else {
+        format!(" --src {}", quoted(v.src))
+    };
+    format!(
+        "cc-ci-stage-runner local {} --ref {}{src} --config ~/.config/cc-ci/stage-runner.json",
+        quoted(v.recipe),
+        quoted(v.sha)
+    )
 }
 
 /// Gitea's description field is shown on one line next to the check.
@@ -428,6 +462,7 @@ mod tests {
             dashboard: "https://ci.example",
             recipe: "custom-html",
             sha: "3f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e",
+            src: "https://git.example.org/bob/custom-html.git",
             head_lag_secs: 0,
             queued_ahead: 0,
             superseded_by: None,
@@ -480,9 +515,23 @@ mod tests {
         assert!(s.contains("https://ci.example/runs/7.html"));
         assert!(s.contains("[All recipes](https://ci.example)"));
         assert!(
-            s.contains("cc-ci-stage-runner local custom-html --ref 3f2e1d0c9b8a"),
+            s.contains("`cc-ci-stage-runner local custom-html --ref 3f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e --src https://git.example.org/bob/custom-html.git --config ~/.config/cc-ci/stage-runner.json`"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn the_reproduce_command_quotes_what_a_shell_would_split() {
+        let v = BTreeMap::new();
+        let mut view = view(&v);
+        view.src = "file:///tmp/forge dir/it's.git";
+        assert!(
+            reproduce(&view).contains(" --src 'file:///tmp/forge dir/it'\\''s.git' --config"),
+            "{}",
+            reproduce(&view)
+        );
+        view.src = "";
+        assert!(!reproduce(&view).contains("--src"));
     }
 
     #[test]

@@ -350,6 +350,9 @@ fn green_everywhere(w: World, bound: Duration) {
         body.contains("| recipe-tests | ⏭️ skipped · coverage gap |"),
         "{body}"
     );
+    if !w.setup.real {
+        reproduce_as_pasted(&w, &body);
+    }
     assert!(
         std::fs::read_dir(w.setup.dir.join("state/runs")).map_or(true, |mut d| d.next().is_none()),
         "run directories left"
@@ -359,6 +362,52 @@ fn green_everywhere(w: World, bound: Duration) {
         Vec::<String>::new()
     );
     w.stop();
+}
+
+/// The PR comment's reproduce command, pasted into a shell as a maintainer would, once their
+/// config is where it says (docs/runbook.md, "Reproduce"): here the world's own abra server.
+fn reproduce_as_pasted(w: &World, body: &str) {
+    let line = body
+        .lines()
+        .find(|l| l.starts_with("Reproduce on your own abra server"))
+        .unwrap_or_else(|| panic!("no reproduce line in {body}"));
+    let cmd = line.rsplit('`').nth(1).expect("the command in backticks");
+    assert!(cmd.starts_with("cc-ci-stage-runner local "), "{cmd}");
+    let home = w.setup.dir.join("maintainer");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&read(&w.config("stage-runner.json"))).unwrap();
+    cfg["state_dir"] = home.join("state").display().to_string().into();
+    cfg["results_dir"] = home.join("results").display().to_string().into();
+    cfg["recipes"] = serde_json::json!([]);
+    std::fs::create_dir_all(home.join(".config/cc-ci")).unwrap();
+    std::fs::write(
+        home.join(".config/cc-ci/stage-runner.json"),
+        cfg.to_string(),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        w.setup.bin.display(),
+        std::env::var("PATH").unwrap()
+    );
+    let out = Command::new("sh")
+        .args(["-c", cmd])
+        .env("HOME", &home)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{cmd}:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for stage in ["install", "upgrade", "backup", "teardown"] {
+        assert!(
+            text.contains(&format!("stage {stage}: passed")),
+            "{stage} did not pass when reproduced:\n{text}"
+        );
+    }
 }
 
 #[test]

@@ -209,6 +209,7 @@ impl Engine {
             dashboard: &self.cfg.dashboard_url,
             recipe: &run.recipe,
             sha: &run.sha,
+            src: build.params.get("SRC").map_or("", String::as_str),
             head_lag_secs: run.head_lag_secs,
             queued_ahead,
             superseded_by,
