@@ -58,6 +58,18 @@ pub struct Setup {
     /// directories and app domain, shipping its results to the bridge as a host that shares
     /// no disk with the server does ([`SecondHost`]).
     pub second_runner: bool,
+    /// Recipe checkouts on disk (a git repository with its release tags, as a maintainer has
+    /// one), enrolled beside [`Setup::recipes`] under their folder's name: their default
+    /// branch (or `ref`) is the recipe's main, with a demo PR on top like every recipe's.
+    pub checkouts: Vec<Checkout>,
+}
+
+/// A recipe from disk ([`Setup::checkouts`]).
+#[derive(Clone, Debug)]
+pub struct Checkout {
+    pub path: PathBuf,
+    /// The commit the recipe's main is at in the world (default: the checkout's HEAD).
+    pub reference: Option<String>,
 }
 
 /// The second runner host's `DRONE_RUNNER_NAME`.
@@ -242,13 +254,20 @@ fn free_port() -> Result<u16> {
 
 impl World {
     pub fn start(setup: Setup) -> Result<World> {
-        let d = &setup.dir;
+        let d = &setup.dir.clone();
         std::fs::create_dir_all(d)?;
         let crate::abra::catalogue::Host {
             abra_dir: host_abra,
             catalogue,
         } = crate::abra::catalogue::host(d, &setup.bin.join("abra"))
             .context("setting up the stand-in abra (is the workspace built?)")?;
+        let mut setup = setup;
+        for c in setup.checkouts.clone() {
+            let name = add_checkout(&catalogue, &c)?;
+            if !setup.recipes.contains(&name) {
+                setup.recipes.push(name);
+            }
+        }
         let config_dir = d.join("etc");
         let stage_cfg = config_dir.join("stage-runner.json");
         let up = if setup.real {
@@ -734,6 +753,41 @@ fn second_host(
         abra_dir,
         base_domain,
     })
+}
+
+/// Puts a recipe checkout into the world's catalogue (what the stand-in abra and the forge
+/// read) under its folder's name, its `main` at the chosen commit; returns the name.
+fn add_checkout(catalogue: &Path, c: &Checkout) -> Result<String> {
+    let src = c
+        .path
+        .canonicalize()
+        .with_context(|| format!("recipe checkout {}", c.path.display()))?;
+    let name = src
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_owned();
+    ccci::run::check_recipe_name(&name).with_context(|| {
+        format!(
+            "the checkout's folder is the recipe's name: {}",
+            src.display()
+        )
+    })?;
+    if !src.join(".git").exists() {
+        bail!("{} is not a git checkout of a recipe", src.display());
+    }
+    let dest = catalogue.join(&name);
+    let _ = std::fs::remove_dir_all(&dest);
+    let (s, d) = (src.display().to_string(), dest.display().to_string());
+    git(catalogue, &["clone", "-q", &s, &d])?;
+    let at = c.reference.as_deref().unwrap_or("HEAD");
+    let sha = git(
+        &src,
+        &["rev-parse", "--verify", &format!("{at}^{{commit}}")],
+    )
+    .with_context(|| format!("{at} is not a commit of {}", src.display()))?;
+    git(&dest, &["checkout", "-q", "-B", "main", &sha])?;
+    Ok(name)
 }
 
 struct Upstreams {

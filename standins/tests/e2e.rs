@@ -60,6 +60,7 @@ fn setup(name: &str, webhooks: bool, poll_secs: u64, real: bool) -> Setup {
         base_domain: standins::ground::Ground::from_env().unwrap().world_domain(),
         recipes: vec![standins::local::RECIPE.into()],
         second_runner: false,
+        checkouts: Vec::new(),
     }
 }
 
@@ -706,6 +707,68 @@ fn dev_local_all_runs_every_recipe_and_each_reaches_its_level() {
     }
     assert!(levels.len() >= 2, "{levels:?}");
     assert!(text.contains("dashboard: http://127.0.0.1:"), "{text}");
+}
+
+/// `dev/local --recipe PATH --ref REF` (ccci-local, which dev/local runs after setting up the
+/// engine): a maintainer's own recipe checkout, which no catalogue knows, runs the same loop
+/// on the real engine with the generic floor, since cc-ci has no tests/<recipe>/ for it.
+#[test]
+fn ccci_local_runs_a_recipe_checkout_from_disk() {
+    let tmp = std::env::temp_dir().join(format!("e2e-checkout-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    // A recipe of the maintainer's own: custom-html's releases under another name.
+    let src = tmp.join("src/my-html");
+    std::fs::create_dir_all(tmp.join("src")).unwrap();
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(standins::abra::catalogue::source_dir().join("custom-html"))
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    for e in std::fs::read_dir(&src).unwrap() {
+        let env = e.unwrap().path().join(".env.sample");
+        let text = std::fs::read_to_string(&env).unwrap();
+        std::fs::write(&env, text.replace("TYPE=custom-html", "TYPE=my-html")).unwrap();
+    }
+    let checkout = tmp.join("my-html");
+    standins::abra::catalogue::build_recipe(&src, &checkout).unwrap();
+    let head = String::from_utf8(
+        Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(&checkout)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let bin = bin_dir();
+    let out = Command::new(bin.join("ccci-local"))
+        .args(["--repo", REPO, "--bin"])
+        .arg(bin)
+        .arg("--dir")
+        .arg(tmp.join("world"))
+        .args(["--once", "--no-webhooks", "--recipe"])
+        .arg(&checkout)
+        .args(["--ref", head.trim()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = text
+        .lines()
+        .find(|l| l.contains("commit status cc-ci/testme on my-html "))
+        .unwrap_or_else(|| panic!("no run of my-html:\n{text}"));
+    assert!(
+        line.contains("success — passed · level 3 of 5 (restores)"),
+        "{line}"
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
 }
 
 /// `docker` on the project's engine (DOCKER_HOST from dev/engine), checked.

@@ -20,6 +20,7 @@ stand-ins, or with --real the real ones that dev/upstream installs (docs/fidelit
 
 USAGE:
     ccci-local --repo DIR --bin DIR --dir DIR [--once] [--all] [--no-webhooks] [--real]
+               [--recipe PATH [--ref REF]]...
 
 OPTIONS:
     --repo DIR      the cc-ci checkout (its .drone.yml and tests/ are used)
@@ -29,6 +30,11 @@ OPTIONS:
     --all           every recipe of the stand-in catalogue (standins/recipes/), each with a
                     demo PR and a run, so the dashboard shows them side by side (their
                     images: `dev/images --all`); typed comments go to the custom-html PR
+    --recipe PATH   also enrol your own recipe checkout (a git repository with its release
+                    tags; the folder's name is the recipe's), with a demo PR like the
+                    others: its tests/<recipe>/ suite here, or the generic checks alone.
+                    Its images must be pullable by the engine (here: built by dev/images)
+    --ref REF       the commit of the checkout to test (default: its HEAD)
     --no-webhooks   polling only
     --real          the real Gitea, Drone and drone-runner-exec (CCCI_REAL_* or the
                     dev/upstream cache) instead of the stand-ins
@@ -67,6 +73,11 @@ fn run(mut args: pico_args::Arguments) -> Result<bool> {
     let real = args.contains("--real");
     let all = args.contains("--all");
     let webhooks = !args.contains("--no-webhooks");
+    let mut checkouts = Vec::new();
+    while let Some(path) = args.opt_value_from_str::<_, PathBuf>("--recipe")? {
+        let reference = args.opt_value_from_str("--ref")?;
+        checkouts.push(standins::local::Checkout { path, reference });
+    }
     let rest = args.finish();
     if !rest.is_empty() {
         anyhow::bail!("unexpected arguments {rest:?} (see --help)");
@@ -91,6 +102,7 @@ fn run(mut args: pico_args::Arguments) -> Result<bool> {
         base_domain: standins::ground::Ground::from_env()?.base_domain,
         recipes,
         second_runner: false,
+        checkouts,
     })?;
     clock.say(&format!(
         "up: {} {}  Drone {}  apps at https://*.{} (Traefik on 127.0.0.1)  bridge {}",
