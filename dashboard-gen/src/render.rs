@@ -80,6 +80,22 @@ fn marks(run: &Run) -> String {
         };
         let _ = write!(out, "<i class={class} title=\"{title}\">{}</i>", m.symbol());
     }
+    // No hover on a phone: the reasons are written out there (CSS shows them when narrow).
+    let mut why = String::new();
+    for (i, stage) in MARKED.iter().enumerate() {
+        if let (Mark::Skipped | Mark::Error, Some(s)) = (run.mark(i), run.stage(*stage)) {
+            if !s.reason.is_empty() {
+                let _ = write!(
+                    why,
+                    "<span>{stage}: {}</span>",
+                    esc(crate::escape::truncate(&s.reason, 120).as_ref())
+                );
+            }
+        }
+    }
+    if !why.is_empty() {
+        let _ = write!(out, "<span class=whys>{why}</span>");
+    }
     out
 }
 
@@ -425,6 +441,7 @@ pub fn run_page(
         "<p class=crumbs><a href=\"../index.html\">All recipes</a> › <a href=\"../recipes/{name}.html\">{name}</a></p><h1>{name} #{n} {}</h1>",
         status_badge(run.status)
     );
+    body.push_str(&verdict_block(summary, b.is_done()));
     // The run's card (what the PR comment shows) heads the page; it is not a screenshot.
     let (cards, artifacts): (Vec<_>, Vec<_>) = artifacts
         .iter()
@@ -507,7 +524,11 @@ pub fn run_page(
                 },
                 reason_cell(s),
             ),
-            None => (String::new(), String::new(), String::new()),
+            None => (
+                String::new(),
+                String::new(),
+                esc(&not_run_why(summary, stage, b.is_done())).into_owned(),
+            ),
         };
         let log = match links.drone_step(n, stage) {
             Some(u) => format!("<a href=\"{}\">log</a>", esc(&u)),
@@ -515,7 +536,7 @@ pub fn run_page(
         };
         let _ = write!(
             body,
-            "<tr id=stage-{stage}><th scope=row>{stage}</th><td><i class={}>{}</i> {}</td><td>{dur}</td><td>{tests}</td><td>{reason}</td><td>{log}</td></tr>",
+            "<tr id=stage-{stage}><th scope=row>{stage}</th><td><i class={}>{}</i> {}</td><td data-l=took>{dur}</td><td data-l=tests>{tests}</td><td class=why>{reason}</td><td>{log}</td></tr>",
             m.class(),
             m.symbol(),
             m.as_str()
@@ -577,9 +598,83 @@ pub fn run_page(
     let sender = esc(&b.sender).into_owned();
     let _ = write!(
         body,
-        "<h2>Drone build</h2><dl class=facts><dt>Triggered by</dt><dd>{trigger}</dd><dt>Sender</dt><dd>{sender}</dd><dt>Branch</dt><dd>{branch}</dd><dt>Commit author</dt><dd>{author}</dd><dt>Message</dt><dd><pre>{message}</pre></dd></dl>"
+        "<h2>The cc-ci pipeline that ran it</h2><p class=hint>Drone's record of the build: its branch and commit are cc-ci's own (the pipeline), not the recipe's. The recipe commit tested is the Ref above.</p><dl class=facts><dt>Triggered by</dt><dd>{trigger}</dd><dt>Sender</dt><dd>{sender}</dd><dt>cc-ci branch</dt><dd>{branch}</dd><dt>cc-ci commit author</dt><dd>{author}</dd><dt>cc-ci commit message</dt><dd><pre>{message}</pre></dd></dl>"
     );
     page(&format!("cc-ci: {} #{n}", r.name), "../", &body, "")
+}
+
+/// What a phone shows first: the outcome, and the first failure with its message.
+fn verdict_block(summary: Option<&Summary>, done: bool) -> String {
+    use ccci::summary::Status;
+    let Some(s) = summary else {
+        return String::new();
+    };
+    let bad = s
+        .stages
+        .iter()
+        .find(|st| matches!(st.status, Status::Failed | Status::Error));
+    let mut out = String::from("<div class=verdict>");
+    match bad {
+        Some(st) => {
+            let _ = write!(
+                out,
+                "<p><i class={}>{}</i> <b>{} {}</b>{}</p>",
+                if st.status == Status::Failed {
+                    "f"
+                } else {
+                    "e"
+                },
+                if st.status == Status::Failed {
+                    "✗"
+                } else {
+                    "!"
+                },
+                esc(st.name.as_str()),
+                st.status.as_str(),
+                if st.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", esc(&st.reason))
+                }
+            );
+            if let Some(f) = st.failures.first() {
+                let _ = write!(
+                    out,
+                    "<p class=first>First failure: <code>{}</code></p><pre>{}</pre>",
+                    esc(&f.name),
+                    esc(crate::escape::truncate(&f.message, 600).as_ref())
+                );
+            }
+        }
+        None if done && s.finished > 0 => {
+            let _ = write!(
+                out,
+                "<p><i class=p>✓</i> <b>passed</b>: level {} of 5</p>",
+                s.level()
+            );
+        }
+        None => out.push_str("<p><i class=r>●</i> <b>running</b>: no stage has failed so far</p>"),
+    }
+    out.push_str("</div>");
+    out
+}
+
+/// Why a stage has no result: the rows of the stage table that would otherwise be empty.
+fn not_run_why(summary: Option<&Summary>, stage: Stage, done: bool) -> String {
+    use ccci::summary::Status;
+    let earlier = summary.and_then(|s| {
+        s.stages
+            .iter()
+            .find(|st| st.name < stage && matches!(st.status, Status::Failed | Status::Error))
+    });
+    match (earlier, done) {
+        (Some(st), _) => format!("not run: {} did not pass", st.name),
+        (None, false) => "not yet".into(),
+        (None, true) if summary.is_none() => "no record reached the dashboard".into(),
+        (None, true) => {
+            "not run: the run ended before it (stopped, or its record did not arrive)".into()
+        }
+    }
 }
 
 /// A stage's reason, and what kind of skip it was: only a declared one is climbed past
@@ -688,6 +783,10 @@ details.diag pre{max-height:30rem;overflow:auto}
 figcaption{font-size:12px;color:var(--mute);overflow-wrap:anywhere}
 .spark rect.p{fill:var(--p)}.spark rect.f{fill:var(--f)}.spark rect.e{fill:var(--e)}.spark rect.r{fill:var(--r)}.spark rect.n{fill:var(--n)}
 .legend{margin-top:2rem;color:var(--mute)}
+.verdict{margin:.5rem 0 1rem;padding:.6rem .9rem;border:1px solid var(--line);border-radius:.4rem;background:var(--soft)}
+.verdict p{margin:.2rem 0}.verdict pre{max-height:12em;overflow:auto}.verdict code{overflow-wrap:anywhere}
+.hint{color:var(--mute);font-size:13px}
+.ks .whys{display:none}.ks .whys span{display:block;font-size:12px;color:var(--mute);white-space:normal}
 @media (max-width:760px){
 main,header.top,footer{padding-left:.8rem;padding-right:.8rem}
 table.rs thead{display:none}
@@ -699,8 +798,14 @@ table.rs td.ks{flex-basis:100%}
 .ks i{width:auto;margin-right:.7em}
 tbody .ks i:nth-child(1)::after{content:" install"}tbody .ks i:nth-child(2)::after{content:" upgrade"}tbody .ks i:nth-child(3)::after{content:" backup"}tbody .ks i:nth-child(4)::after{content:" tests"}
 tbody .ks i::after{font-weight:400;color:var(--mute);font-size:12px}
-table.stages{font-size:14px}
-table.stages th,table.stages td{padding:.35rem .3rem}
+table.stages thead{display:none}
+table.stages,table.stages tbody{display:block}
+table.stages tr{display:flex;flex-wrap:wrap;gap:.2rem .8rem;padding:.5rem 0;border-bottom:1px solid var(--line)}
+table.stages td,table.stages th{display:block;border:0;padding:0}
+table.stages th{min-width:7rem}
+table.stages td.why{flex-basis:100%;color:var(--fg)}
+table.stages td[data-l]:not(:empty)::before{content:attr(data-l) " ";color:var(--mute);font-size:12px}
+.ks .whys{display:block}
 dl.facts{grid-template-columns:1fr}dl.facts dt{margin-top:.3rem}
 }
 "#;

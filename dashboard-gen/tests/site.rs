@@ -377,7 +377,7 @@ fn every_status_mark_level_and_outside_string() {
     assert!(run_a.contains("<dd>user&lt;script&gt;"), "author escaped");
     let run_c = w.read(&format!("runs/{c}.html"));
     assert!(
-        run_c.contains("<td>no backup configured &lt;script&gt;"),
+        run_c.contains("<td class=why>no backup configured &lt;script&gt;"),
         "{run_c}"
     );
     let run_f = w.read(&format!("runs/{f}.html"));

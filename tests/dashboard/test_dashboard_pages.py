@@ -295,3 +295,51 @@ def test_filter_and_sort_work_without_javascript(site, browser):
     first = page.locator("table.rs tbody th").first.inner_text()
     assert first.startswith("immich"), first  # the newest run first
     ctx.close()
+
+
+def test_a_phone_sees_the_verdict_first_and_every_reason(site, browser):
+    """At 375 px: a red run's page opens on its verdict and first failure (above the facts),
+    its stage table fits the screen, a stage that did not run says why, and the skip reasons
+    the overview keeps in hover titles are written out. Screenshots kept beside the others."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    hedgedoc = requests.get(site + "recipes/hedgedoc.html", timeout=10).text
+    failing = "runs/" + hedgedoc.split('<table')[1].split('href="../runs/')[1].split('"')[0]
+    ctx = browser.new_context(viewport={"width": 375, "height": 812})
+    page = ctx.new_page()
+    page.goto(site + failing, wait_until="load")
+    page.screenshot(path=str(SHOTS / "phone-run-failed.png"), full_page=False)
+    verdict = page.locator(".verdict")
+    box, facts = verdict.bounding_box(), page.locator("dl.facts").first.bounding_box()
+    assert box["y"] < facts["y"], (box, facts)
+    assert box["y"] + box["height"] <= 812, f"the verdict is below the first screen: {box}"
+    text = verdict.inner_text()
+    assert "upgrade failed" in text and "First failure" in text and "test_notes_survive" in text, text
+    sw = page.evaluate("document.documentElement.scrollWidth")
+    wide = page.evaluate(
+        "[...document.querySelectorAll('main *')].filter(e => e.getBoundingClientRect().right > 376)"
+        ".map(e => e.tagName + '.' + e.className + ' ' + (e.innerText || '').slice(0, 40))")
+    assert sw <= 376, f"the run page is {sw}px wide at 375px: {wide[:8]}"
+    rows = page.eval_on_selector_all(
+        "table.stages tbody tr",
+        "rows => rows.map(r => [r.id, r.querySelector('td').innerText, r.querySelector('td.why').innerText])")
+    not_run = [(i, why) for i, result, why in rows if "not run" in result]
+    assert not_run, rows
+    for stage, why in not_run:
+        assert "upgrade did not pass" in why, (stage, why)
+    drone = page.locator("h2", has_text="cc-ci pipeline")
+    assert drone.count() == 1, "the Drone build block says it is cc-ci's pipeline"
+    ctx.close()
+
+    ctx = browser.new_context(viewport={"width": 375, "height": 812})
+    page = ctx.new_page()
+    page.goto(site + "index.html", wait_until="load")
+    page.screenshot(path=str(SHOTS / "phone-index.png"), full_page=True)
+    reason = page.locator(".ks .whys span", has_text="no earlier release to upgrade from")
+    assert reason.count() >= 1 and reason.first.is_visible(), "skip reasons are shown on a phone"
+    ctx.close()
+    # Wide screens keep them in the hover titles.
+    ctx = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = ctx.new_page()
+    page.goto(site + "index.html", wait_until="load")
+    assert not page.locator(".ks .whys").first.is_visible()
+    ctx.close()
