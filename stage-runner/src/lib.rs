@@ -150,7 +150,8 @@ fn prepare(cfg: Config, params: &RunParams, run_id: &str, build: i64) -> (u8, Ve
 /// `local`: every stage in order on this machine's abra server, teardown always last. The
 /// recipe asked for is enrolled and trusted: whoever runs `local` chose to run its tests on
 /// their machine.
-pub fn local(mut cfg: Config, params: &RunParams) -> Result<u8> {
+/// `keep` (the config's path, for the message): a run that did not pass leaves its app up.
+pub fn local(mut cfg: Config, params: &RunParams, keep: Option<&std::path::Path>) -> Result<u8> {
     for list in [&mut cfg.recipes, &mut cfg.trusted_recipes] {
         if !list.contains(&params.recipe) {
             list.push(params.recipe.clone());
@@ -173,6 +174,18 @@ pub fn local(mut cfg: Config, params: &RunParams) -> Result<u8> {
         if stage == Stage::Install && o.exit_code() != 0 {
             break;
         }
+    }
+    if let (Some(config), true) = (keep, worst != 0) {
+        say(
+            &ctx.redactor,
+            &format!(
+                "kept: the app is up at https://{} (run state in {}); remove it with: cc-ci-stage-runner janitor --config {} --janitor-max-age-secs 1",
+                ctx.run.domain,
+                rundir::dir(&ctx.cfg.state_dir, &run_id).display(),
+                config.display()
+            ),
+        );
+        return Ok(worst);
     }
     let o = stage::run_stage(&mut ctx, Stage::Teardown);
     ctx.render_card();

@@ -13,7 +13,7 @@ the janitor, or a whole run on your own abra server.
 USAGE:
     cc-ci-stage-runner <STAGE> --config FILE [--SETTING VALUE]...
     cc-ci-stage-runner janitor --config FILE
-    cc-ci-stage-runner local <RECIPE> --ref SHA [--src URL] --config FILE
+    cc-ci-stage-runner local <RECIPE> --ref SHA [--src URL] [--keep] --config FILE
     cc-ci-stage-runner --check-config --config FILE
     cc-ci-stage-runner check-suite DIR...
 
@@ -65,6 +65,8 @@ OPTIONS:
     --SETTING VALUE       any setting above, e.g. --deploy-timeout-secs 300
     --ref SHA             (local) the full commit sha to test
     --src URL             (local) where to fetch it (default: the Co-op Cloud recipe repo)
+    --keep                (local) when a stage did not pass, leave the app up to look at
+                          instead of tearing it down; the run says how to remove it
     --check-config        validate the configuration, then exit
     -h, --help            this help
 
@@ -113,15 +115,15 @@ fn run(mut args: pico_args::Arguments) -> Result<u8> {
         return Ok(0);
     }
     let sub: String = args.free_from_str().context("missing STAGE (see --help)")?;
-    let (recipe, sha, src) = if sub == "local" {
+    let (recipe, sha, src, keep) = if sub == "local" {
         let recipe: String = args.free_from_str().context("local: missing RECIPE")?;
         let sha: String = args
             .value_from_str("--ref")
             .context("local: --ref SHA is required")?;
         let src: Option<String> = args.opt_value_from_str("--src")?;
-        (Some(recipe), Some(sha), src)
+        (Some(recipe), Some(sha), src, args.contains("--keep"))
     } else {
-        (None, None, None)
+        (None, None, None, false)
     };
     let overrides = setting_overrides(args.finish())?;
     let cfg = stage_runner::config::Config::load(&config)?.apply(&overrides)?;
@@ -142,7 +144,7 @@ fn run(mut args: pico_args::Arguments) -> Result<u8> {
                 "SRC" => Some(src.clone()),
                 _ => None,
             })?;
-            stage_runner::local(cfg, &params)
+            stage_runner::local(cfg, &params, keep.then_some(config.as_path()))
         }
         other => stage_runner::drone_stage(cfg, other.parse::<Stage>()?),
     }

@@ -760,6 +760,35 @@ fn local_runs_every_stage_on_your_own_server_and_cleans_up() {
     assert_eq!(w.leftovers(), Vec::<String>::new());
 }
 
+/// `local --keep`: a run that did not pass leaves its app up for a look, says where and how
+/// to remove it, and that command removes it.
+#[test]
+fn local_keep_leaves_a_red_run_s_app_up_and_says_how_to_remove_it() {
+    let w = World::new("local-keep");
+    std::fs::write(&w.faults, "backup-fails\n").unwrap();
+    let out = w
+        .command("local", &[])
+        .args(["custom-html", "--ref", &w.sha, "--src", &w.src(), "--keep"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("stage backup: failed"), "{text}");
+    assert!(!text.contains("stage teardown: "), "{text}");
+    let kept = text
+        .lines()
+        .find(|l| l.contains("kept: the app is up at https://custom-html-l"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(!w.stacks().is_empty(), "the app is still up");
+    let cmd = kept.split("remove it with: ").nth(1).unwrap();
+    let args: Vec<&str> = cmd.split_whitespace().collect();
+    assert_eq!(args[..2], ["cc-ci-stage-runner", "janitor"], "{cmd}");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let j = w.command("janitor", &[]).args(&args[4..]).output().unwrap();
+    assert!(j.status.success(), "{}", String::from_utf8_lossy(&j.stdout));
+    assert_eq!(w.leftovers(), Vec::<String>::new());
+}
+
 #[test]
 fn the_janitor_never_touches_apps_it_did_not_create() {
     let w = World::new("janitor-foreign");
