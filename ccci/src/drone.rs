@@ -352,15 +352,19 @@ impl DroneClient {
 
     /// [`DroneClient::get_build`], `None` when Drone has no such build (404).
     pub fn find_build_number(&self, owner: &str, name: &str, number: i64) -> Result<Option<Build>> {
-        let path = format!("{}/builds/{number}", repo_path(owner, name));
-        let reply = self.api.expect("GET", &path, None, &[200, 404])?;
+        self.build_or_none(&format!("{}/builds/{number}", repo_path(owner, name)))
+    }
+
+    /// A `GET` answering one build, or 404 for none.
+    fn build_or_none(&self, path: &str) -> Result<Option<Build>> {
+        let reply = self.api.expect("GET", path, None, &[200, 404])?;
         if reply.status == 404 {
             return Ok(None);
         }
         let b = serde_json::from_slice(&reply.body).with_context(|| {
             format!(
-                "drone GET {}: malformed JSON: {}",
-                route(&path),
+                "drone GET {}: HTTP 200: malformed JSON: {}",
+                route(path),
                 reply.excerpt()
             )
         })?;
@@ -374,19 +378,7 @@ impl DroneClient {
             Some(b) => query(&[("branch", b)]),
             None => String::new(),
         };
-        let path = format!("{}/builds/latest{q}", repo_path(owner, name));
-        let reply = self.api.expect("GET", &path, None, &[200, 404])?;
-        if reply.status == 404 {
-            return Ok(None);
-        }
-        let b = serde_json::from_slice(&reply.body).with_context(|| {
-            format!(
-                "drone GET {}: HTTP 200: malformed JSON: {}",
-                route(&path),
-                reply.excerpt()
-            )
-        })?;
-        Ok(Some(b))
+        self.build_or_none(&format!("{}/builds/latest{q}", repo_path(owner, name)))
     }
 
     /// `DELETE …/builds/{number}`: cancels a pending or running build (it becomes `killed`; a
