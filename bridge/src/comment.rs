@@ -38,6 +38,14 @@ pub fn check_failed(user: &str) -> String {
     )
 }
 
+pub fn not_enrolled(repo: &str) -> String {
+    format!(
+        "cc-ci does not test `{repo}`: it is not enrolled, so nothing was started. An operator \
+         enrols a recipe by listing it under `recipes` in cc-ci's `nix/hosts/cc-ci/instance.nix` \
+         (docs/enroll-recipe.md)."
+    )
+}
+
 pub fn closed() -> String {
     "cc-ci only tests open pull requests; this one is closed.".to_owned()
 }

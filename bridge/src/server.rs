@@ -163,7 +163,12 @@ impl Http {
         let enrolled = self.enrolled.iter().any(|r| {
             r.owner.eq_ignore_ascii_case(&repo.owner) && r.name.eq_ignore_ascii_case(&repo.name)
         });
-        if !enrolled || !payload.is_pull || payload.action != "created" {
+        // An unenrolled repository's `!testme` goes on too: its maintainers are told why
+        // nothing starts. Its other comments are not worth a queue slot.
+        let heard = enrolled
+            || crate::command::parse(&payload.comment.body)
+                == Some(crate::command::Command::TestMe);
+        if !heard || !payload.is_pull || payload.action != "created" {
             return text(204, "");
         }
         let inc = Incoming {

@@ -13,7 +13,7 @@ use standins::forge::Forge;
 use standins::gitea::{HookSpec, HookVersion};
 use standins::http::{Fault, FaultRule};
 
-use world::{wait_until, World, QUICK, SLOW};
+use world::{wait_until, World, BOT, QUICK, SLOW};
 
 /// The reactions on a comment, read anonymously through the forge's API.
 fn reactions<F: Forge>(w: &World<F>, comment: i64) -> Vec<String> {
@@ -389,12 +389,18 @@ fn a_replayed_delivery_of_an_old_testme_starts_nothing() {
     wait_until("the old comment refused", Duration::from_secs(10), || {
         ignored(&w) == 1
     });
-    let d = w
-        .gitea
-        .deliveries()
-        .into_iter()
-        .find(|d| d.body.contains("\"body\": \"!testme\""))
-        .unwrap();
+    // The stand-in records a delivery's answer once its request returns, which may be just
+    // after the bridge logged its decision.
+    let delivered = || {
+        w.gitea
+            .deliveries()
+            .into_iter()
+            .find(|d| d.body.contains("\"body\": \"!testme\"") && d.status.is_some())
+    };
+    wait_until("the delivery answered", Duration::from_secs(10), || {
+        delivered().is_some()
+    });
+    let d = delivered().unwrap();
     assert_eq!(
         d.status,
         Some(202),
@@ -893,4 +899,50 @@ fn a_full_disk_starts_no_build_until_the_intent_is_durable() {
         .filter(|c| c.body.contains("**cc-ci** run"))
         .count();
     assert_eq!(runs, 1, "one comment for the one run");
+}
+
+/// A repository the bot watches but cc-ci has not enrolled: a maintainer's `!testme` there
+/// gets one reply saying so and starts nothing; an outsider's gets silence.
+#[test]
+fn a_testme_on_a_repository_not_enrolled_tells_its_maintainers_once() {
+    let mut w = World::new("unenrolled", QUICK, &[]);
+    w.gitea.watch(BOT, "coop-cloud", "other").unwrap();
+    let pr = w.open_pr_in("other");
+    w.start();
+    let say = |who: &str| {
+        w.gitea
+            .comment("coop-cloud", "other", pr, who, "!testme")
+            .unwrap()
+    };
+    let theirs = || -> Vec<String> {
+        w.bot
+            .issue_comments("coop-cloud", "other", pr, None)
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.user.as_ref().is_some_and(|u| u.login == BOT))
+            .map(|c| c.body)
+            .collect()
+    };
+    say("eve");
+    say("alice");
+    wait_until("the reply", Duration::from_secs(15), || {
+        !theirs().is_empty()
+    });
+    say("alice");
+    // Past a few polls and a sweep.
+    std::thread::sleep(Duration::from_secs(5));
+    let replies = theirs();
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert!(
+        replies[0].contains("does not test `coop-cloud/other`")
+            && replies[0].contains("nix/hosts/cc-ci/instance.nix"),
+        "{}",
+        replies[0]
+    );
+    assert!(w.builds().is_empty(), "nothing started");
+    let log = w.log();
+    assert!(
+        log.contains("reason=\"repository not enrolled, already told\""),
+        "{log}"
+    );
 }

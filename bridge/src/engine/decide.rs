@@ -45,12 +45,29 @@ impl Engine {
             return ignored("edited comment", None);
         }
         let Some(recipe) = self.cfg.recipe_of(repo).map(str::to_owned) else {
-            // Not saved: a repository the bridge hears but has not enrolled is not its business.
-            return Decision::Ignored {
+            // A repository the bridge hears (the bot watches it) but has not enrolled: its
+            // maintainers are told once per PR why nothing starts; anyone else gets silence,
+            // and nothing is saved for them.
+            if !matches!(self.authorise(&login), Auth::Allowed) {
+                return Decision::Ignored {
+                    pr,
+                    reason: "repository not enrolled".into(),
+                    reply: None,
+                    durable: false,
+                };
+            }
+            let key = format!("{}#{pr}:not-enrolled", repo.full());
+            let first = !self.state.refused_told.contains(&key);
+            return Decision::Refused {
                 pr,
-                reason: "repository not enrolled".into(),
-                reply: None,
-                durable: false,
+                reason: if first {
+                    "repository not enrolled"
+                } else {
+                    "repository not enrolled, already told"
+                }
+                .into(),
+                reply: first.then(|| comment::not_enrolled(&repo.full())),
+                told: first.then_some(key),
             };
         };
         if let Some(intent) = self.state.intents.get(&c.id) {

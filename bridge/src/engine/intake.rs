@@ -54,9 +54,6 @@ impl Engine {
             ) else {
                 continue;
             };
-            if self.cfg.recipe_of(&repo).is_none() {
-                continue;
-            }
             let cursor = self.state.cursors.get(&repo.full()).copied();
             match self
                 .gitea
