@@ -713,4 +713,112 @@ mod tests {
         let s = refused("eve", &["coop-cloud".into()], &[]);
         assert!(s.contains("@eve") && s.contains("`coop-cloud`"), "{s}");
     }
+
+    /// docs/writing-tests.md shows a maintainer what the PR comment says for a pass, a fail
+    /// and a skip: those examples are what this renders, byte for byte.
+    #[test]
+    fn the_docs_show_what_the_pr_comment_says() {
+        let steps = [
+            "prepare",
+            "install",
+            "upgrade",
+            "backup",
+            "recipe-tests",
+            "lint",
+            "teardown",
+        ];
+        let run = |status: &str| -> Build {
+            let list: Vec<_> = steps
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    serde_json::json!({"number": i + 1, "name": n, "status": "success",
+                    "started": 1000 + 60 * i as i64, "stopped": 1060 + 60 * i as i64})
+                })
+                .collect();
+            serde_json::from_value(serde_json::json!({"id": 1, "number": 57, "status": status,
+                "started": 1000, "finished": 1420,
+                "stages": [{"number": 1, "name": "cc-ci", "status": status, "steps": list}]}))
+            .unwrap()
+        };
+        let verdicts = |f: &dyn Fn(&str) -> Verdict| -> BTreeMap<String, Option<Verdict>> {
+            steps.iter().map(|s| (s.to_string(), Some(f(s)))).collect()
+        };
+        let pass = verdicts(&|s| match s {
+            "recipe-tests" => {
+                let mut v = said(
+                    s,
+                    Status::Skipped,
+                    "the recipe has no tests/ directory",
+                    &[],
+                );
+                v.skip = Some(Skip::Gap);
+                v
+            }
+            _ => said(s, Status::Passed, "", &[]),
+        });
+        let skip = verdicts(&|s| match s {
+            "upgrade" => {
+                let mut v = said(
+                    s,
+                    Status::Skipped,
+                    "no earlier release to upgrade from",
+                    &[],
+                );
+                v.skip = Some(Skip::Declared);
+                v
+            }
+            _ => said(s, Status::Passed, "", &[]),
+        });
+        let fail = verdicts(&|s| match s {
+            "backup" => said(
+                s,
+                Status::Failed,
+                "tests failed in phase after_restore",
+                &[(
+                    "my-recipe/test_backup.py::test_restore_brings_seed_back",
+                    "AssertionError: the seed note is gone",
+                )],
+            ),
+            "recipe-tests" | "lint" => {
+                let mut v = said(s, Status::Skipped, "backup did not pass", &[]);
+                v.skip = Some(Skip::Blocked);
+                v
+            }
+            _ => said(s, Status::Passed, "", &[]),
+        });
+        let doc = include_str!("../../docs/writing-tests.md");
+        for (name, status, v) in [
+            ("pass", "success", &pass),
+            ("skip", "success", &skip),
+            ("fail", "failure", &fail),
+        ] {
+            let mut view = view(v);
+            view.recipe = "my-recipe";
+            view.build_link = "https://drone.ci.coopcloud.tech/coop-cloud/cc-ci/57";
+            view.dashboard_run = "https://ci.coopcloud.tech/runs/57.html";
+            view.dashboard = "https://ci.coopcloud.tech";
+            view.src = "https://git.coopcloud.tech/bob/my-recipe.git";
+            let body = status_comment_for_docs(&run(status), &view);
+            let marker = format!("<!-- pr-comment: {name} -->\n```markdown\n");
+            let shown = doc
+                .split_once(&marker)
+                .and_then(|(_, rest)| rest.split_once("\n```\n"))
+                .map(|(block, _)| block)
+                .unwrap_or_else(|| {
+                    panic!("docs/writing-tests.md has no {marker:?} block; it should be:\n{body}")
+                });
+            assert!(
+                shown == body,
+                "docs/writing-tests.md's {name} example differs; it should be:\n--- {name} ---\n{body}\n--- end ---"
+            );
+        }
+    }
+
+    /// The comment without its hidden first line (the build marker a reader never sees).
+    fn status_comment_for_docs(b: &Build, v: &RunView) -> String {
+        let s = status(b, v, 2000);
+        s.split_once('\n')
+            .map_or(s.clone(), |(_, rest)| rest.trim_end().to_owned())
+    }
 }
