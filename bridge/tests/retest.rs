@@ -11,8 +11,19 @@ use standins::http::{Fault, FaultRule};
 mod world;
 use world::{wait_until, Opts, World, SLOW};
 
-/// 2026-12-02T03:00:00Z, a night's first firing of the timer.
-const T0: i64 = 1_796_180_400;
+/// Today's 03:00 UTC, a night's first firing of the timer. The sweeps' clock (`--now`) starts
+/// from the real one because the stand-in Drone stamps builds with the real clock, and a green
+/// run's `finished` is what "a week since its green re-test" counts from: a fixed date here
+/// made the weekly checks fail once the real date was a few hours past it.
+static T0: std::sync::LazyLock<i64> = std::sync::LazyLock::new(|| {
+    let now = ccci::clock::now();
+    now - now.rem_euclid(DAY) + 3 * HOUR
+});
+
+/// The slot (a date) of a sweep at `t`.
+fn slot(t: i64) -> String {
+    ccci::clock::date(t)
+}
 const HOUR: i64 = 3600;
 const DAY: i64 = 86_400;
 
@@ -90,14 +101,14 @@ fn every_recipe_gets_one_scheduled_run_per_slot_across_an_interrupted_sweep() {
             .method("POST")
             .times(1),
     );
-    let (ok, log) = retest(&w, T0);
+    let (ok, log) = retest(&w, *T0);
     assert!(!ok, "{log}");
     assert!(log.contains("creating a re-test build"), "{log}");
     assert_eq!(builds(&w).len(), 1, "{log}");
 
     // An hour later the timer fires again: that build is adopted, not made twice, and the
     // batch of two starts the other two.
-    let (ok, log) = retest(&w, T0 + HOUR);
+    let (ok, log) = retest(&w, *T0 + HOUR);
     assert!(ok, "{log}");
     assert!(
         log.contains("adopted the re-test an interrupted sweep created"),
@@ -106,7 +117,7 @@ fn every_recipe_gets_one_scheduled_run_per_slot_across_an_interrupted_sweep() {
     let slots = per_slot(&w);
     let want: BTreeMap<(String, String), usize> = ["custom-html", "recipe-0", "recipe-1"]
         .iter()
-        .map(|r| (("2026-12-02".to_owned(), r.to_string()), 1))
+        .map(|r| ((slot(*T0), r.to_string()), 1))
         .collect();
     assert_eq!(slots, want);
     // Each scheduled build tests the default branch's head, from the base repository.
@@ -124,7 +135,7 @@ fn every_recipe_gets_one_scheduled_run_per_slot_across_an_interrupted_sweep() {
     // Once more in the slot, the runs ended: nothing started; each run's end read once.
     wait_all_done(&w);
     w.drone.clear_requests();
-    let (ok, log) = retest(&w, T0 + 2 * HOUR);
+    let (ok, log) = retest(&w, *T0 + 2 * HOUR);
     assert!(ok, "{log}");
     assert_eq!(builds(&w).len(), 3, "{log}");
     let reads = w.drone.requests().len();
@@ -137,7 +148,7 @@ fn every_recipe_gets_one_scheduled_run_per_slot_across_an_interrupted_sweep() {
     // that costs: the requests each side served for it.
     w.gitea.clear_requests();
     w.drone.clear_requests();
-    let (ok, log) = retest(&w, T0 + DAY);
+    let (ok, log) = retest(&w, *T0 + DAY);
     assert!(ok, "{log}");
     assert_eq!(builds(&w).len(), 3, "{log}");
     assert_eq!(log.matches("default branch unchanged").count(), 3, "{log}");
@@ -147,7 +158,7 @@ fn every_recipe_gets_one_scheduled_run_per_slot_across_an_interrupted_sweep() {
     assert_eq!(d, 1, "the queue once; no run is open");
     // Read once per slot: later firings in the same slot ask nothing of Gitea.
     w.gitea.clear_requests();
-    retest(&w, T0 + DAY + HOUR);
+    retest(&w, *T0 + DAY + HOUR);
     assert_eq!(w.gitea.requests().len(), 0);
 
     // A push to one recipe's default branch: only that one is re-tested the night after.
@@ -157,14 +168,14 @@ fn every_recipe_gets_one_scheduled_run_per_slot_across_an_interrupted_sweep() {
         .unwrap();
     w.gitea.clear_requests();
     w.drone.clear_requests();
-    let (ok, log) = retest(&w, T0 + 2 * DAY);
+    let (ok, log) = retest(&w, *T0 + 2 * DAY);
     assert!(ok, "{log}");
     let all = builds(&w);
     assert_eq!(all.len(), 4, "{log}");
     let last = all.last().unwrap();
     assert_eq!(last.params["RECIPE"], "recipe-0");
     assert_eq!(last.params["REF"], new);
-    assert_eq!(last.params["SCHEDULE"], "2026-12-04");
+    assert_eq!(last.params["SCHEDULE"], slot(*T0 + 2 * DAY));
     eprintln!(
         "slot with one change: {} Gitea and {} Drone requests for 3 recipes",
         w.gitea.requests().len(),
@@ -173,14 +184,14 @@ fn every_recipe_gets_one_scheduled_run_per_slot_across_an_interrupted_sweep() {
     wait_all_done(&w);
 
     // A week after their green runs the unchanged ones are due again, two per firing.
-    let (ok, log) = retest(&w, T0 + 8 * DAY);
+    let (ok, log) = retest(&w, *T0 + 8 * DAY);
     assert!(ok, "{log}");
-    let (ok, log2) = retest(&w, T0 + 8 * DAY + HOUR);
+    let (ok, log2) = retest(&w, *T0 + 8 * DAY + HOUR);
     assert!(ok, "{log2}");
     let slots = per_slot(&w);
     for r in ["custom-html", "recipe-0", "recipe-1"] {
         assert_eq!(
-            slots.get(&("2026-12-10".into(), r.into())),
+            slots.get(&(slot(*T0 + 8 * DAY), r.into())),
             Some(&1),
             "{log}\n{log2}"
         );
@@ -195,10 +206,10 @@ fn a_full_queue_a_down_drone_and_an_overlapping_sweep_start_nothing_twice() {
         serde_json::json!({"retest_batch": 10, "retest_queue_limit": 1}),
     );
     // The queue takes one: the first firing starts one, the next (it still runs) none.
-    let (ok, log) = retest(&w, T0);
+    let (ok, log) = retest(&w, *T0);
     assert!(ok, "{log}");
     assert_eq!(builds(&w).len(), 1, "{log}");
-    let (ok, log) = retest(&w, T0 + 60);
+    let (ok, log) = retest(&w, *T0 + 60);
     assert!(ok, "{log}");
     assert_eq!(builds(&w).len(), 1, "{log}");
     assert!(
@@ -216,7 +227,7 @@ fn a_full_queue_a_down_drone_and_an_overlapping_sweep_start_nothing_twice() {
         .method("GET")
         .times(1),
     );
-    let (ok, log) = retest(&w, T0 + 120);
+    let (ok, log) = retest(&w, *T0 + 120);
     assert!(!ok, "{log}");
     assert!(
         log.contains("counting cc-ci builds in Drone's queue"),
@@ -226,13 +237,13 @@ fn a_full_queue_a_down_drone_and_an_overlapping_sweep_start_nothing_twice() {
     // A sweep that is still running (it holds the lock): this one does nothing.
     let lock = w.dir.join("state/retest.lock");
     let held = ccci::fsx::Lock::try_take(&lock).unwrap().unwrap();
-    let (ok, log) = retest(&w, T0 + 180);
+    let (ok, log) = retest(&w, *T0 + 180);
     assert!(ok, "{log}");
     assert!(log.contains("another sweep is running"), "{log}");
     assert_eq!(builds(&w).len(), 1);
     // A sweep killed mid-way holds nothing any more: its leftover lock file stops no one.
     drop(held);
-    let (ok, log) = retest(&w, T0 + 240);
+    let (ok, log) = retest(&w, *T0 + 240);
     assert!(ok, "{log}");
     assert_eq!(builds(&w).len(), 2, "{log}");
 }
@@ -248,7 +259,7 @@ fn a_recipe_gitea_cannot_show_is_skipped_with_a_reason_and_the_rest_go_on() {
         "/api/v1/repos/coop-cloud/recipe-0/branches/*",
         Fault::Status { status: 500 },
     ));
-    let (ok, log) = retest(&w, T0);
+    let (ok, log) = retest(&w, *T0);
     assert!(ok, "{log}");
     assert!(
         log.contains("could not read the recipe's default branch")
@@ -257,7 +268,7 @@ fn a_recipe_gitea_cannot_show_is_skipped_with_a_reason_and_the_rest_go_on() {
     );
     let slots = per_slot(&w);
     assert_eq!(slots.len(), 2, "{slots:?}");
-    assert!(!slots.contains_key(&("2026-12-02".into(), "recipe-0".into())));
+    assert!(!slots.contains_key(&(slot(*T0), "recipe-0".into())));
 }
 
 #[test]
@@ -281,14 +292,14 @@ fn a_regression_opens_one_issue_on_the_recipe_and_green_closes_it() {
         ..Opts::default()
     });
     let issue = |n: i64| w.bot.get_issue("coop-cloud", "custom-html", n).unwrap();
-    retest(&w, T0);
+    retest(&w, *T0);
     wait_all_done(&w);
     std::fs::write(&flag, "").unwrap();
-    let (ok, log) = retest(&w, T0 + 8 * DAY);
+    let (ok, log) = retest(&w, *T0 + 8 * DAY);
     assert!(ok, "{log}");
     wait_all_done(&w);
     assert_eq!(builds(&w).last().unwrap().status, "failure");
-    let (ok, log) = retest(&w, T0 + 8 * DAY + HOUR);
+    let (ok, log) = retest(&w, *T0 + 8 * DAY + HOUR);
     assert!(ok, "{log}");
     assert!(log.contains("opened an issue for the regression"), "{log}");
     let first = issue(1);
@@ -304,21 +315,21 @@ fn a_regression_opens_one_issue_on_the_recipe_and_green_closes_it() {
     // A red default branch is re-tested the next night (not a week on), failing again:
     // still the one issue.
     let before = builds(&w).len();
-    let (ok, log) = retest(&w, T0 + 8 * DAY + DAY);
+    let (ok, log) = retest(&w, *T0 + 8 * DAY + DAY);
     assert!(ok, "{log}");
     assert_eq!(builds(&w).len(), before + 1, "{log}");
     wait_all_done(&w);
-    retest(&w, T0 + 9 * DAY + HOUR);
+    retest(&w, *T0 + 9 * DAY + HOUR);
     assert!(
         w.bot.get_issue("coop-cloud", "custom-html", 2).is_err(),
         "a second issue was opened"
     );
     // Green again the night after: the issue is told and closed.
     std::fs::remove_file(&flag).unwrap();
-    retest(&w, T0 + 10 * DAY);
+    retest(&w, *T0 + 10 * DAY);
     assert_eq!(builds(&w).len(), before + 2);
     wait_all_done(&w);
-    let (ok, log) = retest(&w, T0 + 10 * DAY + HOUR);
+    let (ok, log) = retest(&w, *T0 + 10 * DAY + HOUR);
     assert!(ok, "{log}");
     assert!(log.contains("closed the regression's issue"), "{log}");
     assert_eq!(issue(1).state, "closed");
@@ -341,23 +352,23 @@ fn a_night_drone_was_down_is_caught_up_once_the_next_night() {
         .method("POST"),
     );
     for h in 0..3 {
-        let (ok, log) = retest(&w, T0 + h * HOUR);
+        let (ok, log) = retest(&w, *T0 + h * HOUR);
         assert!(!ok, "{log}");
         assert!(log.contains("creating a re-test build"), "{log}");
     }
     assert!(builds(&w).is_empty());
     w.drone.clear_faults();
     // The next night: the missed slot is not made up for; each recipe is tested once.
-    let (ok, log) = retest(&w, T0 + DAY);
+    let (ok, log) = retest(&w, *T0 + DAY);
     assert!(ok, "{log}");
     assert!(log.contains("this slot catches up"), "{log}");
     let slots = per_slot(&w);
     let want: BTreeMap<(String, String), usize> = ["custom-html", "recipe-0", "recipe-1"]
         .iter()
-        .map(|r| (("2026-12-03".to_owned(), r.to_string()), 1))
+        .map(|r| ((slot(*T0 + DAY), r.to_string()), 1))
         .collect();
     assert_eq!(slots, want);
-    let (ok, log) = retest(&w, T0 + DAY + HOUR);
+    let (ok, log) = retest(&w, *T0 + DAY + HOUR);
     assert!(ok, "{log}");
     assert_eq!(builds(&w).len(), 3, "{log}");
 }
