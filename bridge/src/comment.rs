@@ -718,15 +718,7 @@ mod tests {
     /// and a skip: those examples are what this renders, byte for byte.
     #[test]
     fn the_docs_show_what_the_pr_comment_says() {
-        let steps = [
-            "prepare",
-            "install",
-            "upgrade",
-            "backup",
-            "recipe-tests",
-            "lint",
-            "teardown",
-        ];
+        let steps = ccci::stage::Stage::ALL.map(|s| s.as_str());
         let run = |status: &str| -> Build {
             let list: Vec<_> = steps
                 .iter()

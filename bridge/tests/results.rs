@@ -12,24 +12,10 @@ use ccci::drone::DroneClient;
 use ccci::results::{sha256_hex, MAX_FILE, SHA256_HEADER};
 use ccci::secret::Secret;
 use serde_json::json;
-use world::{wait_until, Opts, World};
+use world::{wait_until, Opts, World, SLOW};
 
 const RUNNER_TOKEN: &str = "runner-token-0123456789abcdef";
 const OTHER_TOKEN: &str = "other-token-0123456789abcdef";
-
-/// Runs long enough to ship into, then ends.
-const TWENTY_SECONDS: &str = "kind: pipeline
-type: exec
-name: cc-ci
-clone:
-  disable: true
-trigger:
-  event: [custom]
-steps:
-- name: install
-  commands:
-  - sleep 20
-";
 
 fn put(listen: &str, path: &str, body: &[u8], token: &str, sha: &str) -> (u16, String) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -97,9 +83,11 @@ fn scratch(name: &str) -> PathBuf {
 fn a_runner_ships_only_its_own_builds_whole_and_once() {
     let d = scratch("rules");
     let results = d.join("results");
+    // Long enough to ship into, then it ends.
+    let yaml = SLOW.replace("sleep 4", "sleep 20");
     let mut w = World::with(Opts {
         name: "results",
-        yaml: TWENTY_SECONDS,
+        yaml: &yaml,
         config: json!({
             "results_dir": results,
             "runner_token_files": {

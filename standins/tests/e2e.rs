@@ -298,18 +298,7 @@ fn green_everywhere(w: World, bound: Duration) {
         .map(|s| (s.name.clone(), s.status.clone()))
         .collect();
     let names: Vec<&str> = steps.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "prepare",
-            "install",
-            "upgrade",
-            "backup",
-            "recipe-tests",
-            "lint",
-            "teardown"
-        ]
-    );
+    assert_eq!(names, ccci::stage::Stage::ALL.map(|s| s.as_str()));
     assert!(steps.iter().all(|(_, s)| s == "success"), "{steps:?}");
     // The install step really ran the install tests with the params the bridge sent.
     let log = w
@@ -391,17 +380,11 @@ fn reproduce_as_pasted(w: &World, body: &str) {
         w.setup.bin.display(),
         std::env::var("PATH").unwrap()
     );
-    let out = Command::new("sh")
-        .args(["-c", cmd])
-        .env("HOME", &home)
-        .env("PATH", path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{cmd}:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = run_ok(
+        Command::new("sh")
+            .args(["-c", cmd])
+            .env("HOME", &home)
+            .env("PATH", path),
     );
     for stage in ["install", "upgrade", "backup", "teardown"] {
         assert!(
@@ -682,25 +665,14 @@ fn git_in(dir: &Path, args: &[&str]) {
 #[test]
 #[ignore = "heavy: every stand-in recipe's run, n8n's two 1.3 GB images included (dev/test --all)"]
 fn dev_local_all_runs_every_recipe_and_each_reaches_its_level() {
-    let out = Command::new(format!("{REPO}/dev/local"))
-        .args(["--all", "--once"])
-        .current_dir(REPO)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = run_ok(
+        Command::new(format!("{REPO}/dev/local"))
+            .args(["--all", "--once"])
+            .current_dir(REPO),
     );
     let mut levels = std::collections::BTreeSet::new();
     for recipe in Setup::all_recipes().unwrap() {
-        let said = format!("commit status cc-ci/testme on {recipe} ");
-        let line = text
-            .lines()
-            .find(|l| l.contains(&said))
-            .unwrap_or_else(|| panic!("no run of {recipe}:\n{text}"));
+        let line = status_line(&text, &recipe);
         let (_, status) = line.split_once(": ").unwrap();
         assert!(status.starts_with("success — passed · level "), "{line}");
         levels.insert(status.to_owned());
@@ -743,32 +715,42 @@ fn ccci_local_runs_a_recipe_checkout_from_disk() {
     )
     .unwrap();
     let bin = bin_dir();
-    let out = Command::new(bin.join("ccci-local"))
-        .args(["--repo", REPO, "--bin"])
-        .arg(bin)
-        .arg("--dir")
-        .arg(tmp.join("world"))
-        .args(["--once", "--no-webhooks", "--recipe"])
-        .arg(&checkout)
-        .args(["--ref", head.trim()])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = run_ok(
+        Command::new(bin.join("ccci-local"))
+            .args(["--repo", REPO, "--bin"])
+            .arg(bin)
+            .arg("--dir")
+            .arg(tmp.join("world"))
+            .args(["--once", "--no-webhooks", "--recipe"])
+            .arg(&checkout)
+            .args(["--ref", head.trim()]),
     );
-    let line = text
-        .lines()
-        .find(|l| l.contains("commit status cc-ci/testme on my-html "))
-        .unwrap_or_else(|| panic!("no run of my-html:\n{text}"));
+    let line = status_line(&text, "my-html");
     assert!(
         line.contains("success — passed · level 3 of 5 (restores)"),
         "{line}"
     );
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// Runs `cmd` with no stdin, asserts it succeeded, and returns its stdout.
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{cmd:?}:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// The line in dev/local's output that gives the commit status of `recipe`'s run.
+fn status_line<'a>(text: &'a str, recipe: &str) -> &'a str {
+    let said = format!("commit status cc-ci/testme on {recipe} ");
+    text.lines()
+        .find(|l| l.contains(&said))
+        .unwrap_or_else(|| panic!("no run of {recipe}:\n{text}"))
 }
 
 /// `docker` on the project's engine (DOCKER_HOST from dev/engine), checked.
