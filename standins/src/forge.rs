@@ -29,8 +29,6 @@ pub trait Forge {
     fn open_pull(&self, owner: &str, repo: &str, spec: &PullSpec) -> Result<(i64, String)>;
     fn open_issue(&self, owner: &str, repo: &str, poster: &str, title: &str) -> Result<i64>;
     fn close(&self, owner: &str, repo: &str, index: i64) -> Result<()>;
-    fn lock_issue(&self, owner: &str, repo: &str, index: i64) -> Result<()>;
-    fn set_archived(&self, owner: &str, repo: &str, archived: bool) -> Result<()>;
     fn comment(&self, owner: &str, repo: &str, index: i64, login: &str, body: &str) -> Result<i64>;
     fn edit_comment(&self, owner: &str, repo: &str, id: i64, login: &str, body: &str)
         -> Result<()>;
@@ -115,12 +113,6 @@ impl Forge for Gitea {
     fn close(&self, owner: &str, repo: &str, index: i64) -> Result<()> {
         Gitea::close(self, owner, repo, index)
     }
-    fn lock_issue(&self, owner: &str, repo: &str, index: i64) -> Result<()> {
-        Gitea::lock_issue(self, owner, repo, index)
-    }
-    fn set_archived(&self, owner: &str, repo: &str, archived: bool) -> Result<()> {
-        Gitea::set_archived(self, owner, repo, archived)
-    }
     fn comment(&self, owner: &str, repo: &str, index: i64, login: &str, body: &str) -> Result<i64> {
         Gitea::comment(self, owner, repo, index, login, body)
     }
@@ -191,12 +183,6 @@ impl Forge for RealGitea {
     }
     fn close(&self, owner: &str, repo: &str, index: i64) -> Result<()> {
         RealGitea::close(self, owner, repo, index)
-    }
-    fn lock_issue(&self, owner: &str, repo: &str, index: i64) -> Result<()> {
-        RealGitea::lock_issue(self, owner, repo, index)
-    }
-    fn set_archived(&self, owner: &str, repo: &str, archived: bool) -> Result<()> {
-        RealGitea::set_archived(self, owner, repo, archived)
     }
     fn comment(&self, owner: &str, repo: &str, index: i64, login: &str, body: &str) -> Result<i64> {
         RealGitea::comment(self, owner, repo, index, login, body)

@@ -208,9 +208,6 @@ fn auth_rules_401_404_403_and_token_sources() {
     assert_eq!(r.status().as_u16(), 200);
     // System admins bypass the permission table.
     assert_eq!(call(&t, "POST", path, Some(ADMIN), None).0, 200);
-    // An inactive user with permissions: 403.
-    t.drone.set_user_active("reader", false).unwrap();
-    assert_eq!(call(&t, "GET", path, Some(READER), None).0, 403);
 }
 
 // Mirrors harness/drone handler/api/repos/builds/create.go `HandleCreate`: every query key but
@@ -401,12 +398,11 @@ fn list_clamps_per_page_and_is_newest_first() {
 }
 
 // Mirrors harness/drone handler/api/repos/builds/cancel.go `HandleCancel` (killed build,
-// killed/skipped stages, done builds unchanged) and builds/retry.go `HandleRetry` (parent,
-// same sha/ref, old params win). A running stage is reported by the runner before the
+// killed/skipped stages, done builds unchanged). A running stage is reported by the runner before the
 // handler marks it, so its steps keep the runner's codes (137 killed, 0 skipped), as the real
 // pair does (runner_fidelity.rs); the handler's 130 reaches only stages no runner held.
 #[test]
-fn cancel_and_restart() {
+fn cancel() {
     let yaml = "kind: pipeline\ntype: exec\nname: slow\nclone:\n  disable: true\nsteps:\n- name: wait\n  commands: [\"while :; do sleep 0.1; done\"]\n- name: next\n  commands: [\"true\"]\n---\nkind: pipeline\ntype: exec\nname: later\nclone:\n  disable: true\ndepends_on: [slow]\nsteps:\n- name: a\n  commands: [\"true\"]\n";
     let t = setup("cancel", yaml, 1);
     let b = create(&t, "KEEP=old&ONLY_OLD=1");
@@ -448,23 +444,6 @@ fn cancel_and_restart() {
     );
     assert_eq!(s, 200);
     assert_eq!(json(&body)["version"], before.version);
-    // Restart: new number, parent, same commit; old params win over new ones.
-    let (s, _, body) = call(
-        &t,
-        "POST",
-        &format!("/api/repos/ci-bot/app/builds/{n}?KEEP=new&ADDED=2"),
-        Some(BOT),
-        None,
-    );
-    assert_eq!(s, 200, "{body}");
-    let r = json(&body);
-    assert_eq!(r["number"], n + 1);
-    assert_eq!(r["parent"], n);
-    assert_eq!(r["after"], SHA);
-    assert_eq!(
-        r["params"],
-        serde_json::json!({"ADDED": "2", "KEEP": "old", "ONLY_OLD": "1"})
-    );
     // Readers cannot cancel: 404.
     assert_eq!(
         call(
@@ -597,27 +576,6 @@ fn stage_lifecycle_with_depends_on_and_on_failure() {
     assert_eq!(done.status, "failure");
     assert!(done.started > 0 && done.finished >= done.started);
     assert!(done.version >= 3);
-    // `latest` shows it, with stages; another branch has none.
-    let (s, _, body) = call(
-        &t,
-        "GET",
-        "/api/repos/ci-bot/app/builds/latest",
-        Some(BOT),
-        None,
-    );
-    assert_eq!(s, 200);
-    assert_eq!(json(&body)["stages"].as_array().unwrap().len(), 4);
-    assert_eq!(
-        call(
-            &t,
-            "GET",
-            "/api/repos/ci-bot/app/builds/latest?branch=nope",
-            Some(BOT),
-            None
-        )
-        .0,
-        404
-    );
 }
 
 // Mirrors standins::http fault injection reaching the Drone routes (used by client tests).

@@ -106,14 +106,12 @@ fn bad_since_is_422_and_offsets_must_be_encoded() {
 
 // models/issues/comment.go PRURL/IssueURL/HTMLURL via services/convert/issue_comment.go
 // ToAPIComment: the PR number is only in the web URL pull_request_url; issue_url is "" for
-// PRs and the reverse for issues. FindComments lists only CommentTypeComment (0).
+// PRs and the reverse for issues.
 #[test]
-fn comment_urls_and_only_plain_comments() {
+fn comment_urls() {
     let w = world();
     let issue = w.g.open_issue("acme", "app", "bob", "Bug").unwrap();
     let on_pr = w.g.comment("acme", "app", 1, "alice", "!testme").unwrap();
-    w.g.review_comment("acme", "app", 1, "alice", "LGTM")
-        .unwrap();
     let on_issue =
         w.g.comment("acme", "app", issue, "alice", "thanks")
             .unwrap();
@@ -176,25 +174,6 @@ fn times_use_the_server_offset() {
     assert_eq!(
         r.json()[0]["created_at"],
         json!("2025-03-01T11:00:00+01:00")
-    );
-}
-
-// routers/api/v1/org/member.go IsMember after a rename: 307 to the same path under the new
-// login (the other membership answers are in gitea_fidelity.rs, checked against Gitea).
-#[test]
-fn renamed_member_is_a_307_to_the_new_login() {
-    let w = world();
-    let url = |u: &str| w.api(&format!("/orgs/acme/members/{u}"));
-    w.g.rename_user("alice", "alicia").unwrap();
-    let r = call("GET", &url("alice"), Some(&tok(&w.ci)), None);
-    assert_eq!(r.status, 307);
-    assert_eq!(
-        r.header("Location"),
-        Some("/api/v1/orgs/acme/members/alicia")
-    );
-    assert_eq!(
-        call("GET", &url("alicia"), Some(&tok(&w.ci)), None).status,
-        204
     );
 }
 
@@ -265,11 +244,10 @@ fn edit_comment_rules() {
     );
 }
 
-// services/convert/pull.go ToAPIPullRequest: head.ref is the branch while it exists, else
-// refs/pull/N/head with the sha from that ref; a deleted head repo leaves repo null and
-// repo_id -1. A merged PR is state closed + merged true.
+// services/convert/pull.go ToAPIPullRequest: head.ref is the branch while it exists; a
+// deleted head repo leaves repo null, repo_id -1 and refs/pull/N/head.
 #[test]
-fn pull_head_after_branch_and_fork_deletion() {
+fn pull_head_after_fork_deletion() {
     let w = world();
     let get = || {
         call(
@@ -289,26 +267,13 @@ fn pull_head_after_branch_and_fork_deletion() {
     assert_eq!(p["state"], json!("open"));
     assert_eq!(p["merged"], json!(false));
     assert_eq!(p["merged_at"], Value::Null);
-    w.g.push_pull_head("acme", "app", 1, &"9".repeat(40))
-        .unwrap();
-    assert_eq!(get()["head"]["sha"], json!("9".repeat(40)));
-    w.g.delete_branch("bob", "app", "fix-x").unwrap();
-    let p = get();
-    assert_eq!(p["head"]["ref"], json!("refs/pull/1/head"));
-    assert_eq!(p["head"]["sha"], json!("9".repeat(40)));
-    assert_eq!(p["head"]["repo_id"], json!(p["head"]["repo"]["id"]));
+    let sha = p["head"]["sha"].clone();
     w.g.delete_repo("bob", "app").unwrap();
     let p = get();
     assert_eq!(p["head"]["repo"], Value::Null);
     assert_eq!(p["head"]["repo_id"], json!(-1));
     assert_eq!(p["head"]["ref"], json!("refs/pull/1/head"));
-    w.g.merge_pull("acme", "app", 1, "alice").unwrap();
-    let p = get();
-    assert_eq!(
-        (p["state"].clone(), p["merged"].clone()),
-        (json!("closed"), json!(true))
-    );
-    assert_eq!(p["merged_by"]["login"], json!("alice"));
+    assert_eq!(p["head"]["sha"], sha);
     // routers/api/v1/repo/issue.go GetIssue: PRs share the index; pull_request meta set.
     let i = call(
         "GET",
@@ -317,7 +282,7 @@ fn pull_head_after_branch_and_fork_deletion() {
         None,
     )
     .json();
-    assert_eq!(i["pull_request"]["merged"], json!(true));
+    assert_eq!(i["pull_request"]["merged"], json!(false));
     assert_eq!(
         i["url"],
         json!(format!("{}api/v1/repos/acme/app/issues/1", w.g.root_url()))
@@ -546,69 +511,4 @@ fn webhook_is_one_attempt_without_retry() {
     let d = w2.g.wait_deliveries(1, Duration::from_secs(10));
     assert!(d[0].error.is_some(), "{:?}", d[0]);
     assert_eq!(d[0].header("X-Gitea-Hook-Installation-Target-Type"), None);
-}
-
-// The control surface the binary exposes: the same world built over HTTP.
-#[test]
-fn control_surface_over_http() {
-    let g = Gitea::start().unwrap();
-    let c = |m: &str, p: &str, b: Value| {
-        let r = call(m, &format!("{}/_standin/{p}", g.url()), None, Some(b));
-        assert_eq!(r.status, 200, "{m} {p}: {}", r.body);
-        r.json()
-    };
-    c("PUT", "clock", json!({"now": T0}));
-    assert!(
-        c("POST", "users", json!({"login": "alice"}))["id"]
-            .as_i64()
-            .unwrap()
-            > 0
-    );
-    c("POST", "orgs", json!({"name": "acme"}));
-    c("PUT", "orgs/acme/members/alice", json!({"public": true}));
-    let token = c(
-        "POST",
-        "tokens",
-        json!({"user": "alice", "scopes": ["all"]}),
-    )["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    c("POST", "repos", json!({"owner": "acme", "name": "app"}));
-    let n = c(
-        "POST",
-        "repos/acme/app/pulls",
-        json!({"poster": "alice", "title": "t", "head_branch": "b", "head_sha": "ab".repeat(20)}),
-    )["number"]
-        .as_i64()
-        .unwrap();
-    let id = c(
-        "POST",
-        &format!("repos/acme/app/issues/{n}/comments"),
-        json!({"user": "alice", "body": "!testme"}),
-    )["id"]
-        .as_i64()
-        .unwrap();
-    c(
-        "PATCH",
-        &format!("comments/{id}"),
-        json!({"user": "alice", "body": "!testme 2"}),
-    );
-    c("PUT", "clock", json!({"advance": 60}));
-    assert_eq!(c("GET", "clock", json!({}))["now"], json!(T0 + 60));
-    let r = call(
-        "GET",
-        &format!("{}/repos/acme/app/issues/comments", g.api_url()),
-        Some(&tok(&token)),
-        None,
-    );
-    assert_eq!(r.json()[0]["body"], json!("!testme 2"));
-    let bad = call(
-        "POST",
-        &format!("{}/_standin/users", g.url()),
-        None,
-        Some(json!({"login": "alice"})),
-    );
-    assert_eq!(bad.status, 400);
-    assert!(bad.json()["error"].as_str().unwrap().contains("exists"));
 }

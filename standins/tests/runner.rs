@@ -1,6 +1,6 @@
 //! The stand-in exec runner's capacity, concurrency limits and timeout (SIGKILL to the step's
 //! shell only), which need the stand-in's knobs (a timeout in seconds, the runner's load).
-//! Environment, `${VAR}` substitution, workspace lifetime, run policies, exit code 78, cancel
+//! Environment, workspace lifetime, run policies, exit code 78, cancel
 //! and clone are in runner_fidelity.rs, checked against the real Drone and exec runner too.
 //! Each test cites the upstream file it pins.
 
@@ -211,7 +211,7 @@ fn wait_file_exists(p: &Path) {
 /// and then waits in short sleeps (the shell's own foreground child is orphaned by the
 /// SIGKILL too; a short one ends by itself).
 fn orphan_yaml() -> &'static str {
-    "kind: pipeline\ntype: exec\nname: orphan\nclone:\n  disable: true\nsteps:\n- name: spawn\n  commands:\n  - echo $$$$ > \"$MARK_DIR/shell.pid\"\n  - sleep 60 > /dev/null 2>&1 &\n  - echo $! > \"$MARK_DIR/child.pid\"\n  - while :; do sleep 0.1; done\n- name: after\n  commands: [\"echo unreachable\"]\n"
+    "kind: pipeline\ntype: exec\nname: orphan\nclone:\n  disable: true\nsteps:\n- name: spawn\n  commands:\n  - sh -c 'echo $PPID' > \"$MARK_DIR/shell.pid\"\n  - sleep 60 > /dev/null 2>&1 &\n  - echo $! > \"$MARK_DIR/child.pid\"\n  - while :; do sleep 0.1; done\n- name: after\n  commands: [\"echo unreachable\"]\n"
 }
 
 // Mirrors drone-runner-exec runtime/runner.go `Run` (`context.WithTimeout` of the repo

@@ -328,44 +328,6 @@ fn step_environment_is_built_like_the_exec_runner(setup: Setup) {
 }
 both!(step_environment_is_built_like_the_exec_runner);
 
-// runtime/runner.go `Run` (envsubst.Eval over the YAML with only environ/system/repo/build/
-// stage/link/params) and drone/envsubst (`$$` escape, braced names only).
-fn yaml_substitution_happens_before_the_shell(setup: Setup) {
-    let yaml = pipeline("name: subst\nclone:\n  disable: true\nsteps:\n- name: show\n  commands:\n  - echo \"yaml-home=[${HOME}] step=[${DRONE_STEP_NAME}] build=[${DRONE_BUILD_NUMBER}] param=[${JOB}] dflt=[${NOPE:-fallback}]\"\n  - echo \"shell-home=[$HOME] escaped=[$${HOME}] dollar=[$$]\"\n");
-    let env = setup("subst", &[(".drone.yml", &yaml)], &[]);
-    let n = env.create("JOB=j-42")["number"].as_i64().unwrap();
-    let done = env.wait_build(n);
-    assert_eq!(done["status"], "success", "{}: {done}", env.kind);
-    let out = env.log_text(n, 1, 1);
-    let line = |prefix: &str| -> String {
-        out.lines()
-            .find(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no line {prefix} in {out}"))
-            .to_owned()
-    };
-    assert_eq!(
-        line("yaml-home="),
-        format!("yaml-home=[] step=[] build=[{n}] param=[j-42] dflt=[fallback]"),
-        "{}",
-        env.kind
-    );
-    let shell = line("shell-home=");
-    let home = shell
-        .strip_prefix("shell-home=[")
-        .and_then(|s| s.split(']').next())
-        .unwrap();
-    assert!(
-        home.ends_with("/home/drone") && home.contains("/drone-"),
-        "{shell}"
-    );
-    assert_eq!(
-        shell,
-        format!("shell-home=[{home}] escaped=[{home}] dollar=[$]")
-    );
-    assert!(out.contains("+ echo \"yaml-home=[] step=[]"), "{out}");
-}
-both!(yaml_substitution_happens_before_the_shell);
-
 // runtime/execer.go `Exec` (`defer e.engine.Destroy` → engine/exec.go `os.RemoveAll`), also
 // when a step fails.
 fn workspace_is_deleted_after_the_stage_even_on_failure(setup: Setup) {
@@ -501,7 +463,7 @@ fn cancel_kills_only_the_shell_and_leaves_grandchildren(setup: Setup) {
         standins::runner::random_id(6)
     ));
     std::fs::create_dir_all(&marks).unwrap();
-    let yaml = pipeline("name: orphan\nclone:\n  disable: true\nsteps:\n- name: spawn\n  commands:\n  - echo $$$$ > \"$MARK_DIR/shell.pid\"\n  - sleep 60 > /dev/null 2>&1 &\n  - echo $! > \"$MARK_DIR/child.pid\"\n  - while :; do sleep 0.1; done\n- name: after\n  commands: [\"echo unreachable\"]\n");
+    let yaml = pipeline("name: orphan\nclone:\n  disable: true\nsteps:\n- name: spawn\n  commands:\n  - sh -c 'echo $PPID' > \"$MARK_DIR/shell.pid\"\n  - sleep 60 > /dev/null 2>&1 &\n  - echo $! > \"$MARK_DIR/child.pid\"\n  - while :; do sleep 0.1; done\n- name: after\n  commands: [\"echo unreachable\"]\n");
     let env = setup(
         "cancel",
         &[(".drone.yml", &yaml)],

@@ -22,8 +22,8 @@
 //!   `STANDIN_ABRA_FAULT_FILE` (one per line, so a test can flip them between stages):
 //!   `backup-fails`, `restore-fails` (backupbot's restic failing, which has no engine-side
 //!   cause), `chaos-stale-checkout` (a chaos deploy runs, and labels, the commit before the
-//!   checkout's HEAD: an abra that redeployed an old checkout), `hang:<command>` where command is one of `new`, `deploy`, `undeploy`, `ls`, `ps`,
-//!   `run`, `cmd`, `logs`, `restore`, `backup`, `volume`, `secret-generate`, `secret-insert`,
+//!   checkout's HEAD: an abra that redeployed an old checkout), `hang:<command>` where
+//!   command is one of `new`, `deploy`, `undeploy`, `ps`, `run`, `restore`, `backup`, `volume`, `secret-generate`, `secret-insert`,
 //!   `secret-remove`, `recipe-fetch`, `server-add`. A hang sleeps (up to an hour) before
 //!   touching anything, so killing it leaves no trace. Failed deploys need no knob: a recipe
 //!   naming a missing image, crashing or failing its healthcheck fails for real.
@@ -50,11 +50,8 @@ USAGE:
   abra app deploy <domain> [version] [-C|--chaos] [-f|--force] [-c|--no-converge-checks]
                   [-D|--no-domain-checks] [-i|--ignore-env-version]
   abra app undeploy <domain> [-p|--prune]
-  abra app ls [-m|--machine] [-s|--server S] [-S|--status] [-r|--recipe R]
   abra app ps <domain> [-m|--machine]
-  abra app logs <domain> [<service>]
   abra app run <domain> <service> [-t|--no-tty] [-u|--user U] [--] <cmd> [args...]
-  abra app cmd <domain> <service> <function> [--] [args...]
   abra app volume remove <domain> [-f|--force]
   abra app secret generate <domain> (<name> <version> | -a|--all) [-m|--machine]
   abra app secret insert <domain> <name> <version> <value> [-f|--file] [-t|--trim]
@@ -77,7 +74,7 @@ ENVIRONMENT:
   STANDIN_ABRA_FAULT       stand-in only: backup-fails, restore-fails, chaos-stale-checkout,
                            hang:<command>
   STANDIN_ABRA_FAULT_FILE  stand-in only: a file of the same knobs, one per line
-                           <command> = new deploy undeploy ls ps logs run cmd restore backup
+                           <command> = new deploy undeploy ps run restore backup
                            volume secret-generate secret-insert secret-remove recipe-fetch
                            server-add
 

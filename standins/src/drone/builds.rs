@@ -97,58 +97,6 @@ pub(super) fn create_build(
     trigger_response(inner, &repo, hook)
 }
 
-/// `builds/retry.go` `HandleRetry`.
-pub(super) fn retry(
-    inner: &Arc<Inner>,
-    req: &Request,
-    user: &UserRec,
-    owner: &str,
-    name: &str,
-    number: i64,
-) -> Response {
-    let (repo, prev) = {
-        let st = inner.lock();
-        let Some(repo) = st.repo(owner, name).cloned() else {
-            return no_rows();
-        };
-        let Some(i) = st.build_idx(repo.id, number) else {
-            return no_rows();
-        };
-        (repo, st.builds[i].build.clone())
-    };
-    match prev.status.as_str() {
-        status::BLOCKED => return json_err(400, "cannot start a blocked build"),
-        status::DECLINED => return json_err(400, "cannot start a declined build"),
-        _ => {}
-    }
-    let mut params = query_map(req, &["access_token", "debug"]);
-    // The old build's params win over the new query's.
-    for (k, v) in &prev.params {
-        params.insert(k.clone(), v.clone());
-    }
-    let hook = Hook {
-        parent: prev.number,
-        trigger: user.login.clone(),
-        event: prev.event.clone(),
-        action: prev.action.clone(),
-        link: prev.link.clone(),
-        message: prev.message.clone(),
-        before: prev.before.clone(),
-        after: prev.after.clone(),
-        reference: prev.reference.clone(),
-        source: prev.source.clone(),
-        target: prev.target.clone(),
-        author: prev.author_login.clone(),
-        author_name: prev.author_name.clone(),
-        author_email: prev.author_email.clone(),
-        author_avatar: prev.author_avatar.clone(),
-        sender: prev.sender.clone(),
-        params,
-        debug: req.query("debug") == Some("true"),
-    };
-    trigger_response(inner, &repo, hook)
-}
-
 pub(super) fn trigger_response(inner: &Arc<Inner>, repo: &RepoRec, hook: Hook) -> Response {
     match trigger(inner, repo, hook) {
         Ok(Some(b)) => Response::json(200, &b),

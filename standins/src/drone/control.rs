@@ -18,36 +18,9 @@ pub(super) fn yes() -> bool {
 }
 
 #[derive(Deserialize)]
-pub(super) struct PermBody {
-    login: String,
-    #[serde(flatten)]
-    perm: Perm,
-}
-
-#[derive(Deserialize)]
-pub(super) struct TimeoutBody {
-    #[serde(default)]
-    minutes: Option<i64>,
-    /// Stand-in only (see [`Drone::set_standin_timeout_seconds`]); `null` clears it.
-    #[serde(default)]
-    standin_timeout_seconds: Option<u64>,
-}
-
-#[derive(Deserialize)]
 pub(super) struct BranchBody {
     branch: String,
     sha: String,
-}
-
-#[derive(Deserialize)]
-pub(super) struct ConfigBody {
-    yaml: String,
-}
-
-#[derive(Deserialize)]
-pub(super) struct SecretBody {
-    name: String,
-    value: String,
 }
 
 pub(super) fn control(inner: &Arc<Inner>, req: &Request, rest: &[&str]) -> Response {
@@ -80,38 +53,11 @@ pub(super) fn control(inner: &Arc<Inner>, req: &Request, rest: &[&str]) -> Respo
             },
             Err(r) => r,
         },
-        ("POST", ["users", login, "active"]) => match body::<serde_json::Value>(req) {
-            Ok(v) => {
-                let active = v.get("active").and_then(|a| a.as_bool()).unwrap_or(true);
-                let mut st = inner.lock();
-                match st.users.iter_mut().find(|u| u.login == *login) {
-                    Some(u) => {
-                        u.active = active;
-                        Response::new(204)
-                    }
-                    None => Response::text(404, "no such user"),
-                }
-            }
-            Err(r) => r,
-        },
         ("POST", ["repos"]) => match body::<NewRepo>(req) {
             Ok(r) => match create_repo(inner, r) {
                 Ok(j) => Response::json(201, &j),
                 Err(e) => Response::text(400, &format!("{e:#}")),
             },
-            Err(r) => r,
-        },
-        ("POST", ["repos", o, n, "perms"]) => match body::<PermBody>(req) {
-            Ok(p) => done(set_permission(inner, o, n, &p.login, p.perm)),
-            Err(r) => r,
-        },
-        ("POST", ["repos", o, n, "timeout"]) => match body::<TimeoutBody>(req) {
-            Ok(b) => done(mut_repo(o, n, &mut |r| {
-                if let Some(m) = b.minutes {
-                    r.timeout = m;
-                }
-                r.standin_timeout_seconds = b.standin_timeout_seconds;
-            })),
             Err(r) => r,
         },
         ("POST", ["repos", o, n, "branches"]) => match body::<BranchBody>(req) {
@@ -124,27 +70,6 @@ pub(super) fn control(inner: &Arc<Inner>, req: &Request, rest: &[&str]) -> Respo
             Ok(c) => done(mut_repo(o, n, &mut |r| {
                 r.commits.insert(c.sha.clone(), c.clone());
             })),
-            Err(r) => r,
-        },
-        ("POST", ["repos", o, n, "config"]) => match body::<ConfigBody>(req) {
-            Ok(c) => done(mut_repo(o, n, &mut |r| {
-                r.source = ConfigSource::Inline {
-                    yaml: c.yaml.clone(),
-                };
-            })),
-            Err(r) => r,
-        },
-        ("POST", ["repos", o, n, "secrets"]) => match body::<SecretBody>(req) {
-            Ok(s) => done(mut_repo(o, n, &mut |r| {
-                r.secrets.insert(s.name.clone(), s.value.clone());
-            })),
-            Err(r) => r,
-        },
-        ("POST", ["runner"]) => match body::<RunnerPatch>(req) {
-            Ok(p) => {
-                set_runner(inner, p);
-                Response::new(204)
-            }
             Err(r) => r,
         },
         ("GET", ["repos", o, n, "builds", num, "wait"]) => {

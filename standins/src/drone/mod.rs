@@ -23,9 +23,9 @@
 //! `scheduler/queue/queue.go` (`withinLimits`, kind/type/platform/labels matching).
 //!
 //! Control surface (stand-in only, under `/_standin/drone/`, JSON bodies):
-//! `POST users`, `POST repos`, `POST repos/{o}/{n}/perms`, `POST repos/{o}/{n}/timeout`,
-//! `POST repos/{o}/{n}/branches`, `POST repos/{o}/{n}/commits`, `POST repos/{o}/{n}/config`,
-//! `POST repos/{o}/{n}/secrets`, `POST runner`, `GET repos/{o}/{n}/builds/{b}/wait?timeout_ms=`.
+//! `POST users`, `POST repos`, `POST repos/{o}/{n}/branches`, `POST repos/{o}/{n}/commits`,
+//! `GET repos/{o}/{n}/builds/{b}/wait?timeout_ms=` (what the Python tests and the dashboard
+//! bench use).
 
 mod builds;
 mod control;
@@ -415,34 +415,12 @@ impl Drone {
         create_user(&self.inner, login, admin, true, token)
     }
 
-    /// Marks a user active or inactive (an inactive user gets 403 on repo routes).
-    pub fn set_user_active(&self, login: &str, active: bool) -> Result<()> {
-        let mut st = self.inner.lock();
-        let u = st
-            .users
-            .iter_mut()
-            .find(|u| u.login == login)
-            .ok_or_else(|| anyhow!("no user {login}"))?;
-        u.active = active;
-        Ok(())
-    }
-
     pub fn create_repo(&self, repo: NewRepo) -> Result<RepoJson> {
         create_repo(&self.inner, repo)
     }
 
     pub fn set_permission(&self, owner: &str, name: &str, login: &str, perm: Perm) -> Result<()> {
         set_permission(&self.inner, owner, name, login, perm)
-    }
-
-    /// Sets the repo timeout in minutes, as Drone stores it.
-    pub fn set_timeout_minutes(&self, owner: &str, name: &str, minutes: i64) -> Result<()> {
-        let mut st = self.inner.lock();
-        let r = st
-            .repo_mut(owner, name)
-            .ok_or_else(|| anyhow!("no repo {owner}/{name}"))?;
-        r.timeout = minutes;
-        Ok(())
     }
 
     /// Stand-in only: a per-stage timeout in seconds that overrides the minutes, so tests of
@@ -491,16 +469,6 @@ impl Drone {
             ConfigSource::Inline { yaml: y } => *y = yaml.to_owned(),
             ConfigSource::Git { .. } => bail!("{owner}/{name} reads its config from git"),
         }
-        Ok(())
-    }
-
-    /// A repo secret, for `environment: {X: {from_secret: name}}`.
-    pub fn set_secret(&self, owner: &str, name: &str, secret: &str, value: &str) -> Result<()> {
-        let mut st = self.inner.lock();
-        let r = st
-            .repo_mut(owner, name)
-            .ok_or_else(|| anyhow!("no repo {owner}/{name}"))?;
-        r.secrets.insert(secret.into(), value.into());
         Ok(())
     }
 

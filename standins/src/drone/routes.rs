@@ -105,9 +105,6 @@ pub(super) fn check_access(
     let Some(perm) = st.perms.get(&(repo.id, user.id)) else {
         return Err(json_err(404, "Not Found"));
     };
-    if !user.active {
-        return Err(json_err(403, "Forbidden"));
-    }
     if !perm.read || (write && !perm.write) {
         return Err(json_err(404, "Not Found"));
     }
@@ -161,7 +158,6 @@ pub(super) fn repo_routes(
             Some(u) => create_build(inner, req, &u, owner, name),
             None => json_err(401, "Unauthorized"),
         },
-        ("GET", ["builds", "latest"]) => latest(inner, req, owner, name),
         ("GET", ["builds", n]) => match parse_number(n) {
             Ok(n) => {
                 let st = inner.lock();
@@ -174,11 +170,6 @@ pub(super) fn repo_routes(
                 }
             }
             Err(r) => r,
-        },
-        ("POST", ["builds", n]) => match (parse_number(n), user) {
-            (Ok(n), Some(u)) => retry(inner, req, &u, owner, name, n),
-            (Err(r), _) => r,
-            (_, None) => json_err(401, "Unauthorized"),
         },
         ("DELETE", ["builds", n]) => match parse_number(n) {
             Ok(n) => cancel(inner, owner, name, n),
@@ -274,30 +265,4 @@ pub(super) fn list_builds(inner: &Inner, req: &Request, owner: &str, name: &str)
         })
         .collect();
     Response::json(200, &page)
-}
-
-/// `builds/latest.go` `HandleLast`.
-pub(super) fn latest(inner: &Inner, req: &Request, owner: &str, name: &str) -> Response {
-    let st = inner.lock();
-    let Some(repo) = st.repo(owner, name) else {
-        return no_rows();
-    };
-    let mut reference = req
-        .query("ref")
-        .filter(|r| !r.is_empty())
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("refs/heads/{}", repo.branch));
-    if let Some(b) = req.query("branch").filter(|b| !b.is_empty()) {
-        reference = format!("refs/heads/{b}");
-    }
-    let found = st
-        .builds
-        .iter()
-        .map(|b| &b.build)
-        .filter(|b| b.repo_id == repo.id && b.reference == reference)
-        .max_by_key(|b| b.id);
-    match found {
-        Some(b) => Response::json(200, &st.with_stages(b)),
-        None => no_rows(),
-    }
 }

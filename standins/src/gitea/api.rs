@@ -454,7 +454,6 @@ fn list_repo_comments(s: &State, req: &Request, auth: &Auth, o: &str, r: &str) -
     let mut list: Vec<&super::Comment> = s
         .comments
         .iter()
-        .filter(|c| c.kind == 0)
         .filter(|c| s.issue(c.issue_id).is_some_and(|i| i.repo_id == repo.id))
         .filter(|c| since == 0 || c.updated >= since)
         .filter(|c| before == 0 || c.updated <= before)
@@ -488,7 +487,7 @@ fn list_issue_comments(
     let mut list: Vec<&super::Comment> = s
         .comments
         .iter()
-        .filter(|c| c.kind == 0 && c.issue_id == issue.id)
+        .filter(|c| c.issue_id == issue.id)
         .filter(|c| since == 0 || c.updated >= since)
         .filter(|c| before == 0 || c.updated <= before)
         .collect();
@@ -522,13 +521,10 @@ struct IssueOption {
     state: Option<String>,
 }
 
-/// `CreateIssue`: reqToken, not archived (423), a title (422 `[Title]: Required`), 201.
+/// `CreateIssue`: reqToken, a title (422 `[Title]: Required`), 201.
 fn create_issue(p: &Parts, s: &mut State, req: &Request, auth: &Auth, o: &str, r: &str) -> Reply {
     let repo = repo_ctx(s, req, auth, o, r)?;
     let doer = require_token(s, auth)?;
-    if repo.archived {
-        return Err(error(s, 423, "repo is archived"));
-    }
     let opt: IssueOption = req
         .json()
         .map_err(|e| error(s, 422, &format!("invalid JSON body: {e}")))?;
@@ -591,7 +587,7 @@ fn edit_issue(s: &mut State, req: &Request, auth: &Auth, o: &str, r: &str, idx: 
     ))
 }
 
-/// `CreateIssueComment`: reqToken, not archived (423), locked needs write (403), 201.
+/// `CreateIssueComment`: reqToken, 201.
 fn create_comment(
     p: &Parts,
     s: &mut State,
@@ -603,15 +599,9 @@ fn create_comment(
 ) -> Reply {
     let repo = repo_ctx(s, req, auth, o, r)?;
     let doer = require_token(s, auth)?;
-    if repo.archived {
-        return Err(error(s, 423, "repo is archived"));
-    }
     let body = body_option(s, req)?;
     let issue = issue_in_repo(s, &repo, idx)?;
-    if issue.locked && !s.can_write(Some(doer), &repo) {
-        return Err(error(s, 403, "You cannot comment on a locked issue."));
-    }
-    let id = p.add_comment(s, issue.id, doer, &body, 0);
+    let id = p.add_comment(s, issue.id, doer, &body);
     let c = s
         .comments
         .iter()
@@ -638,9 +628,6 @@ fn edit_comment(
     if c.poster_id != doer && !s.can_write(Some(doer), &repo) {
         return Err(Response::new(403));
     }
-    if c.kind != 0 {
-        return Ok(Response::new(204));
-    }
     p.update_comment(s, c.id, doer, &body);
     let c = s
         .comments
@@ -651,8 +638,7 @@ fn edit_comment(
 }
 
 /// `routers/api/v1/repo/issue_reaction.go` `changeIssueCommentReaction`: 201 new, 200 when
-/// the user already reacted so, 403 for a value outside `[ui] REACTIONS` or a locked issue
-/// without write access.
+/// the user already reacted so, 403 for a value outside `[ui] REACTIONS`.
 fn add_reaction(s: &mut State, req: &Request, auth: &Auth, o: &str, r: &str, id: &str) -> Reply {
     let repo = repo_ctx(s, req, auth, o, r)?;
     let doer = require_token(s, auth)?;
@@ -660,10 +646,6 @@ fn add_reaction(s: &mut State, req: &Request, auth: &Auth, o: &str, r: &str, id:
         .json()
         .map_err(|e| error(s, 422, &format!("invalid JSON body: {e}")))?;
     let c = comment_in_repo(s, &repo, id)?;
-    let locked = s.issue(c.issue_id).is_some_and(|i| i.locked);
-    if locked && !s.can_write(Some(doer), &repo) {
-        return Err(error(s, 403, "no permission to change reaction"));
-    }
     if !s.allowed_reactions.contains(&opt.content) {
         return Err(error(
             s,

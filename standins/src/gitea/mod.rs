@@ -7,13 +7,11 @@
 //! clock, 1.21-shaped payloads or a record of what was asked. The quirks that need none of
 //! these are checked against the real Gitea by `standins/tests/gitea_fidelity.rs`.
 //!
-//! In-process: `let g = Gitea::start()?;` then drive it with the control methods below and
-//! point a client at [`Gitea::api_url`]. As a binary (`standin-gitea`), the same controls are
-//! served as JSON under `/_standin/` (see [`control`]).
+//! In-process only: `let g = Gitea::start()?;` then drive it with the control methods below
+//! and point a client at [`Gitea::api_url`].
 
 mod api;
 pub mod clock;
-pub mod control;
 pub mod digest;
 mod hooks;
 mod render;
@@ -88,7 +86,6 @@ pub(crate) struct Repo {
     pub private: bool,
     pub fork: bool,
     pub parent_id: Option<i64>,
-    pub archived: bool,
     pub default_branch: String,
     pub branches: BTreeMap<String, String>,
     pub next_index: i64,
@@ -104,7 +101,6 @@ pub(crate) struct Pull {
     pub head_sha: String,
     pub base_branch: String,
     pub merge_base: String,
-    pub merged: Option<(i64, i64, String)>, // (unix, by user id, merge commit)
 }
 
 #[derive(Clone, Debug)]
@@ -116,19 +112,17 @@ pub(crate) struct Issue {
     pub title: String,
     pub body: String,
     pub closed: Option<i64>,
-    pub locked: bool,
     pub created: i64,
     pub updated: i64,
     pub pull: Option<Pull>,
 }
 
-/// `models/issues/comment.go` `CommentType`: 0 plain, 21 code, 22 review.
+/// A plain comment (`models/issues/comment.go` `CommentType` 0: the only kind made here).
 #[derive(Clone, Debug)]
 pub(crate) struct Comment {
     pub id: i64,
     pub issue_id: i64,
     pub poster_id: i64,
-    pub kind: u8,
     pub body: String,
     pub created: i64,
     pub updated: i64,
@@ -374,16 +368,12 @@ impl Gitea {
             wip_prefixes: DEFAULT_WIP_PREFIXES.iter().map(|s| s.to_string()).collect(),
         }));
         let deliveries = Arc::new(Mutex::new(Vec::new()));
-        // The handler needs the Gitea (for control routes); it is built from shared parts.
         let (hs, hd) = (state.clone(), deliveries.clone());
         let handler = Arc::new(move |req: &Request| -> Response {
             let parts = Parts {
                 state: hs.clone(),
                 deliveries: hd.clone(),
             };
-            if req.path.starts_with("/_standin/") {
-                return control::handle(&parts, req);
-            }
             api::handle(&parts, req)
         });
         let server = Server::start(opts.port, handler)?;
@@ -454,11 +444,6 @@ impl Gitea {
         self.parts().create_user(login, "", "", true, false)
     }
 
-    pub fn create_user_full(&self, login: &str, full_name: &str, email: &str) -> Result<i64> {
-        self.parts()
-            .create_user(login, full_name, email, false, false)
-    }
-
     pub fn create_org(&self, name: &str) -> Result<i64> {
         self.parts().create_user(name, "", "", false, true)
     }
@@ -503,16 +488,8 @@ impl Gitea {
         self.parts().add_collaborator(owner, repo, login)
     }
 
-    pub fn set_archived(&self, owner: &str, repo: &str, archived: bool) -> Result<()> {
-        self.parts().set_archived(owner, repo, archived)
-    }
-
     pub fn push_branch(&self, owner: &str, repo: &str, branch: &str, sha: &str) -> Result<()> {
         self.parts().push_branch(owner, repo, branch, sha)
-    }
-
-    pub fn delete_branch(&self, owner: &str, repo: &str, branch: &str) -> Result<()> {
-        self.parts().delete_branch(owner, repo, branch)
     }
 
     /// Opens a pull request on `owner/repo`; pushes the head branch first. Returns its number.
@@ -524,27 +501,11 @@ impl Gitea {
         self.parts().open_issue(owner, repo, poster, title)
     }
 
-    /// Pushes a new head: the head branch (if it still exists) and `refs/pull/N/head`.
-    pub fn push_pull_head(&self, owner: &str, repo: &str, index: i64, sha: &str) -> Result<()> {
-        self.parts().push_pull_head(owner, repo, index, sha)
-    }
-
     pub fn close(&self, owner: &str, repo: &str, index: i64) -> Result<()> {
         self.parts().set_closed(owner, repo, index, true)
     }
 
-    pub fn reopen(&self, owner: &str, repo: &str, index: i64) -> Result<()> {
-        self.parts().set_closed(owner, repo, index, false)
-    }
-
-    pub fn merge_pull(&self, owner: &str, repo: &str, index: i64, by: &str) -> Result<()> {
-        self.parts().merge_pull(owner, repo, index, by)
-    }
-
-    pub fn lock_issue(&self, owner: &str, repo: &str, index: i64) -> Result<()> {
-        self.parts().lock_issue(owner, repo, index)
-    }
-
+    /// A WIP title keeps repo watchers from being notified (the notifications tests).
     pub fn set_title(&self, owner: &str, repo: &str, index: i64, title: &str) -> Result<()> {
         self.parts().set_title(owner, repo, index, title)
     }
@@ -559,19 +520,7 @@ impl Gitea {
         login: &str,
         body: &str,
     ) -> Result<i64> {
-        self.parts().comment(owner, repo, index, login, body, 0)
-    }
-
-    /// A review (22) or code (21) comment: never listed by the comments API.
-    pub fn review_comment(
-        &self,
-        owner: &str,
-        repo: &str,
-        index: i64,
-        login: &str,
-        body: &str,
-    ) -> Result<i64> {
-        self.parts().comment(owner, repo, index, login, body, 22)
+        self.parts().comment(owner, repo, index, login, body)
     }
 
     /// Edits a comment as `login`, firing an `edited` webhook when the body changed.
@@ -606,10 +555,6 @@ impl Gitea {
 
     pub fn now(&self) -> i64 {
         self.parts().lock().now()
-    }
-
-    pub fn set_tz_offset(&self, secs: i32) {
-        self.parts().lock().tz_offset = secs;
     }
 
     /// Every webhook delivery so far (one attempt each), oldest first.
@@ -780,7 +725,6 @@ impl Parts {
             private,
             fork: parent_id.is_some(),
             parent_id,
-            archived: false,
             default_branch: "main".to_owned(),
             branches,
             next_index: 1,
@@ -817,15 +761,6 @@ impl Parts {
         Ok(())
     }
 
-    fn set_archived(&self, owner: &str, repo: &str, archived: bool) -> Result<()> {
-        let mut s = self.lock();
-        let r = find_repo(&s, owner, repo)?;
-        if let Some(repo) = s.repos.iter_mut().find(|x| x.id == r) {
-            repo.archived = archived;
-        }
-        Ok(())
-    }
-
     fn push_branch(&self, owner: &str, repo: &str, branch: &str, sha: &str) -> Result<()> {
         let mut s = self.lock();
         let r = find_repo(&s, owner, repo)?;
@@ -833,20 +768,6 @@ impl Parts {
             repo.branches.insert(branch.to_owned(), sha.to_owned());
         }
         Ok(())
-    }
-
-    fn delete_branch(&self, owner: &str, repo: &str, branch: &str) -> Result<()> {
-        let mut s = self.lock();
-        let r = find_repo(&s, owner, repo)?;
-        let repo = s
-            .repos
-            .iter_mut()
-            .find(|x| x.id == r)
-            .ok_or_else(|| anyhow!("repo vanished"))?;
-        repo.branches
-            .remove(branch)
-            .map(|_| ())
-            .ok_or_else(|| anyhow!("no branch {branch}"))
     }
 
     fn new_issue(
@@ -874,7 +795,6 @@ impl Parts {
             title: title.to_owned(),
             body: body.to_owned(),
             closed: None,
-            locked: false,
             created: now,
             updated: now,
             pull,
@@ -918,7 +838,6 @@ impl Parts {
             head_sha: spec.head_sha.clone(),
             base_branch,
             merge_base,
-            merged: None,
         };
         Ok(self.new_issue(&mut s, base_id, poster, &spec.title, &spec.body, Some(pull)))
     }
@@ -930,59 +849,12 @@ impl Parts {
         Ok(self.new_issue(&mut s, repo_id, poster, title, "", None))
     }
 
-    fn push_pull_head(&self, owner: &str, repo: &str, index: i64, sha: &str) -> Result<()> {
-        let mut s = self.lock();
-        let i = find_issue(&s, owner, repo, index)?;
-        let now = s.now();
-        let issue = &mut s.issues[i];
-        issue.updated = now;
-        let pull = issue
-            .pull
-            .as_mut()
-            .ok_or_else(|| anyhow!("#{index} is not a pull request"))?;
-        pull.head_sha = sha.to_owned();
-        let (head_repo, branch) = (pull.head_repo_id, pull.head_branch.clone());
-        if let Some(h) = s.repos.iter_mut().find(|r| r.id == head_repo) {
-            h.branches.insert(branch, sha.to_owned());
-        }
-        Ok(())
-    }
-
     fn set_closed(&self, owner: &str, repo: &str, index: i64, closed: bool) -> Result<()> {
         let mut s = self.lock();
         let i = find_issue(&s, owner, repo, index)?;
         let now = s.now();
         s.issues[i].closed = closed.then_some(now);
         s.issues[i].updated = now;
-        Ok(())
-    }
-
-    fn merge_pull(&self, owner: &str, repo: &str, index: i64, by: &str) -> Result<()> {
-        let mut s = self.lock();
-        let i = find_issue(&s, owner, repo, index)?;
-        let by = find_user(&s, by)?;
-        let now = s.now();
-        let commit = digest::token();
-        let issue = &mut s.issues[i];
-        let pull = issue
-            .pull
-            .as_mut()
-            .ok_or_else(|| anyhow!("#{index} is not a pull request"))?;
-        pull.merged = Some((now, by, commit.clone()));
-        let base_branch = pull.base_branch.clone();
-        issue.closed = Some(now);
-        issue.updated = now;
-        let repo_id = issue.repo_id;
-        if let Some(r) = s.repos.iter_mut().find(|r| r.id == repo_id) {
-            r.branches.insert(base_branch, commit);
-        }
-        Ok(())
-    }
-
-    fn lock_issue(&self, owner: &str, repo: &str, index: i64) -> Result<()> {
-        let mut s = self.lock();
-        let i = find_issue(&s, owner, repo, index)?;
-        s.issues[i].locked = true;
         Ok(())
     }
 
@@ -995,32 +867,17 @@ impl Parts {
         Ok(())
     }
 
-    fn comment(
-        &self,
-        owner: &str,
-        repo: &str,
-        index: i64,
-        login: &str,
-        body: &str,
-        kind: u8,
-    ) -> Result<i64> {
+    fn comment(&self, owner: &str, repo: &str, index: i64, login: &str, body: &str) -> Result<i64> {
         let mut s = self.lock();
         let i = find_issue(&s, owner, repo, index)?;
         let doer = find_user(&s, login)?;
         let issue_id = s.issues[i].id;
-        Ok(self.add_comment(&mut s, issue_id, doer, body, kind))
+        Ok(self.add_comment(&mut s, issue_id, doer, body))
     }
 
     /// Creates a comment and does what `services/issue/comments.go` `CreateIssueComment`
-    /// sets off: issue `updated_unix`, notifications, webhooks (plain comments only).
-    pub(crate) fn add_comment(
-        &self,
-        s: &mut State,
-        issue_id: i64,
-        doer: i64,
-        body: &str,
-        kind: u8,
-    ) -> i64 {
+    /// sets off: issue `updated_unix`, notifications, webhooks.
+    pub(crate) fn add_comment(&self, s: &mut State, issue_id: i64, doer: i64, body: &str) -> i64 {
         s.next_comment_id += 1;
         let id = s.next_comment_id;
         let now = s.now();
@@ -1028,7 +885,6 @@ impl Parts {
             id,
             issue_id,
             poster_id: doer,
-            kind,
             body: body.to_owned(),
             created: now,
             updated: now,
@@ -1036,10 +892,8 @@ impl Parts {
         if let Some(issue) = s.issues.iter_mut().find(|i| i.id == issue_id) {
             issue.updated = now;
         }
-        if kind == 0 {
-            notify(s, issue_id, id, doer);
-            hooks::fire(self, s, id, doer, None);
-        }
+        notify(s, issue_id, id, doer);
+        hooks::fire(self, s, id, doer, None);
         id
     }
 
@@ -1116,7 +970,7 @@ fn notify(s: &mut State, issue_id: i64, comment_id: i64, doer: i64) {
     to.extend(
         s.comments
             .iter()
-            .filter(|c| c.issue_id == issue_id && c.kind == 0)
+            .filter(|c| c.issue_id == issue_id)
             .map(|c| c.poster_id),
     );
     if !(issue.pull.is_some() && s.is_wip(&issue.title)) {

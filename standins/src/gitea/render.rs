@@ -123,7 +123,7 @@ pub fn repo(s: &State, r: &Repo, perm: Option<(bool, bool, bool)>, signed: bool)
         "open_pr_counter": open_pulls,
         "release_counter": 0,
         "default_branch": r.default_branch,
-        "archived": r.archived,
+        "archived": false,
         "created_at": s.time(r.created),
     });
     // Two halves: one `json!` this size passes the macro recursion limit.
@@ -182,20 +182,17 @@ pub fn issue_api(s: &State, i: &Issue) -> String {
 }
 
 fn count_comments(s: &State, issue_id: i64) -> usize {
-    s.comments
-        .iter()
-        .filter(|c| c.issue_id == issue_id && c.kind == 0)
-        .count()
+    s.comments.iter().filter(|c| c.issue_id == issue_id).count()
 }
 
 /// `convert.ToAPIIssue`. `pull_request` is null for plain issues; its `draft` and
 /// `html_url` came in 1.22, so a 1.21 webhook payload leaves them out.
 pub fn issue(s: &State, i: &Issue, version: HookVersion, signed: bool) -> Value {
     let r = s.repo(i.repo_id);
-    let pr_meta = i.pull.as_ref().map(|p| {
+    let pr_meta = i.pull.as_ref().map(|_| {
         let mut m = json!({
-            "merged": p.merged.is_some(),
-            "merged_at": p.merged.as_ref().map(|m| s.time(m.0)),
+            "merged": false,
+            "merged_at": null,
         });
         if version == HookVersion::V1_24 {
             m["draft"] = json!(s.is_wip(&i.title));
@@ -220,7 +217,7 @@ pub fn issue(s: &State, i: &Issue, version: HookVersion, signed: bool) -> Value 
         "assignee": null,
         "assignees": null,
         "state": if i.closed.is_some() { "closed" } else { "open" },
-        "is_locked": i.locked,
+        "is_locked": false,
         "comments": count_comments(s, i.id),
         "created_at": s.time(i.created),
         "updated_at": s.time(i.updated),
@@ -265,7 +262,6 @@ pub fn pull(s: &State, i: &Issue, version: HookVersion, signed: bool) -> Value {
             head["sha"] = json!(sha);
         }
     }
-    let merged = p.merged.as_ref();
     let mut v = json!({
         "id": p.id,
         "url": issue_web(s, i),
@@ -280,9 +276,9 @@ pub fn pull(s: &State, i: &Issue, version: HookVersion, signed: bool) -> Value {
         "requested_reviewers": null,
         "requested_reviewers_teams": null,
         "state": if i.closed.is_some() { "closed" } else { "open" },
-        "is_locked": i.locked,
+        "is_locked": false,
         "comments": count_comments(s, i.id),
-        "review_comments": s.comments.iter().filter(|c| c.issue_id == i.id && c.kind == 21).count(),
+        "review_comments": 0,
         "additions": 0,
         "deletions": 0,
         "changed_files": 0,
@@ -290,10 +286,10 @@ pub fn pull(s: &State, i: &Issue, version: HookVersion, signed: bool) -> Value {
         "diff_url": format!("{}.diff", issue_web(s, i)),
         "patch_url": format!("{}.patch", issue_web(s, i)),
         "mergeable": i.closed.is_none(),
-        "merged": merged.is_some(),
-        "merged_at": merged.map(|m| s.time(m.0)),
-        "merge_commit_sha": merged.map(|m| m.2.clone()),
-        "merged_by": merged.map(|m| user_id(s, m.1, signed)),
+        "merged": false,
+        "merged_at": null,
+        "merge_commit_sha": null,
+        "merged_by": null,
     });
     let more = json!({
         "allow_maintainer_edit": false,
@@ -375,14 +371,10 @@ pub fn notification(s: &State, n: &Notification) -> Value {
     let last = s
         .comments
         .iter()
-        .filter(|c| c.issue_id == n.issue_id && c.kind == 0)
+        .filter(|c| c.issue_id == n.issue_id)
         .max_by_key(|c| (c.created, c.id));
     let subject = issue.map(|i| {
-        let state = match (&i.pull, i.closed) {
-            (Some(p), _) if p.merged.is_some() => "merged",
-            (_, Some(_)) => "closed",
-            _ => "open",
-        };
+        let state = if i.closed.is_some() { "closed" } else { "open" };
         json!({
             "title": i.title,
             "url": issue_api(s, i),

@@ -7,9 +7,8 @@
 //! stand-in Drone. `standins/tests/runner_fidelity.rs` checks it against the real runner.
 //!
 //! Mirrors, file by file:
-//! - `runtime/runner.go` `Run`: `${VAR}` substitution of the YAML with runner environ +
-//!   system/repo/build/stage/link + params (so `${HOME}`, `${DRONE_STEP_NAME}` become empty),
-//!   parse, look up the pipeline by stage name, compile, report the stage running with its
+//! - `runtime/runner.go` `Run`: no `${VAR}` substitution of the YAML (a pipeline that needs
+//!   it is refused; see [`refuse_substitution`]), parse, look up the pipeline by stage name, compile, report the stage running with its
 //!   step list (steps that can never run are not reported), per-stage timeout;
 //! - `engine/compiler/compiler.go` `Compile`: workspace `<root>/drone-<random>/drone/src`,
 //!   `HOME=<root>/drone-<random>/home/drone`, scripts under `opt/`, the environment
@@ -24,7 +23,6 @@
 //!   `environ/environ.go`, `clone/*.go`, `shell/bash/bash.go`, `livelog/livelog.go`
 //!   (lines split per write, 5 MB tail), `engine/replacer/replacer.go` (secret masking per write).
 
-pub mod envsubst;
 pub mod manifest;
 
 use std::collections::{BTreeMap, HashSet};
@@ -466,31 +464,17 @@ fn git_environ(b: &BuildVars) -> Env {
     ])
 }
 
-/// The substitution map of `runtime/runner.go` (params last, so they win here).
-pub fn substitution_map(job: &StageJob) -> Env {
-    combine(&[
-        &job.environ,
-        &system_environ(&job.system),
-        &repo_environ(&job.repo),
-        &build_environ(&job.build),
-        &stage_environ(&job.stage, None),
-        &link_environ(&job.system, &job.repo, &job.build),
-        &job.build.params,
-    ])
-}
-
-/// `${VAR}` substitution of the config as the runner does it; values holding a newline are
-/// Go-quoted (`%q`) so the YAML stays valid.
-pub fn substitute_config(job: &StageJob) -> Result<String, envsubst::SubstError> {
-    let map = substitution_map(job);
-    envsubst::eval(&job.config, &|k: &str| {
-        let v = map.get(k).cloned().unwrap_or_default();
-        if v.contains('\n') {
-            go_quote(&v)
-        } else {
-            v
-        }
-    })
+/// The real runner passes the whole YAML through drone/envsubst first (`${NAME}`, its
+/// operators, `$$` for a dollar). No pipeline cc-ci runs on the stand-in uses either, so the
+/// stand-in does not implement them: it refuses such a pipeline rather than run it unsubstituted,
+/// and a pipeline that needs them is tested against the real runner.
+pub fn refuse_substitution(config: &str) -> Result<(), String> {
+    match ["${", "$$"].iter().find(|p| config.contains(**p)) {
+        Some(p) => Err(format!(
+            "stand-in runner: the pipeline uses `{p}`, which only the real runner substitutes"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Go's `%q` for a string (enough of it for scripts and substitution).
@@ -943,22 +927,20 @@ pub fn run_stage(job: StageJob, reporter: &dyn Reporter) {
         build_status: job.build.status.clone(),
         ..StageState::default()
     };
-    let config = match substitute_config(&job) {
-        Ok(c) => c,
-        Err(e) => {
-            fail_all(&mut state, &e.to_string());
-            reporter.stage_finished(&mut state);
-            return;
-        }
-    };
-    let manifest = match manifest::parse(&config).and_then(|m| manifest::lint_exec(&m).map(|_| m)) {
-        Ok(m) => m,
-        Err(e) => {
-            fail_all(&mut state, &e);
-            reporter.stage_finished(&mut state);
-            return;
-        }
-    };
+    if let Err(e) = refuse_substitution(&job.config) {
+        fail_all(&mut state, &e);
+        reporter.stage_finished(&mut state);
+        return;
+    }
+    let manifest =
+        match manifest::parse(&job.config).and_then(|m| manifest::lint_exec(&m).map(|_| m)) {
+            Ok(m) => m,
+            Err(e) => {
+                fail_all(&mut state, &e);
+                reporter.stage_finished(&mut state);
+                return;
+            }
+        };
     let pipeline = match manifest::lookup_exec(&manifest, &job.stage.name) {
         Ok(p) => p.clone(),
         Err(e) => {
@@ -1314,6 +1296,15 @@ mod tests {
             s,
             "\nset -e\n\necho + \"echo \\$HOME \\\"x\\\"\"\necho $HOME \"x\"\n"
         );
+    }
+
+    #[test]
+    fn braces_and_double_dollars_are_refused_plain_dollars_pass() {
+        assert!(refuse_substitution("commands:\n- echo \"$CCCI_CONFIG\"\n").is_ok());
+        for bad in ["- echo ${DRONE_BUILD_NUMBER}", "- echo $$HOME"] {
+            let e = refuse_substitution(bad).unwrap_err();
+            assert!(e.contains("only the real runner"), "{e}");
+        }
     }
 
     #[test]

@@ -412,26 +412,6 @@ MAX_RESPONSE_ITEMS = {max_items}
         Ok(())
     }
 
-    pub fn lock_issue(&self, owner: &str, repo: &str, index: i64) -> Result<()> {
-        self.call(
-            "PUT",
-            &format!("/repos/{owner}/{repo}/issues/{index}/lock"),
-            None,
-            Some(json!({"lock_reason": "resolved"})),
-        )?;
-        Ok(())
-    }
-
-    pub fn set_archived(&self, owner: &str, repo: &str, archived: bool) -> Result<()> {
-        self.call(
-            "PATCH",
-            &format!("/repos/{owner}/{repo}"),
-            None,
-            Some(json!({"archived": archived})),
-        )?;
-        Ok(())
-    }
-
     pub fn comment(
         &self,
         owner: &str,

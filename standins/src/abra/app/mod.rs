@@ -94,11 +94,8 @@ const COMMANDS: &[(&[&[&str]], &str, Run)] = &[
     (&[APP_WORD, &["new", "n"]], "new", app_new),
     (&[APP_WORD, &["deploy", "d"]], "deploy", app_deploy),
     (&[APP_WORD, &["undeploy", "un"]], "undeploy", app_undeploy),
-    (&[APP_WORD, &["ls", "list"]], "ls", app_ls),
     (&[APP_WORD, &["ps"]], "ps", app_ps),
     (&[APP_WORD, &["run"]], "run", app_run),
-    (&[APP_WORD, &["cmd"]], "cmd", app_cmd),
-    (&[APP_WORD, &["logs"]], "logs", app_logs),
     (&[APP_WORD, &["restore", "rs"]], "restore", app_restore),
     (
         &[APP_WORD, BACKUP_WORD, &["create", "c"]],
