@@ -371,16 +371,6 @@ impl DroneClient {
         Ok(Some(b))
     }
 
-    /// `GET …/builds/latest?branch=`: the newest build on the branch (the repo's default when
-    /// `None`), with stages; `None` when there is none (404).
-    pub fn latest(&self, owner: &str, name: &str, branch: Option<&str>) -> Result<Option<Build>> {
-        let q = match branch {
-            Some(b) => query(&[("branch", b)]),
-            None => String::new(),
-        };
-        self.build_or_none(&format!("{}/builds/latest{q}", repo_path(owner, name)))
-    }
-
     /// `DELETE …/builds/{number}`: cancels a pending or running build (it becomes `killed`; a
     /// running step ends killed with the runner's 137, or Drone's 130 where no runner held it:
     /// docs/fidelity.md); a finished build comes back unchanged.
@@ -388,29 +378,6 @@ impl DroneClient {
         let path = format!("{}/builds/{number}", repo_path(owner, name));
         let (_, b) = self.api.json("DELETE", &path, None, &[200])?;
         Ok(b)
-    }
-
-    /// `POST …/builds/{number}`: a new build of the same commit with `parent` = `number`.
-    /// New `params` are added but the old build's params win on the same name. `None` when
-    /// no pipeline matches any more.
-    pub fn restart(
-        &self,
-        owner: &str,
-        name: &str,
-        number: i64,
-        params: &[(&str, &str)],
-    ) -> Result<Option<Build>> {
-        for (k, _) in params {
-            if k.is_empty() || *k == "access_token" || *k == "debug" {
-                bail!("restart param {k:?} would be taken by Drone itself");
-            }
-        }
-        let path = format!(
-            "{}/builds/{number}{}",
-            repo_path(owner, name),
-            query(params)
-        );
-        self.nullable("POST", &path, &[200])
     }
 
     /// `GET …/builds/{build}/logs/{stage}/{step}` (stage and step *numbers*): `None` until the
