@@ -1,7 +1,7 @@
 //! The stand-in exec runner's capacity, concurrency limits and timeout (SIGKILL to the step's
 //! shell only), which need the stand-in's knobs (a timeout in seconds, the runner's load).
 //! Environment, workspace lifetime, run policies, exit code 78, cancel
-//! and clone are in runner_fidelity.rs, checked against the real Drone and exec runner too.
+//! are in runner_fidelity.rs, checked against the real Drone and exec runner too.
 //! Each test cites the upstream file it pins.
 
 use std::path::{Path, PathBuf};

@@ -410,38 +410,6 @@ fn background_child_holding_stdout_holds_the_step(setup: Setup) {
 }
 both!(background_child_holding_stdout_holds_the_step);
 
-// runner-go clone/clone.go (git init, fetch the branch, check out the sha) with the repo's
-// clone URL; engine/compiler/compiler.go (clone is step 1).
-fn clone_step_checks_out_the_build_commit_from_git(setup: Setup) {
-    let yaml = pipeline(
-        "name: build\nsteps:\n- name: read\n  commands:\n  - cat README\n  - git rev-parse HEAD\n",
-    );
-    let env = setup(
-        "clone",
-        &[("README", "hello from the recipe\n"), (".drone.yml", &yaml)],
-        &[],
-    );
-    let b = env.create("");
-    assert_eq!(b["after"], env.sha.as_str(), "{}", env.kind);
-    let n = b["number"].as_i64().unwrap();
-    let done = env.wait_build(n);
-    assert_eq!(
-        done["status"],
-        "success",
-        "{}: {done}\n{}",
-        env.kind,
-        env.log_text(n, 1, 1)
-    );
-    let names: Vec<String> = steps(&done["stages"][0]).into_iter().map(|s| s.0).collect();
-    assert_eq!(names, vec!["clone", "read"]);
-    let out = env.log_text(n, 1, 2);
-    assert!(
-        out.contains("hello from the recipe") && out.contains(&env.sha),
-        "{out}"
-    );
-}
-both!(clone_step_checks_out_the_build_commit_from_git);
-
 // trigger/trigger.go: no pipeline matches (a trigger on another event) → 200 with `null`.
 fn no_matching_pipeline_answers_null(setup: Setup) {
     let yaml = pipeline("name: push-only\nclone:\n  disable: true\ntrigger:\n  event: [push]\nsteps:\n- name: x\n  commands: [\"true\"]\n");

@@ -13,7 +13,7 @@
 //! - `engine/compiler/compiler.go` `Compile`: workspace `<root>/drone-<random>/drone/src`,
 //!   `HOME=<root>/drone-<random>/home/drone`, scripts under `opt/`, the environment
 //!   (`environ.Combine(host PATH/USER, runner environ, params, proxy, system, repo, build,
-//!   stage, link, git, HOME…)`, later maps win), the clone step, run policies, serial or DAG;
+//!   stage, link, git, HOME…)`, later maps win), run policies (no clone step: a pipeline must disable it), serial or DAG;
 //! - `runtime/execer.go` `Exec`/`exec`: the root is removed after the stage whatever happened,
 //!   step env re-applied at run time, exit code 78 skips the rest, cancel → `state.Cancel`;
 //! - `engine/exec.go` `Run`: `/bin/sh -e <script>` with only the computed env, stdout and
@@ -511,24 +511,6 @@ pub fn shell_script(commands: &[String]) -> String {
     s
 }
 
-/// runner-go `clone.Commands` for a branch ref (tags and pulls are not built here).
-fn clone_commands(b: &BuildVars, remote: &str) -> Vec<String> {
-    if let Some(_tag) = b.reference.strip_prefix("refs/tags/") {
-        return vec![
-            "git init".into(),
-            format!("git remote add origin {remote}"),
-            format!("git fetch  origin +{}:", b.reference),
-            "git checkout -qf FETCH_HEAD".into(),
-        ];
-    }
-    vec![
-        "git init".into(),
-        format!("git remote add origin {remote}"),
-        format!("git fetch  origin +refs/heads/{}:", b.target),
-        format!("git checkout {} -b {}", b.after, b.target),
-    ]
-}
-
 /// gosimple/slug-ish: lower-case, non-alphanumerics become `-`.
 fn slug(name: &str) -> String {
     let mut out = String::new();
@@ -633,25 +615,6 @@ fn compile(job: &StageJob, p: &Pipeline) -> Spec {
         ]),
     ]);
     let mut steps = Vec::new();
-    if !p.clone_disable {
-        let remote = if job.repo.http_url.is_empty() {
-            &job.repo.ssh_url
-        } else {
-            &job.repo.http_url
-        };
-        let script = root.join("opt").join("clone");
-        steps.push(CompiledStep {
-            name: "clone".into(),
-            script_text: shell_script(&clone_commands(&job.build, remote)),
-            script,
-            envs: envs.clone(),
-            secrets: Vec::new(),
-            depends_on: Vec::new(),
-            policy: RunPolicy::Always,
-            errignore: false,
-            detach: false,
-        });
-    }
     let m = MatchInput {
         action: &job.build.action,
         branch: &job.build.target,
@@ -710,12 +673,6 @@ fn compile(job: &StageJob, p: &Pipeline) -> Spec {
     if !graph {
         for i in 1..steps.len() {
             steps[i].depends_on = vec![steps[i - 1].name.clone()];
-        }
-    } else if !p.clone_disable {
-        for s in steps.iter_mut().filter(|s| s.name != "clone") {
-            if s.depends_on.is_empty() {
-                s.depends_on = vec!["clone".into()];
-            }
         }
     } else if !steps.iter().any(|s| s.name == "clone") {
         for s in steps.iter_mut() {
@@ -949,6 +906,15 @@ pub fn run_stage(job: StageJob, reporter: &dyn Reporter) {
             return;
         }
     };
+    if !pipeline.clone_disable {
+        fail_all(
+            &mut state,
+            "stand-in runner: the clone step is not implemented; set `clone: disable: true` \
+             (cc-ci's pipelines do) or test against the real runner",
+        );
+        reporter.stage_finished(&mut state);
+        return;
+    }
     let spec = compile(&job, &pipeline);
     state.root = spec.root.clone();
     for s in spec.steps.iter().filter(|s| s.policy != RunPolicy::Never) {
