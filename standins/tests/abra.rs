@@ -728,10 +728,14 @@ fn backup_runs_the_hooks_and_restore_brings_the_latest_snapshot_back() {
 #[test]
 fn fault_hang_holds_the_command() {
     let w = World::new();
-    w.set_faults("hang:ps\n");
-    let mut child = w.spawn_in(&w.abra_dir, &["app", "ps", "x.example.com"], Stdio::null());
+    w.set_faults("hang:undeploy\n");
+    let mut child = w.spawn_in(
+        &w.abra_dir,
+        &["app", "undeploy", "x.example.com"],
+        Stdio::null(),
+    );
     std::thread::sleep(Duration::from_millis(700));
-    assert!(child.try_wait().unwrap().is_none(), "hang:ps should hang");
+    assert!(child.try_wait().unwrap().is_none(), "hang:undeploy should hang");
     child.kill().unwrap();
     let _ = child.wait();
     w.ok(&["app", "ps", "--help"]);
