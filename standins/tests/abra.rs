@@ -735,7 +735,10 @@ fn fault_hang_holds_the_command() {
         Stdio::null(),
     );
     std::thread::sleep(Duration::from_millis(700));
-    assert!(child.try_wait().unwrap().is_none(), "hang:undeploy should hang");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "hang:undeploy should hang"
+    );
     child.kill().unwrap();
     let _ = child.wait();
     w.ok(&["app", "ps", "--help"]);
