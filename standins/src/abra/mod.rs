@@ -23,8 +23,9 @@
 //!   `backup-fails`, `restore-fails` (backupbot's restic failing, which has no engine-side
 //!   cause), `chaos-stale-checkout` (a chaos deploy runs, and labels, the commit before the
 //!   checkout's HEAD: an abra that redeployed an old checkout), `hang:<command>` where
-//!   command is one of `new`, `deploy`, `undeploy`, `ps`, `run`, `restore`, `backup`, `volume`, `secret-generate`, `secret-insert`,
-//!   `secret-remove`, `recipe-fetch`, `server-add`. A hang sleeps (up to an hour) before
+//!   command is one of `new`, `deploy`, `undeploy`, `ps`, `run`, `restore`, `backup`,
+//!   `volume`, `secret-generate`, `secret-insert`, `secret-remove`, `recipe-fetch`,
+//!   `server-add`. A hang sleeps (up to an hour) before
 //!   touching anything, so killing it leaves no trace. Failed deploys need no knob: a recipe
 //!   naming a missing image, crashing or failing its healthcheck fails for real.
 //!

@@ -105,19 +105,9 @@ pub(super) fn trigger_response(inner: &Arc<Inner>, repo: &RepoRec, hook: Hook) -
     }
 }
 
-/// `trigger/trigger.go` `Trigger`: the build, an error build, or `None` (no pipeline matched,
-/// or the repo owner is inactive).
+/// `trigger/trigger.go` `Trigger`: the build, an error build, or `None` (no pipeline matched;
+/// every user here is active, so Drone's inactive-owner case cannot arise).
 pub(super) fn trigger(inner: &Arc<Inner>, repo: &RepoRec, hook: Hook) -> Result<Option<Build>> {
-    let owner_active = inner
-        .lock()
-        .users
-        .iter()
-        .find(|u| u.id == repo.user_id)
-        .map(|u| u.active)
-        .unwrap_or(false);
-    if !owner_active {
-        return Ok(None);
-    }
     let config = find_config(repo, &hook.after)?;
     let parsed = manifest::parse(&config).and_then(|m| manifest::lint_server(&m).map(|_| m));
     let mut st = inner.lock();

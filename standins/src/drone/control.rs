@@ -7,14 +7,8 @@ pub(super) struct NewUser {
     login: String,
     #[serde(default)]
     admin: bool,
-    #[serde(default = "yes")]
-    active: bool,
     #[serde(default)]
     token: Option<String>,
-}
-
-pub(super) fn yes() -> bool {
-    true
 }
 
 #[derive(Deserialize)]
@@ -45,7 +39,7 @@ pub(super) fn control(inner: &Arc<Inner>, req: &Request, rest: &[&str]) -> Respo
     };
     match (m, rest) {
         ("POST", ["users"]) => match body::<NewUser>(req) {
-            Ok(u) => match create_user(inner, &u.login, u.admin, u.active, u.token.as_deref()) {
+            Ok(u) => match create_user(inner, &u.login, u.admin, u.token.as_deref()) {
                 Ok(token) => {
                     Response::json(201, &serde_json::json!({"login": u.login, "token": token}))
                 }

@@ -196,7 +196,6 @@ struct UserRec {
     id: i64,
     login: String,
     admin: bool,
-    active: bool,
     machine: bool,
     token: String,
     created: i64,
@@ -412,7 +411,7 @@ impl Drone {
 
     /// Creates a user with an API token (`token` = `None` picks a random one); returns it.
     pub fn create_user(&self, login: &str, admin: bool, token: Option<&str>) -> Result<String> {
-        create_user(&self.inner, login, admin, true, token)
+        create_user(&self.inner, login, admin, token)
     }
 
     pub fn create_repo(&self, repo: NewRepo) -> Result<RepoJson> {

@@ -7,7 +7,6 @@ pub(super) fn create_user(
     inner: &Inner,
     login: &str,
     admin: bool,
-    active: bool,
     token: Option<&str>,
 ) -> Result<String> {
     let mut st = inner.lock();
@@ -22,7 +21,6 @@ pub(super) fn create_user(
         id,
         login: login.into(),
         admin,
-        active,
         machine: false,
         token: token.clone(),
         created: runner::now(),

@@ -30,7 +30,7 @@ pub(super) fn handle(inner: &Arc<Inner>, req: &Request) -> Response {
                     email: String::new(),
                     machine: u.machine,
                     admin: u.admin,
-                    active: u.active,
+                    active: true,
                     avatar: String::new(),
                     syncing: false,
                     synced: u.created,

@@ -8,12 +8,13 @@
 //!
 //! Mirrors, file by file:
 //! - `runtime/runner.go` `Run`: no `${VAR}` substitution of the YAML (a pipeline that needs
-//!   it is refused; see [`refuse_substitution`]), parse, look up the pipeline by stage name, compile, report the stage running with its
-//!   step list (steps that can never run are not reported), per-stage timeout;
+//!   it is refused; see [`refuse_substitution`]), parse, look up the pipeline by stage name,
+//!   compile, report the stage running with its step list (steps that can never run are not reported), per-stage timeout;
 //! - `engine/compiler/compiler.go` `Compile`: workspace `<root>/drone-<random>/drone/src`,
 //!   `HOME=<root>/drone-<random>/home/drone`, scripts under `opt/`, the environment
 //!   (`environ.Combine(host PATH/USER, runner environ, params, proxy, system, repo, build,
-//!   stage, link, git, HOME…)`, later maps win), run policies (no clone step: a pipeline must disable it), serial or DAG;
+//!   stage, link, git, HOME…)`, later maps win), run policies, serial or DAG; no clone step
+//!   (a pipeline must disable it);
 //! - `runtime/execer.go` `Exec`/`exec`: the root is removed after the stage whatever happened,
 //!   step env re-applied at run time, exit code 78 skips the rest, cancel → `state.Cancel`;
 //! - `engine/exec.go` `Run`: `/bin/sh -e <script>` with only the computed env, stdout and
@@ -477,7 +478,7 @@ pub fn refuse_substitution(config: &str) -> Result<(), String> {
     }
 }
 
-/// Go's `%q` for a string (enough of it for scripts and substitution).
+/// Go's `%q` for a string (enough of it for the step scripts).
 fn go_quote(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
@@ -876,6 +877,23 @@ impl Run<'_> {
     }
 }
 
+/// The stage's pipeline, or why the stage fails before any step: a YAML or lint error, no
+/// pipeline of that name, or what the stand-in does not implement.
+fn runnable_pipeline(job: &StageJob) -> Result<Pipeline, String> {
+    refuse_substitution(&job.config)?;
+    let manifest = manifest::parse(&job.config)?;
+    manifest::lint_exec(&manifest)?;
+    let pipeline = manifest::lookup_exec(&manifest, &job.stage.name)?.clone();
+    if !pipeline.clone_disable {
+        return Err(
+            "stand-in runner: the clone step is not implemented; set `clone: disable: \
+                    true` (cc-ci's pipelines do) or test against the real runner"
+                .into(),
+        );
+    }
+    Ok(pipeline)
+}
+
 /// Runs one stage to the end and reports it. Blocks; the server calls it on a runner thread.
 pub fn run_stage(job: StageJob, reporter: &dyn Reporter) {
     let started_at = Instant::now();
@@ -884,37 +902,14 @@ pub fn run_stage(job: StageJob, reporter: &dyn Reporter) {
         build_status: job.build.status.clone(),
         ..StageState::default()
     };
-    if let Err(e) = refuse_substitution(&job.config) {
-        fail_all(&mut state, &e);
-        reporter.stage_finished(&mut state);
-        return;
-    }
-    let manifest =
-        match manifest::parse(&job.config).and_then(|m| manifest::lint_exec(&m).map(|_| m)) {
-            Ok(m) => m,
-            Err(e) => {
-                fail_all(&mut state, &e);
-                reporter.stage_finished(&mut state);
-                return;
-            }
-        };
-    let pipeline = match manifest::lookup_exec(&manifest, &job.stage.name) {
-        Ok(p) => p.clone(),
+    let pipeline = match runnable_pipeline(&job) {
+        Ok(p) => p,
         Err(e) => {
             fail_all(&mut state, &e);
             reporter.stage_finished(&mut state);
             return;
         }
     };
-    if !pipeline.clone_disable {
-        fail_all(
-            &mut state,
-            "stand-in runner: the clone step is not implemented; set `clone: disable: true` \
-             (cc-ci's pipelines do) or test against the real runner",
-        );
-        reporter.stage_finished(&mut state);
-        return;
-    }
     let spec = compile(&job, &pipeline);
     state.root = spec.root.clone();
     for s in spec.steps.iter().filter(|s| s.policy != RunPolicy::Never) {
