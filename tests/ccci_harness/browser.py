@@ -78,7 +78,10 @@ def steady_steps(page, steps, tries: int = 3):
     """Runs `steps(page)` — a form filled and submitted, the next page waited for — again from
     the start when it raised after one of the page's requests failed with
     ERR_NETWORK_CHANGED (a submit's navigation, which `steady_goto` cannot see); any other
-    failure is raised at once, as is the last try's."""
+    failure is raised at once, as is the last try's. A try may have got further than it saw
+    (signed in, then the redirect broke), and an app then sends a second sign-in page
+    elsewhere: each retry starts with the browser's cookies cleared, so `steps` must set up
+    any session it needs itself."""
     for attempt in range(tries):
         before = page.ccci_network_changed
         try:
@@ -86,6 +89,7 @@ def steady_steps(page, steps, tries: int = 3):
         except Exception:  # noqa: BLE001 - re-raised unless the network changed under it
             if page.ccci_network_changed == before or attempt == tries - 1:
                 raise
+            page.context.clear_cookies()
             time.sleep(0.5)
 
 
