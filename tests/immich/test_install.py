@@ -3,6 +3,8 @@ gets a thumbnail and counts in the statistics, and the web login works in a brow
 
 import pytest
 
+from ccci_harness.browser import steady_steps
+
 
 @pytest.mark.install
 def test_ping_and_version(http):
@@ -26,8 +28,12 @@ def test_upload_gets_thumbnail(immich):
 @pytest.mark.install
 def test_web_login(page, immich, values):
     immich.token()  # the admin exists
-    page.goto("/auth/login")
-    page.locator("input#email").fill("ccci-admin@example.org")
-    page.locator("input#password").fill(values["admin_password"])
-    page.locator("button[type=submit]").click()
-    page.wait_for_url("**/photos**", timeout=60_000)
+
+    def log_in(page):
+        page.goto("/auth/login")
+        page.locator("input#email").fill("ccci-admin@example.org")
+        page.locator("input#password").fill(values["admin_password"])
+        page.locator("button[type=submit]").click()
+        page.wait_for_url("**/photos**", timeout=60_000)
+
+    steady_steps(page, log_in)

@@ -3,6 +3,8 @@ issued by this host for admin-cli, and the admin console logs in through the bro
 
 import pytest
 
+from ccci_harness.browser import steady_steps
+
 
 @pytest.mark.install
 def test_master_realm(http, app):
@@ -30,9 +32,12 @@ def test_wrong_password_is_refused(http, admin_user):
 
 @pytest.mark.install
 def test_admin_console_login_in_browser(page, admin_user, values):
-    page.goto("/admin/master/console/")
-    page.locator("#username").fill(admin_user)
-    page.locator("#password").fill(values["admin_password"])
-    page.locator("#kc-login").click()
-    page.wait_for_url("**/admin/master/console/**", timeout=60_000)
+    def log_in(page):
+        page.goto("/admin/master/console/")
+        page.locator("#username").fill(admin_user)
+        page.locator("#password").fill(values["admin_password"])
+        page.locator("#kc-login").click()
+        page.wait_for_url("**/admin/master/console/**", timeout=60_000)
+
+    steady_steps(page, log_in)
     assert "/login-actions/" not in page.url
