@@ -9,7 +9,8 @@
 //! Mirrors, file by file:
 //! - `runtime/runner.go` `Run`: no `${VAR}` substitution of the YAML (a pipeline that needs
 //!   it is refused; see [`refuse_substitution`]), parse, look up the pipeline by stage name,
-//!   compile, report the stage running with its step list (steps that can never run are not reported), per-stage timeout;
+//!   compile, report the stage running with its step list (steps that can never run are not
+//!   reported), per-stage timeout;
 //! - `engine/compiler/compiler.go` `Compile`: workspace `<root>/drone-<random>/drone/src`,
 //!   `HOME=<root>/drone-<random>/home/drone`, scripts under `opt/`, the environment
 //!   (`environ.Combine(host PATH/USER, runner environ, params, proxy, system, repo, build,

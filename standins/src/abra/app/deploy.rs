@@ -212,7 +212,8 @@ pub(super) fn converge(
             let tasks = docker::tasks(name)?;
             if let Some(u) = fresh {
                 // Failed either way; the rollback is waited for (within the bound), so the
-                // app is left as swarm leaves it, the old version running again.
+                // app is left as swarm leaves it: the old spec deployed again, though its task
+                // may still be starting when swarm says `rollback_completed`.
                 let settled = u.state == "rollback_completed"
                     || u.state == "rollback_paused"
                     || u.state == "paused";
